@@ -1,0 +1,89 @@
+"""Command-line interface: ``circuitgnn simulate | info | config-help``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from circuitgnn.errors import CircuitGNNError
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from circuitgnn.config import load_config
+    from circuitgnn.simulate.run import format_summary, simulate
+
+    config = load_config(args.config)
+    sim = config.simulation
+    if args.seed is not None:
+        sim.seed = args.seed
+    if args.frames is not None:
+        sim.n_frames = args.frames
+    result = simulate(config, args.out, overwrite=args.overwrite, device=args.device, progress=not args.quiet, figure=not args.no_figure)
+    print(format_summary(result.summary))
+    print(f"dataset      {Path(args.out).resolve()}")
+    if not args.no_figure:
+        print(f"figure       {Path(args.out).resolve() / 'simulation.png'}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from circuitgnn.data.dataset import open_dataset
+    from circuitgnn.simulate.run import format_summary
+
+    ds = open_dataset(args.dataset)
+    if args.verify:
+        ds.verify_checksums()
+        print("checksums    ok")
+    summary = ds.meta.get("summary")
+    print(format_summary(summary) if summary else repr(ds))
+    return 0
+
+
+def _cmd_config_help(args: argparse.Namespace) -> int:
+    from circuitgnn.config import describe_fields
+
+    for name, default, description in describe_fields():
+        print(f"{name:45s} {default:28s} {description}" if default else f"\n[{name}] {description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="circuitgnn", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("simulate", help="simulate an experiment's ground truth and write a dataset folder")
+    p.add_argument("config", help="experiment YAML, e.g. configs/quick.yaml")
+    p.add_argument("--out", required=True, help="dataset folder to create")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
+    p.add_argument("--seed", type=int, help="override simulation.seed")
+    p.add_argument("--frames", type=int, help="override simulation.n_frames")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
+    p.add_argument("--no-figure", action="store_true", help="skip the diagnostic figure")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("info", help="print the summary of a dataset folder")
+    p.add_argument("dataset")
+    p.add_argument("--verify", action="store_true", help="recompute the arrays' checksums")
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("config-help", help="list every config field with its default and description")
+    p.set_defaults(func=_cmd_config_help)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (CircuitGNNError, FileExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: nothing was published", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The dataset format: streamed writing, memory-mapped reading, ground truth."""

@@ -1,0 +1,162 @@
+"""Reading a dataset folder: memory-mapped arrays, metadata and optional ground truth.
+
+Layout of a dataset folder::
+
+    meta.json                 format, shapes, dtypes, sha256 checksums, config, seed, versions, summary
+    x.npy                     activity, float32 (T, N)
+    dxdt.npy                  noise-free drift dx/dt at each saved state, float32 (T, N): the training target
+    omega.npy                 optional: the external input of each frame, float32 (T, N)
+    neurons.npz               positions (N, 2); driven (N,) bool; grid_size
+    truth/connectivity.npy    optional ground truth: W (N, N), W[i, j] = weight from j to i
+    truth/types.npy           optional ground truth: type of each neuron (N,)
+    truth/functions.json      optional ground truth: signal form, formulas and per-type parameters
+    truth/movie.npy           optional ground truth: the stimulus movie (frames, G, G)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from circuitgnn.data.writer import FORMAT_NAME, META_FILE
+from circuitgnn.errors import DatasetError
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """What the simulator knows and the method must recover (never read by training)."""
+
+    connectivity: np.ndarray
+    types: np.ndarray
+    functions: dict[str, Any]
+    movie: np.ndarray | None
+
+
+class Dataset:
+    """A dataset folder opened for reading; large arrays are memory-mapped, never loaded whole.
+
+    Raises :class:`DatasetError` naming the file when the folder is missing,
+    incomplete or inconsistent with its ``meta.json``.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise DatasetError(f"dataset folder not found: {self.path}")
+        meta_path = self.path / META_FILE
+        if not meta_path.is_file():
+            raise DatasetError(
+                f"{self.path} is not a complete dataset: {META_FILE} is missing "
+                "(an interrupted simulation, or not a circuitgnn dataset folder)"
+            )
+        try:
+            self.meta: dict[str, Any] = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as err:
+            raise DatasetError(f"{meta_path} is not valid JSON: {err}") from None
+        if self.meta.get("format") != FORMAT_NAME or not self.meta.get("complete"):
+            raise DatasetError(f"{meta_path} does not describe a complete {FORMAT_NAME}")
+        self.arrays: dict[str, np.ndarray] = {name: self._open_array(name, spec) for name, spec in self.meta["arrays"].items()}
+        for required in ("x", "dxdt"):
+            if required not in self.arrays:
+                raise DatasetError(f"{meta_path}: the dataset has no '{required}' array")
+        shape = self.arrays["x"].shape
+        for name, arr in self.arrays.items():
+            if arr.shape != shape:
+                raise DatasetError(f"{self.path / (name + '.npy')}: shape {arr.shape}, expected {shape} like x.npy")
+
+    def _open_array(self, name: str, spec: dict[str, Any]) -> np.ndarray:
+        file = self.path / spec["file"]
+        if not file.is_file():
+            raise DatasetError(f"{file} is missing (listed in {META_FILE})")
+        try:
+            arr = np.load(file, mmap_mode="r")
+        except ValueError as err:
+            raise DatasetError(f"{file} is not a readable .npy file ({err}): the dataset is incomplete or corrupted") from None
+        if list(arr.shape) != list(spec["shape"]) or arr.dtype.name != spec["dtype"]:
+            raise DatasetError(f"{file}: shape {arr.shape} {arr.dtype}, expected {tuple(spec['shape'])} {spec['dtype']}")
+        return arr
+
+    @property
+    def x(self) -> np.ndarray:
+        """Activity, (T, N), memory-mapped."""
+        return self.arrays["x"]
+
+    @property
+    def dxdt(self) -> np.ndarray:
+        """Noise-free drift at each saved state, (T, N), memory-mapped."""
+        return self.arrays["dxdt"]
+
+    @property
+    def omega(self) -> np.ndarray | None:
+        """External input of each frame (T, N), or None."""
+        return self.arrays.get("omega")
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def n_neurons(self) -> int:
+        return int(self.x.shape[1])
+
+    @property
+    def dt(self) -> float:
+        return float(self.meta["dt"])
+
+    @property
+    def stimulus_mode(self) -> str:
+        return str(self.meta.get("stimulus_mode", "none"))
+
+    @cached_property
+    def neurons(self) -> dict[str, np.ndarray]:
+        file = self.path / "neurons.npz"
+        if not file.is_file():
+            raise DatasetError(f"{file} is missing")
+        with np.load(file) as z:
+            return {k: z[k] for k in z.files}
+
+    @property
+    def positions(self) -> np.ndarray:
+        return self.neurons["positions"]
+
+    @property
+    def has_truth(self) -> bool:
+        return (self.path / "truth" / "connectivity.npy").is_file()
+
+    @cached_property
+    def truth(self) -> GroundTruth | None:
+        """Ground truth, or None for a recording without it."""
+        t = self.path / "truth"
+        if not self.has_truth:
+            return None
+        movie = t / "movie.npy"
+        return GroundTruth(
+            connectivity=np.load(t / "connectivity.npy"),
+            types=np.load(t / "types.npy"),
+            functions=json.loads((t / "functions.json").read_text()),
+            movie=np.load(movie) if movie.is_file() else None,
+        )
+
+    def verify_checksums(self, block_rows: int = 4096) -> None:
+        """Recompute every array's sha256 and compare with meta.json (reads the whole data once)."""
+        for name, spec in self.meta["arrays"].items():
+            arr = self.arrays[name]
+            h = hashlib.sha256()
+            for start in range(0, arr.shape[0], block_rows):
+                h.update(memoryview(np.ascontiguousarray(arr[start : start + block_rows])).cast("B"))
+            if h.hexdigest() != spec["sha256"]:
+                raise DatasetError(f"{self.path / spec['file']}: checksum mismatch, the file was modified or is corrupted")
+
+    def __repr__(self) -> str:
+        return f"Dataset({str(self.path)!r}, T={self.n_frames}, N={self.n_neurons}, truth={self.has_truth})"
+
+
+def open_dataset(path: str | Path) -> Dataset:
+    """Open a dataset folder for reading (see :class:`Dataset`)."""
+    return Dataset(path)

@@ -1,0 +1,188 @@
+"""Writing a dataset folder safely: streamed arrays, checksums, atomic completion.
+
+A dataset is first written into a hidden sibling folder ``.NAME.partial-XXXX``;
+only when every array is complete and ``meta.json`` is written is the folder
+renamed to ``NAME``. A run that fails or is killed therefore never leaves a
+folder that looks complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import shutil
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from circuitgnn.errors import DatasetError
+
+FORMAT_NAME = "circuitgnn-dataset"
+FORMAT_VERSION = 1
+META_FILE = "meta.json"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to a temporary name, then rename it into place."""
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str))
+    os.replace(tmp, path)
+
+
+def save_npy_atomic(path: Path, array: np.ndarray) -> None:
+    """``np.save`` to a temporary name, then rename it into place."""
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}.npy")
+    np.save(tmp, array)
+    os.replace(tmp, path)
+
+
+class NpyStream:
+    """An .npy file of known final shape, filled by appending blocks of rows, with a running sha256."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype = np.dtype(np.float32)):
+        self.path = path
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(dtype)
+        self.rows = 0
+        self._hash = hashlib.sha256()
+        self._file = open(path, "wb")
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape}
+        np.lib.format.write_array_header_2_0(self._file, header)
+
+    def append(self, block: np.ndarray) -> None:
+        if block.shape[1:] != self.shape[1:] or block.dtype != self.dtype:
+            raise ValueError(f"{self.path.name}: block {block.shape} {block.dtype} does not fit {self.shape} {self.dtype}")
+        if self.rows + block.shape[0] > self.shape[0]:
+            raise ValueError(f"{self.path.name}: more rows than the declared {self.shape[0]}")
+        data = memoryview(np.ascontiguousarray(block)).cast("B")
+        self._file.write(data)
+        self._hash.update(data)
+        self.rows += block.shape[0]
+
+    def close(self) -> dict[str, Any]:
+        """Finish the file; returns its entry for ``meta.json``. Raises if rows are missing."""
+        self._file.close()
+        if self.rows != self.shape[0]:
+            raise DatasetError(f"{self.path.name}: {self.rows} rows written, {self.shape[0]} expected")
+        return {"file": self.path.name, "shape": list(self.shape), "dtype": self.dtype.name, "sha256": self._hash.hexdigest()}
+
+    def abort(self) -> None:
+        self._file.close()
+
+
+class BackgroundStreams:
+    """Appends blocks to several :class:`NpyStream` in a thread, so disk writes and hashing overlap the simulation.
+
+    At most ``depth`` blocks wait in the queue, which bounds memory.
+    """
+
+    def __init__(self, streams: dict[str, NpyStream], depth: int = 2):
+        self.streams = streams
+        self._queue: queue.Queue[dict[str, np.ndarray] | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is not None:
+                continue
+            try:
+                for name, block in item.items():
+                    self.streams[name].append(block)
+            except BaseException as err:  # re-raised in the caller's thread
+                self._error = err
+
+    def put(self, blocks: dict[str, np.ndarray]) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(blocks)
+
+    def close(self) -> dict[str, dict[str, Any]]:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return {name: s.close() for name, s in self.streams.items()}
+
+    def abort(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        for s in self.streams.values():
+            s.abort()
+
+
+def check_destination(path: Path, overwrite: bool) -> None:
+    """Refuse an existing destination unless ``overwrite``; call before any expensive work."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists: choose another --out or pass --overwrite to replace it")
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"{path} exists and is not a folder")
+
+
+class DatasetWriter:
+    """Context manager that builds a dataset in a partial folder and publishes it atomically.
+
+    Usage::
+
+        with DatasetWriter(out, overwrite=False) as w:
+            stream = w.stream("x", (T, N))
+            ...
+            w.save("truth/connectivity.npy", W)
+            w.finish(meta)       # writes meta.json and renames the folder into place
+    """
+
+    def __init__(self, path: Path, overwrite: bool = False):
+        self.path = Path(path)
+        self.overwrite = overwrite
+        check_destination(self.path, overwrite)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.parent / f".{self.path.name}.partial-{uuid.uuid4().hex[:8]}"
+        self.arrays: dict[str, dict[str, Any]] = {}
+        self._finished = False
+
+    def __enter__(self) -> DatasetWriter:
+        self.tmp.mkdir()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if not self._finished:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def file(self, relpath: str) -> Path:
+        p = self.tmp / relpath
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def stream(self, name: str, shape: tuple[int, ...]) -> NpyStream:
+        return NpyStream(self.file(f"{name}.npy"), shape)
+
+    def save(self, relpath: str, array: np.ndarray) -> None:
+        np.save(self.file(relpath), array)
+
+    def save_json(self, relpath: str, data: Any) -> None:
+        self.file(relpath).write_text(json.dumps(data, indent=2, default=str))
+
+    def finish(self, meta: dict[str, Any]) -> Path:
+        """Write meta.json (marking the dataset complete) and move the folder to its final name."""
+        meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "complete": True, **meta}
+        write_json_atomic(self.tmp / META_FILE, meta)
+        if self.path.exists():
+            check_destination(self.path, self.overwrite)
+            trash = self.path.parent / f".{self.path.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(self.path, trash)
+            os.replace(self.tmp, self.path)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(self.tmp, self.path)
+        self._finished = True
+        return self.path

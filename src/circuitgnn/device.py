@@ -1,0 +1,37 @@
+"""Device selection and the environment record saved with every output."""
+
+from __future__ import annotations
+
+import platform
+import sys
+
+import numpy as np
+import torch
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """``None`` or ``"auto"``: CUDA when available, else CPU; otherwise the named device."""
+    if requested in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(requested)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {requested!r} was requested but CUDA is not available on this machine")
+    return device
+
+
+def environment() -> dict[str, str]:
+    """Versions and machine, recorded in metadata so results can be traced."""
+    from circuitgnn import __version__
+
+    env = {
+        "circuitgnn": __version__,
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "processor": platform.machine(),
+        "torch_threads": str(torch.get_num_threads()),
+    }
+    if torch.cuda.is_available():
+        env["cuda_device"] = torch.cuda.get_device_name(0)
+    return env

@@ -1,0 +1,1 @@
+"""Ground-truth generators: connectivity, neuron models, stimuli, integration."""
