@@ -1,4 +1,4 @@
-"""Command-line interface: ``circuitgnn simulate | info | config-help``."""
+"""Command-line interface: ``circuitgnn simulate | train | info | config-help``."""
 
 from __future__ import annotations
 
@@ -24,6 +24,33 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     print(f"dataset      {Path(args.out).resolve()}")
     if not args.no_figure:
         print(f"figure       {Path(args.out).resolve() / 'simulation.png'}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from circuitgnn.config import load_config
+    from circuitgnn.train.trainer import Trainer
+
+    config = load_config(args.config)
+    tc = config.training
+    if args.device is not None:
+        tc.device = args.device
+    if args.max_minutes is not None:
+        tc.max_minutes = args.max_minutes
+    trainer = Trainer(config, args.data, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    try:
+        run = trainer.fit(max_iterations=args.max_iterations)
+    except KeyboardInterrupt:
+        print(f"interrupted: checkpoint saved in {Path(args.out).resolve()}; continue with --resume", file=sys.stderr)
+        return 130
+    last = run.log[-1] if run.log else {}
+    print(f"run          {run.path.resolve()} ({trainer.counters.global_iteration} iterations, "
+          f"{trainer.counters.train_seconds:.0f} s of training)")
+    if "W_r2" in last:
+        print(f"W            R^2 {last['W_r2']:.4f}, slope {last['W_slope']:.3f} (corrected for psi* scale and gain); "
+              f"raw R^2 {last['W_r2_raw']:.4f}")
+    if "type_accuracy" in last:
+        print(f"types        {last['n_clusters']} clusters, accuracy {last['type_accuracy']:.3f} (K-means on embeddings, no labels)")
     return 0
 
 
@@ -62,6 +89,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-figure", action="store_true", help="skip the diagnostic figure")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("train", help="train the GNN on a dataset and write a run folder")
+    p.add_argument("config", help="experiment YAML (its model and training sections are used)")
+    p.add_argument("--data", required=True, help="dataset folder (from `circuitgnn simulate` or your own)")
+    p.add_argument("--out", required=True, help="run folder to create")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.add_argument("--device", help="override training.device")
+    p.add_argument("--max-minutes", type=float, help="stop after this much wall time, with a checkpoint")
+    p.add_argument("--max-iterations", type=int, help="stop after this many iterations in all, with a checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("info", help="print the summary of a dataset folder")
     p.add_argument("dataset")

@@ -1,0 +1,25 @@
+"""Shared helpers: tiny configs that simulate in well under a second."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from circuitgnn.config import ExperimentConfig, config_from_dict
+
+
+def tiny_config(**sim: Any) -> ExperimentConfig:
+    """A small experiment; keyword arguments override the `simulation` section (nested dicts allowed)."""
+    base: dict[str, Any] = {"n_neurons": 40, "n_frames": 300, "burn_in": 50, "neurons": {"n_types": 4}}
+    for key, value in sim.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = {**base[key], **value}
+        else:
+            base[key] = value
+    return config_from_dict({"name": "tiny", "simulation": base})
+
+
+@pytest.fixture
+def tiny():
+    return tiny_config

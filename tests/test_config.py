@@ -1,0 +1,110 @@
+from pathlib import Path
+
+import pytest
+
+from circuitgnn.config import describe_fields, dump_config, load_config
+from circuitgnn.errors import ConfigError
+from tests.conftest import tiny_config
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
+
+
+def test_every_shipped_config_validates():
+    names = {p.stem for p in CONFIGS}
+    expected = {
+        "quick", "fig2_baseline", "supp3_fixed_embedding", "supp10_high_noise", "supp11_n8000", "supp12_32types",
+        "supp13_transmitters", "supp14_transmitters_receptors", "fig3_external_inputs",
+        *(f"supp7_frames_{k}k" for k in (10, 20, 30, 40, 50)), *(f"supp8_sparse_{p:02d}" for p in (5, 10, 20, 50)),
+    }
+    assert expected <= names
+    for path in CONFIGS:
+        cfg = load_config(path)
+        assert cfg.name == path.stem
+
+
+def test_paper_configs_follow_the_spec_table():
+    sim = {p.stem: load_config(p).simulation for p in CONFIGS}
+    assert sim["fig2_baseline"].n_neurons == 1000 and sim["fig2_baseline"].n_frames == 100_000
+    assert sim["supp11_n8000"].n_neurons == 8000 and sim["supp11_n8000"].noise_std == 1.0
+    assert sim["supp10_high_noise"].noise_std == 7.2
+    assert [sim[f"supp8_sparse_{p:02d}"].connectivity.filling_factor for p in (5, 10, 20, 50)] == [0.05, 0.1, 0.2, 0.5]
+    assert all(sim[f"supp8_sparse_{p:02d}"].burn_in == 0 for p in (5, 10, 20, 50))
+    assert [sim[f"supp7_frames_{k}k"].n_frames for k in (50, 40, 30, 20, 10)] == [50_000, 40_000, 30_000, 20_000, 10_000]
+    s32 = sim["supp12_32types"].neurons
+    assert s32.n_types == 32 and sorted(set(s32.table("decay"))) == [1, 2, 3, 4]
+    assert sorted(set(s32.table("self_coupling"))) == list(range(1, 9))
+    # each (s, c) pair appears exactly once among the first 16 and the last 16 types
+    assert len({(s, c) for s, c in zip(s32.table("self_coupling"), s32.table("decay"))}) == 32
+    assert sim["supp13_transmitters"].neurons.signal == "sender"
+    assert sim["supp13_transmitters"].neurons.table("width") == [1, 2, 4, 8]
+    assert sim["supp14_transmitters_receptors"].neurons.signal == "pair"
+    f3 = sim["fig3_external_inputs"]
+    assert f3.n_neurons == 2048 and f3.stimulus.mode == "multiplicative" and f3.stimulus.n_driven == 1024
+    assert f3.burn_in == 10_000 and f3.noise_std == 1.0
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize(
+    "yaml_text, field, words",
+    [
+        ("simulation:\n  n_neuronz: 10\n", "simulation.n_neuronz", "unknown key"),
+        ("simulation:\n  neurons:\n    colour: red\n", "simulation.neurons.colour", "unknown key"),
+        ("simulation:\n  n_neurons: many\n", "simulation.n_neurons", "integer"),
+        ("simulation:\n  n_neurons: 1\n", "simulation.n_neurons", "greater than or equal to 2"),
+        ("simulation:\n  dt: 0\n", "simulation.dt", "greater than 0"),
+        ("simulation:\n  dt: -0.01\n", "simulation.dt", "greater than 0"),
+        ("simulation:\n  connectivity:\n    filling_factor: 0\n", "simulation.connectivity.filling_factor", "greater than 0"),
+        ("simulation:\n  connectivity:\n    filling_factor: 1.5\n", "simulation.connectivity.filling_factor", "less than or equal to 1"),
+        ("simulation:\n  n_neurons: 3\n", "n_types (4) is larger than n_neurons (3)", ""),
+        ("simulation:\n  neurons:\n    decay: [1, 2, 3]\n", "neurons.decay has 3 values but n_types is 4", ""),
+        ("simulation:\n  neurons:\n    n_types: 2\n", "neurons.self_coupling has 4 values but n_types is 2", ""),
+        ("simulation:\n  neurons:\n    width: [1, 0, 1, 1]\n", "neurons.width must be > 0", ""),
+        ("simulation:\n  neurons:\n    type_fractions: [0.5, 0.5, 0.5, 0]\n", "sum to 1", ""),
+        ("simulation:\n  n_neurons: 100\n  stimulus:\n    mode: multiplicative\n    grid_size: 32\n", "drives 1024 neurons but n_neurons is 100", ""),
+        ("simulation:\n  stimulus:\n    mode: multiplicative\n    source: oscillation\n", "set stimulus.mode to 'additive'", ""),
+        ("simulation:\n  connectivity:\n    kind: file\n", "connectivity.path is not set", ""),
+        ("simulation: [1, 2]\n", "simulation", "valid dictionary"),
+    ],
+)
+def test_bad_config_names_the_field(tmp_path, yaml_text, field, words):
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, yaml_text))
+    assert field in str(err.value)
+    assert words in str(err.value)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(_write(tmp_path, "simulation: [unclosed\n"))
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(_write(tmp_path, "- a\n- b\n"))
+
+
+def test_relative_paths_are_relative_to_the_config_file(tmp_path):
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    p = sub / "c.yaml"
+    p.write_text("simulation:\n  connectivity:\n    kind: file\n    path: w.npy\n")
+    assert load_config(p).simulation.connectivity.path == (sub / "w.npy").resolve()
+
+
+def test_scalars_broadcast_and_leak_default():
+    cfg = tiny_config(neurons={"gain": 3.0, "width": [1, 2, 4, 8]}).simulation.neurons
+    assert cfg.table("gain") == [3.0] * 4
+    assert cfg.table("leak") == pytest.approx([0.0, 0.013863, 0.027726, 0.041589], abs=1e-6)
+
+
+def test_every_field_is_described_and_dump_round_trips(tmp_path):
+    rows = describe_fields()
+    assert all(desc for _, _, desc in rows), [name for name, _, desc in rows if not desc]
+    cfg = load_config(CONFIGS[0])
+    p = _write(tmp_path, dump_config(cfg))
+    assert load_config(p) == cfg
