@@ -185,12 +185,101 @@ class SimulationConfig(StrictModel):
         return self
 
 
+class ModelConfig(StrictModel):
+    """The interpretable GNN: dx_i/dt = phi*(x_i, a_i) + Omega_i(t) * sum_{j != i} W_ij psi*(inputs)."""
+
+    psi_input: Literal["x_j", "x_j,a_j", "x_j,a_i,a_j"] = Field(
+        "x_j", description="inputs of psi*: sender activity only (Fig. 2), with the sender's embedding (transmitters), or both embeddings"
+    )
+    embedding_dim: int = Field(2, ge=1, description="dimension of the learned per-neuron embedding a_i")
+    fixed_embedding: bool = Field(False, description="one shared, fixed embedding for all neurons (the paper's Supp. 3 ablation)")
+    hidden: int = Field(64, ge=1, description="width of the hidden layers of phi* and psi*")
+    phi_layers: int = Field(3, ge=1, description="number of linear layers of phi*")
+    psi_layers: int = Field(3, ge=1, description="number of linear layers of psi*")
+    activation: Literal["relu", "tanh", "silu", "gelu", "softplus"] = Field("relu", description="activation of the hidden layers")
+    w_init_std: float = Field(
+        0.01, ge=0, description="std of the initial W; the paper's 1.0 is far above the true scale and slows recovery"
+    )
+    low_rank: int | None = Field(None, ge=1, description="learn W = L R of this rank instead of a dense matrix (for large N)")
+    connectivity_mask: Path | None = Field(
+        None, description=".npy (N, N) of 0/1: entries known to be zero are masked out of W (prior knowledge)"
+    )
+    external_input: Literal["none", "known"] = Field(
+        "none", description="known: use the dataset's recorded input (omega.npy) as Omega (multiplicative) or e (additive)"
+    )
+    pair_chunk: int = Field(
+        64, ge=1, description="psi_input x_j,a_i,a_j: receivers per chunk; memory ~ batch x chunk x N x hidden x 4 bytes"
+    )
+
+
+class Coefficient(StrictModel):
+    """A regulariser coefficient active from ``from_epoch`` (included) until ``until_epoch`` (excluded)."""
+
+    value: float = Field(0.0, ge=0, description="the coefficient while active")
+    from_epoch: int = Field(0, ge=0, description="first epoch where it is active")
+    until_epoch: int | None = Field(None, ge=0, description="first epoch where it is no longer active; null = never stops")
+
+    def at(self, epoch: int) -> float:
+        active = epoch >= self.from_epoch and (self.until_epoch is None or epoch < self.until_epoch)
+        return self.value if active else 0.0
+
+
+def _coefficient(value: Any) -> Any:
+    return {"value": value} if isinstance(value, int | float) else value
+
+
+class RegularizationConfig(StrictModel):
+    """Loss terms besides the prediction error (spec 4.3); each a number or {value, from_epoch, until_epoch}."""
+
+    phi_zero: Coefficient = Field(Coefficient(value=1.0), description="alpha: mean phi*(0, a_i)^2, a steady state at zero")
+    phi_decreasing: Coefficient = Field(Coefficient(), description="beta: mean ReLU(phi*(x + d) - phi*(x))^2, phi* decreasing in x")
+    psi_monotone: Coefficient = Field(
+        Coefficient(), description="gamma: mean ReLU(psi*(x) - psi*(x + d))^2, psi* increasing (fixes the sign of W)"
+    )
+    w_l1: Coefficient = Field(Coefficient(), description="zeta: sum |W_ij|, sparsity of W")
+    delta_fraction: float = Field(1 / 150, gt=0, description="d = delta_fraction * xnorm, the step of the two monotonicity terms")
+
+    _coerce = field_validator("phi_zero", "phi_decreasing", "psi_monotone", "w_l1", mode="before")(_coefficient)
+
+
+class ClusteringConfig(StrictModel):
+    """Periodic unsupervised type clustering (spec 4.5), never reading true labels."""
+
+    enabled: bool = Field(True, description="cluster the neurons during training and share embeddings within clusters")
+    every_epochs: int = Field(4, ge=1, description="cluster at the end of every this many epochs (not after the last ones)")
+    features: Literal["phi", "embedding"] = Field("phi", description="cluster the learned phi* profiles or the embeddings")
+    max_types: int = Field(10, ge=2, description="K-means tries K = 2 .. max_types and keeps the best silhouette")
+    refit_steps: int = Field(20, ge=0, description="Adam steps refitting phi* to the cluster-median profiles")
+    freeze_epochs: int = Field(1, ge=0, description="epochs after clustering where psi* and the embeddings are frozen")
+    profile_range: float = Field(5.0, gt=0, description="phi* profiles for clustering are sampled on [-r, r] (activity units; paper: 5)")
+
+
+class TrainingConfig(StrictModel):
+    """Optimisation: batches of random frames, Adam with per-group learning rates, schedules, checkpoints."""
+
+    seed: int = Field(16, description="seed of initialisation, frame sampling and clustering")
+    batch_size: int = Field(8, ge=1, description="frames per iteration")
+    n_epochs: int = Field(10, ge=1, description="number of epochs")
+    iterations_per_epoch: int | None = Field(None, ge=1, description="null = n_frames // batch_size (one pass over the frames)")
+    lr_w: float = Field(1e-3, gt=0, description="Adam learning rate of W")
+    lr_mlp: float = Field(5e-4, gt=0, description="Adam learning rate of phi* and psi*")
+    lr_embedding: float = Field(7.5e-4, gt=0, description="Adam learning rate of the embeddings")
+    regularization: RegularizationConfig = Field(default_factory=RegularizationConfig, description="regularisers")
+    clustering: ClusteringConfig = Field(default_factory=ClusteringConfig, description="type clustering")
+    log_every: int = Field(500, ge=1, description="iterations between log lines (and W R^2 when ground truth exists)")
+    checkpoint_every: int = Field(5000, ge=1, description="iterations between checkpoints")
+    max_minutes: float | None = Field(None, gt=0, description="stop (with a checkpoint) after this much wall time")
+    device: str = Field("auto", description="auto (CUDA when available), cpu, cuda, cuda:1 ...")
+
+
 class ExperimentConfig(StrictModel):
     """One experiment: a name, a description and its sections."""
 
     name: str = Field("experiment", description="short name, used in folder names and reports")
     description: str = Field("", description="one line on what the experiment shows")
     simulation: SimulationConfig = Field(default_factory=SimulationConfig, description="ground-truth simulation")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="the GNN")
+    training: TrainingConfig = Field(default_factory=TrainingConfig, description="optimisation")
 
     @field_validator("name")
     @classmethod
@@ -214,14 +303,14 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:
     """Make relative file paths in the config relative to the config file's folder."""
     sim = data.get("simulation")
-    if not isinstance(sim, dict):
-        return
-    for section in ("connectivity", "stimulus"):
-        sec = sim.get(section)
-        if isinstance(sec, dict) and isinstance(sec.get("path"), str):
-            p = Path(sec["path"]).expanduser()
+    targets = [(data.get("model"), "connectivity_mask")]
+    if isinstance(sim, dict):
+        targets += [(sim.get("connectivity"), "path"), (sim.get("stimulus"), "path")]
+    for sec, key in targets:
+        if isinstance(sec, dict) and isinstance(sec.get(key), str):
+            p = Path(sec[key]).expanduser()
             if not p.is_absolute():
-                sec["path"] = str((base / p).resolve())
+                sec[key] = str((base / p).resolve())
 
 
 def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> ExperimentConfig:

@@ -1,0 +1,140 @@
+"""Training benchmark on the paper's Fig. 2 setting (N = 1000, 4 types, 100,000 frames, no noise).
+
+Part 1, cost of one training step at the paper's batch size (8 frames): our dense step (psi* once
+per neuron and frame, then one matrix product) against a per-edge implementation of the same model
+on the same input (psi* on each of the 8 x 999,000 edges, then a scatter-add, as graph libraries do).
+
+Part 2, time to recovery: trains with `configs/paper/fig2_baseline.yaml` and prints, against wall
+time, W R^2 and slope (with the paper's correction of spec 5.1 and without it) and the type
+accuracy (K-means on the embeddings, K by silhouette, no labels; Hungarian matching to score).
+
+    python benchmarks/bench_train.py                       # both parts, simulating the dataset if needed
+    python benchmarks/bench_train.py --skip-edge --minutes 12 --record benchmarks/results/train.jsonl
+
+Targets on 2 CPU cores (issue 3): W R^2 >= 0.99, slope in [0.9, 1.1], type accuracy >= 0.99 in
+under 30 minutes (stretch: 10).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from circuitgnn import load_config, open_dataset, simulate
+from circuitgnn.model.gnn import CircuitGNN
+from circuitgnn.train.losses import total_loss
+from circuitgnn.train.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs/paper/fig2_baseline.yaml"
+
+
+def per_edge_forward(model: CircuitGNN, x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+    """The same prediction computed edge by edge over a batch of B disjoint graphs."""
+    b, n = x.shape
+    flat = x.reshape(-1)
+    offsets = (torch.arange(b) * n).repeat_interleave(src.numel())
+    s = src.repeat(b) + offsets
+    d = dst.repeat(b) + offsets
+    msg = model.W[dst, src].repeat(b) * model.psi(flat[s].unsqueeze(-1)).squeeze(-1)
+    agg = torch.zeros(b * n).index_add_(0, d, msg).reshape(b, n)
+    return model.phi_of(x, model.a) + agg
+
+
+def step_costs(dataset_path: Path, batch: int, repeats: int, edge_repeats: int) -> dict[str, float]:
+    cfg = load_config(CONFIG)
+    ds = open_dataset(dataset_path)
+    n = ds.n_neurons
+    model = CircuitGNN(cfg.model, n, generator=torch.Generator().manual_seed(0))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
+    gen = torch.Generator().manual_seed(0)
+    x_all, y_all = torch.from_numpy(ds.x[:20000].copy()), torch.from_numpy(ds.dxdt[:20000].copy())
+
+    def dense_step() -> None:
+        idx = torch.randint(20000, (batch,), generator=gen)
+        loss, _ = total_loss(model, x_all[idx], y_all[idx], {"phi_zero": 1.0}, 0.1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(10):
+        dense_step()
+    t = time.perf_counter()
+    for _ in range(repeats):
+        dense_step()
+    dense = (time.perf_counter() - t) / repeats
+
+    i, j = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+    keep = i != j
+    dst, src = i[keep], j[keep]
+
+    def edge_step() -> None:
+        idx = torch.randint(20000, (batch,), generator=gen)
+        pred = per_edge_forward(model, x_all[idx], src, dst)
+        loss = torch.mean((pred - y_all[idx]) ** 2) + torch.mean(model.phi_of(torch.zeros(n), model.a) ** 2)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    with torch.no_grad():  # same function: check before timing
+        idx = torch.arange(batch)
+        err = (per_edge_forward(model, x_all[idx], src, dst) - model(x_all[idx])).abs().max().item()
+    edge_step()
+    t = time.perf_counter()
+    for _ in range(edge_repeats):
+        edge_step()
+    edge = (time.perf_counter() - t) / edge_repeats
+    return {"dense_step_ms": 1e3 * dense, "edge_step_ms": 1e3 * edge, "ratio": edge / dense, "max_abs_difference": err}
+
+
+def recovery_curve(dataset_path: Path, run_dir: Path, minutes: float, log_every: int) -> list[dict]:
+    cfg = load_config(CONFIG)
+    cfg.training.max_minutes = minutes
+    cfg.training.log_every = log_every
+    t0 = time.perf_counter()
+    trainer = Trainer(cfg, dataset_path, run_dir, overwrite=True, progress=True)
+    run = trainer.fit()
+    print(f"trained {trainer.counters.global_iteration} iterations in {time.perf_counter() - t0:.0f} s wall")
+    return run.log
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT / "datasets/fig2", help="Fig. 2 dataset (simulated if missing)")
+    parser.add_argument("--run", type=Path, default=ROOT / "runs/bench_fig2", help="run folder (replaced)")
+    parser.add_argument("--minutes", type=float, default=30.0, help="training wall-time budget")
+    parser.add_argument("--log-every", type=int, default=2500)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--skip-edge", action="store_true", help="skip the per-edge comparison (it needs about 8 GB)")
+    parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--record", type=Path, default=None, help="append the results as JSON lines to this file")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if not (args.data / "meta.json").is_file():
+        simulate(load_config(CONFIG), args.data)
+    results: dict = {"benchmark": "train_fig2", "threads": torch.get_num_threads()}
+    if not args.skip_edge:
+        costs = step_costs(args.data, args.batch, repeats=200, edge_repeats=2)
+        results["step"] = costs
+        print(f"one step, batch {args.batch}, N = 1000: dense {costs['dense_step_ms']:.1f} ms, per-edge "
+              f"{costs['edge_step_ms']:.0f} ms, ratio {costs['ratio']:.0f}x (outputs agree to {costs['max_abs_difference']:.1e})")
+    if not args.skip_train:
+        log = recovery_curve(args.data, args.run, args.minutes, args.log_every)
+        print(f"{'iteration':>9} {'train s':>8} {'W R2':>7} {'slope':>6} {'raw R2':>7} {'raw slope':>9} {'types':>6} {'K':>3}")
+        for line in log:
+            print(f"{line['iteration']:>9} {line['train_seconds']:>8.0f} {line['W_r2']:>7.4f} {line['W_slope']:>6.3f} "
+                  f"{line['W_r2_raw']:>7.4f} {line['W_slope_raw']:>9.3f} {line.get('type_accuracy', float('nan')):>6.3f} "
+                  f"{line.get('n_clusters', 0):>3}")
+        results["curve"] = log
+    if args.record:
+        args.record.parent.mkdir(parents=True, exist_ok=True)
+        with args.record.open("a") as f:
+            f.write(json.dumps(results) + "\n")
+
+
+if __name__ == "__main__":
+    main()

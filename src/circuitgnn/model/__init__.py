@@ -1,0 +1,1 @@
+"""The interpretable message-passing GNN."""

@@ -1,0 +1,1 @@
+"""Training: losses and regularisers, the training loop, clustering, checkpoints."""

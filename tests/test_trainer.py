@@ -1,0 +1,157 @@
+"""The training loop: checkpoints, exact resume, interruption, divergence and bad input."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from circuitgnn import simulate
+from circuitgnn.config import config_from_dict
+from circuitgnn.errors import DatasetError
+from circuitgnn.train import trainer as trainer_module
+from circuitgnn.train.trainer import ResumeError, Trainer, TrainingDiverged, load_run, read_log
+from tests.conftest import tiny_config
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "d"
+    simulate(tiny_config(n_neurons=30, n_frames=400), path, progress=False, figure=False)
+    return path
+
+
+def small_config(**training):
+    base = {
+        "n_epochs": 3, "iterations_per_epoch": 20, "batch_size": 4, "log_every": 5, "checkpoint_every": 10,
+        "clustering": {"every_epochs": 1, "refit_steps": 3, "max_types": 4},
+    }
+    base.update(training)
+    return config_from_dict({"name": "t", "model": {"hidden": 8}, "training": base})
+
+
+def params(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def assert_same_params(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_run_folder_contents_and_log(small_data, tmp_path):
+    run = Trainer(small_config(), small_data, tmp_path / "r", progress=False).fit()
+    files = {p.name for p in (tmp_path / "r").iterdir()}
+    assert {"config.yaml", "run.json", "log.jsonl", "checkpoint.pt"} <= files
+    info = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert info["status"] == "finished" and info["global_iteration"] == 60
+    log = read_log(tmp_path / "r")
+    assert [line["iteration"] for line in log] == list(range(5, 61, 5))
+    for key in ("loss_prediction", "loss_phi_zero", "lr_W", "lr_embedding", "train_seconds", "W_r2", "W_slope", "W_r2_raw", "type_accuracy"):
+        assert key in log[-1], key
+    # clustering after epochs 0 and 1 freezes psi* and the embeddings for the next epoch
+    assert [line["lr_psi"] for line in log if line["epoch"] == 1] == [0.0] * 4
+    assert all(line["lr_W"] > 0 for line in log)
+    loaded = load_run(tmp_path / "r")
+    assert_same_params(params(loaded.model), params(run.model))
+    assert loaded.config == run.config
+
+
+def test_stop_and_resume_equals_uninterrupted_run(small_data, tmp_path):
+    full = Trainer(small_config(), small_data, tmp_path / "full", progress=False).fit()
+    Trainer(small_config(), small_data, tmp_path / "split", progress=False).fit(max_iterations=27)
+    assert json.loads((tmp_path / "split" / "run.json").read_text())["status"] == "stopped"
+    resumed = Trainer(small_config(), small_data, tmp_path / "split", resume=True, progress=False).fit()
+    assert_same_params(params(resumed.model), params(full.model))
+    # the stop itself adds one log line (the partial interval up to iteration 27)
+    assert [line["iteration"] for line in resumed.log] == [5, 10, 15, 20, 25, 27, 30, 35, 40, 45, 50, 55, 60]
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(small_data, tmp_path, monkeypatch):
+    full = Trainer(small_config(), small_data, tmp_path / "full", progress=False).fit()
+    original = trainer_module.total_loss
+    calls = {"n": 0}
+
+    def dying_loss(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 25:  # a crash between checkpoints (iterations 20 and 30): nothing is saved
+            raise RuntimeError("power cut")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "total_loss", dying_loss)
+    with pytest.raises(RuntimeError, match="power cut"):
+        Trainer(small_config(), small_data, tmp_path / "killed", progress=False).fit()
+    monkeypatch.setattr(trainer_module, "total_loss", original)
+    assert torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)["counters"]["global_iteration"] == 20
+    resumed = Trainer(small_config(), small_data, tmp_path / "killed", resume=True, progress=False).fit()
+    assert_same_params(params(resumed.model), params(full.model))
+    assert [line["iteration"] for line in resumed.log] == [line["iteration"] for line in full.log]
+
+
+def test_ctrl_c_saves_a_checkpoint(small_data, tmp_path, monkeypatch):
+    original = trainer_module.total_loss
+    calls = {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 14:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "total_loss", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(small_config(), small_data, tmp_path / "r", progress=False).fit()
+    state = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)
+    assert state["counters"]["global_iteration"] == 13
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "interrupted"
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(small_data, tmp_path, monkeypatch):
+    original = trainer_module.total_loss
+    calls = {"n": 0}
+
+    def nan_loss(*args, **kwargs):
+        calls["n"] += 1
+        loss, terms = original(*args, **kwargs)
+        return (loss * float("nan"), terms) if calls["n"] == 17 else (loss, terms)
+
+    monkeypatch.setattr(trainer_module, "total_loss", nan_loss)
+    with pytest.raises(TrainingDiverged, match="iteration 16"):
+        Trainer(small_config(), small_data, tmp_path / "r", progress=False).fit()
+    state = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)
+    assert state["counters"]["global_iteration"] == 10
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_bad_inputs_are_named(small_data, tmp_path):
+    with pytest.raises(DatasetError, match="not found"):
+        Trainer(small_config(), tmp_path / "missing", tmp_path / "r")
+    cfg = small_config()
+    cfg.model.external_input = "known"
+    with pytest.raises(DatasetError, match="external_input is 'known' but the dataset .* has no omega.npy"):
+        Trainer(cfg, small_data, tmp_path / "r")
+    np.save(tmp_path / "mask.npy", np.ones((5, 5)))
+    cfg = small_config()
+    cfg.model.connectivity_mask = tmp_path / "mask.npy"
+    with pytest.raises(DatasetError, match=r"connectivity_mask: .* has shape \(5, 5\), expected \(30, 30\)"):
+        Trainer(cfg, small_data, tmp_path / "r")
+    with pytest.raises(ResumeError, match="no checkpoint"):
+        Trainer(small_config(), small_data, tmp_path / "r", resume=True)
+    Trainer(small_config(n_epochs=1), small_data, tmp_path / "r", progress=False).fit()
+    with pytest.raises(FileExistsError, match="--resume"):
+        Trainer(small_config(), small_data, tmp_path / "r")
+    other = small_config()
+    other.model.hidden = 16
+    with pytest.raises(ResumeError, match="model.hidden: 8 in the checkpoint, 16 in the config"):
+        Trainer(other, small_data, tmp_path / "r", resume=True)
+
+
+def test_nan_in_the_data_is_refused(tmp_path):
+    simulate(tiny_config(n_neurons=10, n_frames=50), tmp_path / "d", progress=False, figure=False)
+    x = np.load(tmp_path / "d" / "x.npy", mmap_mode="r+")
+    x[17, 3] = np.nan
+    x.flush()
+    del x
+    with pytest.raises(DatasetError, match="x.npy holds NaN or inf at frame 17"):
+        Trainer(small_config(), tmp_path / "d", tmp_path / "r")
