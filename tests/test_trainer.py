@@ -155,3 +155,19 @@ def test_nan_in_the_data_is_refused(tmp_path):
     del x
     with pytest.raises(DatasetError, match="x.npy holds NaN or inf at frame 17"):
         Trainer(small_config(), tmp_path / "d", tmp_path / "r")
+
+
+def test_two_phase_schedule_is_applied_per_epoch(small_data, tmp_path):
+    cfg = small_config(regularization={"psi_monotone": {"value": 5.0, "until_epoch": 1}, "w_l1": {"value": 1e-4, "from_epoch": 1}})
+    run = Trainer(cfg, small_data, tmp_path / "r", progress=False).fit()
+    by_epoch = {line["epoch"]: line for line in run.log}
+    assert by_epoch[0]["coef_psi_monotone"] == 5.0 and "coef_w_l1" not in by_epoch[0] and "loss_psi_monotone" in by_epoch[0]
+    assert "coef_psi_monotone" not in by_epoch[2] and by_epoch[2]["coef_w_l1"] == 1e-4 and "loss_w_l1" in by_epoch[2]
+
+
+def test_same_seed_same_model_other_seed_differs(small_data, tmp_path):
+    a = Trainer(small_config(n_epochs=1), small_data, tmp_path / "a", progress=False).fit()
+    b = Trainer(small_config(n_epochs=1), small_data, tmp_path / "b", progress=False).fit()
+    c = Trainer(small_config(n_epochs=1, seed=3), small_data, tmp_path / "c", progress=False).fit()
+    assert_same_params(params(a.model), params(b.model))
+    assert not torch.equal(a.model.W, c.model.W)

@@ -1,4 +1,4 @@
-"""Command-line interface: ``circuitgnn simulate | train | info | config-help``."""
+"""Command-line interface: ``circuitgnn run | simulate | train | evaluate | report | info | config-help``."""
 
 from __future__ import annotations
 
@@ -54,6 +54,66 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_metrics(m: dict) -> None:
+    if "W_r2" in m:
+        print(f"W            R^2 {m['W_r2']:.4f}, slope {m['W_slope']:.3f} (corrected); raw R^2 {m['W_r2_raw']:.4f}")
+    if "types_kmeans_accuracy" in m:
+        print(f"types        K = {m['types_kmeans_k']}, accuracy {m['types_kmeans_accuracy']:.3f}, ARI {m['types_kmeans_ari']:.3f} (K-means, no labels)")
+    if "phi_error_max" in m:
+        print(f"functions    worst relative error: phi* {m['phi_error_max']:.3f}, psi* {m['psi_error_max']:.3f}")
+    for h in (400, 800):
+        if f"rollout_r2_{h}" in m:
+            print(f"forecast     {h} steps: R^2 {m[f'rollout_r2_{h}']:.3f}, slope {m[f'rollout_slope_{h}']:.3f}")
+    for name, why in m.get("skipped", {}).items():
+        print(f"skipped      {name}: {why}")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from circuitgnn.analyze.evaluate import evaluate_run
+
+    _print_metrics(evaluate_run(args.run, rollout_steps=args.rollout_steps))
+    print(f"metrics      {Path(args.run).resolve() / 'metrics.json'}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from circuitgnn.report.html import build_report
+
+    print(f"report       {build_report(args.run, recompute=args.recompute).resolve()}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import time
+
+    from circuitgnn.analyze.evaluate import evaluate_run
+    from circuitgnn.config import load_config
+    from circuitgnn.report.html import build_report
+    from circuitgnn.simulate.run import format_summary, simulate
+    from circuitgnn.train.trainer import Trainer
+
+    t0 = time.perf_counter()
+    config = load_config(args.config)
+    out = Path(args.out) if args.out else Path("runs") / config.name
+    data, run_dir = out / "data", out / "run"
+    if (data / "meta.json").is_file() and not args.overwrite:
+        print(f"dataset      {data} exists: reusing it")
+    else:
+        print(format_summary(simulate(config, data, overwrite=args.overwrite, progress=not args.quiet).summary))
+    resume = (run_dir / "checkpoint.pt").is_file() and not args.overwrite
+    trainer = Trainer(config, data, run_dir, resume=resume, overwrite=args.overwrite, progress=not args.quiet)
+    try:
+        trainer.fit()
+    except KeyboardInterrupt:
+        print(f"interrupted: run `circuitgnn run {args.config} --out {out}` again to resume", file=sys.stderr)
+        return 130
+    _print_metrics(evaluate_run(run_dir))
+    report = build_report(run_dir)
+    print(f"time         {time.perf_counter() - t0:.0f} s in all")
+    print(f"report       {report.resolve()}")
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from circuitgnn.data.dataset import open_dataset
     from circuitgnn.simulate.run import format_summary
@@ -101,6 +161,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-iterations", type=int, help="stop after this many iterations in all, with a checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="compute a trained run's metrics (metrics.json)")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--rollout-steps", type=int, default=800, help="length of the forecast")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("report", help="write a run's self-contained HTML report")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--recompute", action="store_true", help="re-evaluate the metrics first")
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("run", help="the whole method: simulate, train, evaluate, report")
+    p.add_argument("config", nargs="?", default=str(Path(__file__).resolve().parent / "configs" / "quick.yaml"),
+                   help="experiment YAML (default: the packaged configs/quick.yaml)")
+    p.add_argument("--out", help="output folder (default: runs/NAME); holds data/ and run/")
+    p.add_argument("--overwrite", action="store_true", help="start over instead of reusing or resuming")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("info", help="print the summary of a dataset folder")
     p.add_argument("dataset")

@@ -64,3 +64,16 @@ def cluster_neurons(model: CircuitGNN, features: str, max_k: int, half_range: fl
         n_comp = min(5, prof.shape[0], prof.shape[1])
         feats = PCA(n_components=n_comp, random_state=seed).fit_transform(prof)
     return kmeans_silhouette(feats, max_k, seed)
+
+
+def hierarchical(features: np.ndarray, threshold: float = 0.1) -> Clustering:
+    """Single-linkage clustering of min-max normalised features, cut at ``threshold`` (the paper's code)."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    z = np.asarray(features, dtype=np.float64)
+    span = z.max() - z.min()
+    z = (z - z.min()) / (span if span > 0 else 1.0)
+    if len(z) < 2:
+        return Clustering(np.zeros(len(z), dtype=np.int64), 1, {})
+    labels = fcluster(linkage(z, method="single"), t=threshold, criterion="distance") - 1
+    return Clustering(labels.astype(np.int64), int(labels.max()) + 1, {})

@@ -95,3 +95,24 @@ def matched_accuracy(true_labels: np.ndarray, found_labels: np.ndarray) -> float
     np.add.at(counts, (f, t), 1)
     rows, cols = linear_sum_assignment(-counts)
     return float(counts[rows, cols].sum() / len(true_labels))
+
+
+def type_scores(embeddings: np.ndarray, true_types: np.ndarray, max_k: int = 10, seed: int = 0) -> dict[str, float]:
+    """Neuron-type recovery from the embeddings, clustered without labels two ways (spec 5.2):
+    K-means with K by silhouette, and single-linkage hierarchical clustering (threshold 0.1 on
+    min-max normalised embeddings). The labels are used only here, to score: Hungarian-matched
+    accuracy and adjusted Rand index."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from circuitgnn.analyze.clustering import hierarchical, kmeans_silhouette
+
+    km = kmeans_silhouette(embeddings, max_k, seed)
+    hc = hierarchical(embeddings)
+    return {
+        "types_kmeans_k": km.k,
+        "types_kmeans_accuracy": matched_accuracy(true_types, km.labels),
+        "types_kmeans_ari": float(adjusted_rand_score(true_types, km.labels)),
+        "types_hierarchical_k": hc.k,
+        "types_hierarchical_accuracy": matched_accuracy(true_types, hc.labels),
+        "types_hierarchical_ari": float(adjusted_rand_score(true_types, hc.labels)),
+    }

@@ -34,10 +34,10 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    """``np.save`` to a temporary name, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}.npy")
-    np.save(tmp, array)
+def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
+    """``np.savez`` to a temporary name, then rename it into place."""
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}.npz")
+    np.savez(tmp, **arrays)
     os.replace(tmp, path)
 
 

@@ -77,6 +77,11 @@ class TypeTable:
         """Expand every parameter to one value per neuron (float32)."""
         return {name: v[types].astype(np.float32) for name, v in self.values.items()}
 
+    @classmethod
+    def from_json(cls, rows: list[dict[str, float]]) -> TypeTable:
+        """Inverse of :meth:`to_json` (the ``types`` list of a dataset's ``truth/functions.json``)."""
+        return cls({name: np.array([row[name] for row in rows], dtype=np.float64) for name in PARAMETER_NAMES})
+
     def to_json(self) -> list[dict[str, float]]:
         n_types = len(next(iter(self.values.values())))
         return [{name: float(v[k]) for name, v in self.values.items()} for k in range(n_types)]

@@ -1,0 +1,100 @@
+"""`circuitgnn evaluate`: every metric of a trained run, saved to metrics.json.
+
+Metrics that need ground truth are computed only when the dataset has it; the
+others (forecast on held-out time, clusters) always are. Each skipped metric is
+listed in ``metrics["skipped"]`` with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from circuitgnn.analyze.functions import function_errors
+from circuitgnn.analyze.metrics import connectivity_score, type_scores
+from circuitgnn.analyze.rollout import RolloutScore, rollout_model, score_rollout
+from circuitgnn.data.dataset import Dataset
+from circuitgnn.data.writer import save_npz_atomic, write_json_atomic
+from circuitgnn.errors import DatasetError
+from circuitgnn.simulate.replay import held_out_state, true_circuit, true_trajectory
+from circuitgnn.train.trainer import RUN_INFO, TrainedRun, load_run
+
+METRICS = "metrics.json"
+HORIZONS = (400, 800)
+
+
+def run_dataset(run: TrainedRun) -> Dataset:
+    """The dataset a run was trained on, with a clear error when it has moved or gone."""
+    info_path = run.path / RUN_INFO
+    if not info_path.is_file():
+        raise DatasetError(f"{run.path} has no {RUN_INFO}: not a finished or started training run")
+    path = Path(json.loads(info_path.read_text())["dataset"])
+    if not (path / "meta.json").is_file():
+        raise DatasetError(f"the run's dataset {path} is missing or incomplete: it was moved or deleted")
+    return Dataset(path)
+
+
+def _rollout(run: TrainedRun, ds: Dataset, steps: int, seed: int) -> tuple[RolloutScore, str]:
+    """Forecast from a state training never saw and score it against the true (or recorded) activity."""
+    model = run.model
+    uses_input = run.config.model.external_input == "known" and ds.omega is not None
+    mode = ds.stimulus_mode
+    steps = min(steps, ds.n_frames - 1)
+    if ds.truth is not None:
+        circuit = true_circuit(ds)
+        x0 = held_out_state(circuit, ds.dt, seed)
+        inputs = np.asarray(ds.omega[:steps]) if ds.omega is not None else None
+        true = true_trajectory(circuit, x0, steps, ds.dt, inputs, mode)
+        pred = rollout_model(model, x0, steps, ds.dt, inputs if uses_input else None, mode)
+        how = "from a held-out state of the true network (new random start, settled noise-free), against its noise-free trajectory"
+    else:
+        start = ds.n_frames - steps - 1
+        true = np.asarray(ds.x[start : start + steps + 1])
+        inputs = np.asarray(ds.omega[start : start + steps]) if uses_input else None
+        pred = rollout_model(model, true[0], steps, ds.dt, inputs, mode)
+        how = f"from recorded frame {start} (the last {steps + 1} frames), against the recording"
+    return score_rollout(pred, true), how
+
+
+def evaluate_run(run_dir: str | Path, rollout_steps: int = 800, seed: int = 1) -> dict[str, Any]:
+    """Compute the metrics of a run, write them to ``RUN/metrics.json`` and return them."""
+    run = load_run(run_dir)
+    ds = run_dataset(run)
+    model = run.model
+    truth = ds.truth
+    metrics: dict[str, Any] = {
+        "name": run.config.name,
+        "dataset": str(ds.path),
+        "n_neurons": ds.n_neurons,
+        "n_frames": ds.n_frames,
+        "iterations": run.log[-1]["iteration"] if run.log else 0,
+        "train_seconds": run.log[-1]["train_seconds"] if run.log else 0.0,
+        "skipped": {},
+    }
+    learnable_a = isinstance(model.a, torch.nn.Parameter)
+    if truth is None:
+        for name in ("connectivity", "types", "functions"):
+            metrics["skipped"][name] = "the dataset has no ground truth (truth/ folder)"
+    else:
+        gains = np.array([t["gain"] for t in truth.functions["types"]])[truth.types]
+        metrics.update(connectivity_score(model, truth.connectivity, gains, run.xnorm).as_dict())
+        if learnable_a:
+            metrics.update(type_scores(model.a.detach().cpu().numpy(), truth.types, run.config.training.clustering.max_types))
+        else:
+            metrics["skipped"]["types"] = "the model has one fixed embedding (model.fixed_embedding)"
+        metrics.update(function_errors(model, truth.types, truth.functions, run.xnorm))
+    score, how = _rollout(run, ds, rollout_steps, seed)
+    metrics["rollout_method"] = how
+    for h in HORIZONS:
+        if h <= score.horizons[-1]:
+            metrics[f"rollout_r2_{h}"], metrics[f"rollout_slope_{h}"] = score.at(h)
+        else:
+            metrics["skipped"][f"rollout_{h}"] = f"the dataset has only {ds.n_frames} frames"
+    metrics["rollout_curve"] = {"steps": score.horizons.tolist(), "r2": score.r2.tolist(), "slope": score.slope.tolist()}
+    write_json_atomic(run.path / METRICS, metrics)
+    save_npz_atomic(run.path / "rollout.npz", predicted=score.predicted, true=score.true)
+    return metrics

@@ -1,0 +1,114 @@
+"""`circuitgnn report`: one self-contained HTML page per run (figures embedded, no server needed)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from circuitgnn.analyze.evaluate import METRICS, evaluate_run, run_dataset
+from circuitgnn.config import dump_config
+from circuitgnn.report import figures
+from circuitgnn.report.simulation_figure import pyplot
+from circuitgnn.train.trainer import load_run
+
+REPORT = "report.html"
+
+_SUMMARY_ROWS = [
+    ("W_r2", "W R^2 (corrected for psi* scale and gain)", "1.00"),
+    ("W_slope", "W slope (corrected)", "0.99"),
+    ("W_r2_raw", "W R^2 (raw)", ""),
+    ("types_kmeans_accuracy", "type accuracy (K-means, K by silhouette)", "1.00"),
+    ("types_kmeans_k", "number of types found", "4"),
+    ("types_kmeans_ari", "adjusted Rand index", ""),
+    ("types_hierarchical_accuracy", "type accuracy (hierarchical)", ""),
+    ("phi_error_max", "phi* error, worst type (relative RMSE)", ""),
+    ("psi_error_max", "psi* error, worst type (relative RMSE, scale aligned)", ""),
+    ("rollout_r2_400", "forecast R^2 at 400 steps", "0.94"),
+    ("rollout_r2_800", "forecast R^2 at 800 steps", "0.36"),
+    ("iterations", "training iterations", "1.25 M"),
+    ("train_seconds", "training time (s)", ""),
+]
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    pyplot().close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return html.escape(str(v))
+
+
+def build_report(run_dir: str | Path, recompute: bool = False) -> Path:
+    """Write ``RUN/report.html`` (evaluating the run first when metrics.json is missing or ``recompute``)."""
+    run_dir = Path(run_dir)
+    metrics_path = run_dir / METRICS
+    metrics = evaluate_run(run_dir) if recompute or not metrics_path.is_file() else json.loads(metrics_path.read_text())
+    run = load_run(run_dir)
+    ds = run_dataset(run)
+    skipped = dict(metrics.get("skipped", {}))
+    sections: list[tuple[str, str, str | None]] = []  # (id, title, base64 png or None)
+
+    def add(key: str, title: str, make) -> None:
+        try:
+            sections.append((key, title, _png(make())))
+        except Exception as err:  # a figure that fails must not hide the others
+            skipped[f"figure: {title}"] = f"{type(err).__name__}: {err}"
+
+    add("activity", "Activity", lambda: figures.activity(ds))
+    if "W_r2" in metrics:
+        add("connectivity", "Connectivity: true and learned W", lambda: figures.connectivity(run, ds, metrics))
+    else:
+        add("connectivity", "Connectivity: learned W", lambda: figures.connectivity(run, ds, metrics))
+    if not run.config.model.fixed_embedding:
+        add("embeddings", "Neuron types: embeddings", lambda: figures.embeddings(run, ds, run.config.training.clustering.max_types))
+    add("functions", "Functions: phi* and psi*", lambda: figures.functions(run, ds))
+    rollout_file = run_dir / "rollout.npz"
+    if rollout_file.is_file():
+        with np.load(rollout_file) as z:
+            pred, true = z["predicted"], z["true"]
+        add("rollout", "Forecast (rollout)", lambda: figures.rollout(pred, true, metrics, ds.dt))
+    if run.log:
+        add("training", "Training", lambda: figures.training(run.log))
+
+    rows = "".join(
+        f"<tr><td>{html.escape(label)}</td><td>{_fmt(metrics[key])}</td><td>{paper}</td></tr>"
+        for key, label, paper in _SUMMARY_ROWS
+        if key in metrics
+    )
+    skipped_html = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in skipped.items())
+    body = "".join(
+        f'<section id="{key}"><h2>{html.escape(title)}</h2><img alt="{html.escape(title)}" src="data:image/png;base64,{png}"></section>'
+        for key, title, png in sections
+    )
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>circuitgnn report: {html.escape(metrics['name'])}</title>
+<style>body{{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px}}img{{max-width:100%}}
+pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body>
+<h1>circuitgnn report: {html.escape(metrics['name'])}</h1>
+<p>dataset <code>{html.escape(metrics['dataset'])}</code>: N = {metrics['n_neurons']} neurons, T = {metrics['n_frames']} frames.
+Forecast: {html.escape(metrics.get('rollout_method', ''))}.</p>
+<section id="summary"><h2>Summary</h2><table><tr><th>metric</th><th>this run</th><th>paper (Fig. 2)</th></tr>{rows}</table>
+{f'<h3>Skipped</h3><ul>{skipped_html}</ul>' if skipped_html else ''}</section>
+{body}
+<section id="config"><h2>Config</h2><pre>{html.escape(dump_config(run.config))}</pre></section>
+</body></html>
+"""
+    out = run_dir / REPORT
+    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(page)
+    os.replace(tmp, out)
+    return out

@@ -1,0 +1,106 @@
+"""Each metric on hand-made cases with known answers."""
+
+import numpy as np
+import pytest
+import torch
+
+from circuitgnn.analyze.clustering import hierarchical, kmeans_silhouette
+from circuitgnn.analyze.functions import function_errors
+from circuitgnn.analyze.metrics import connectivity_score, linear_fit, matched_accuracy, type_scores
+from circuitgnn.analyze.rollout import score_rollout
+from circuitgnn.config import ModelConfig
+from circuitgnn.model.gnn import CircuitGNN
+
+
+def test_perfect_scaled_and_shuffled_connectivity():
+    rs = np.random.default_rng(0)
+    w = rs.standard_cauchy((100, 100)) * 0.01
+    fit = linear_fit(w, w)
+    assert fit.r2 == pytest.approx(1.0) and fit.slope == pytest.approx(1.0) and fit.intercept == pytest.approx(0.0, abs=1e-12)
+    fit = linear_fit(w, 3 * w + 1)
+    assert fit.r2 == pytest.approx(1.0) and fit.slope == pytest.approx(3.0) and fit.intercept == pytest.approx(1.0)
+    shuffled = rs.permutation(w.ravel())
+    assert abs(linear_fit(w, shuffled).r2) < 0.01
+    with pytest.raises(ValueError, match="constant"):
+        linear_fit(np.ones(5), np.arange(5))
+
+
+class TanhPsi(torch.nn.Module):
+    def __init__(self, scale):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, z):
+        return self.scale * torch.tanh(z[..., :1])
+
+
+def test_connectivity_score_corrects_psi_scale_and_gain():
+    n = 50
+    rs = np.random.default_rng(1)
+    w_true = rs.normal(size=(n, n)) * 0.05
+    np.fill_diagonal(w_true, 0)
+    model = CircuitGNN(ModelConfig(hidden=4), n)
+    model.psi = TanhPsi(2.5)  # psi* = 2.5 tanh: the model's W must be g W / 2.5
+    gain = np.full(n, 10.0)
+    with torch.no_grad():
+        model.W.copy_(torch.as_tensor(10 * w_true / 2.5, dtype=torch.float32))
+    score = connectivity_score(model, w_true, gain, xnorm=11.0)
+    assert score.raw.r2 == pytest.approx(1.0, abs=1e-6) and score.raw.slope == pytest.approx(4.0, rel=1e-4)
+    assert score.corrected.r2 == pytest.approx(1.0, abs=1e-6) and score.corrected.slope == pytest.approx(1.0, rel=1e-3)
+
+
+def test_permuted_types_score_one_after_matching():
+    true = np.repeat(np.arange(4), 25)
+    found = np.array([2, 0, 3, 1])[true]
+    assert matched_accuracy(true, found) == 1.0
+    found[:5] = 0  # 5 neurons of type 0 put in type 1's cluster... already cluster 2 -> 0
+    assert matched_accuracy(true, found) == pytest.approx(0.95)
+    assert matched_accuracy(true, np.zeros(100, dtype=int)) == 0.25  # one cluster: a single type matched
+
+
+def test_clustering_finds_separated_groups_without_labels():
+    rs = np.random.default_rng(0)
+    centres = np.array([[0, 0], [1, 0], [0, 1], [1, 1]]) * 3
+    true = np.repeat(np.arange(4), 50)
+    emb = centres[true] + rs.normal(scale=0.1, size=(200, 2))
+    km = kmeans_silhouette(emb, 10, seed=0)
+    assert km.k == 4 and matched_accuracy(true, km.labels) == 1.0
+    hc = hierarchical(emb)
+    assert hc.k == 4 and matched_accuracy(true, hc.labels) == 1.0
+    scores = type_scores(emb, true)
+    assert scores["types_kmeans_accuracy"] == 1.0 and scores["types_kmeans_ari"] == pytest.approx(1.0)
+    assert kmeans_silhouette(np.ones((20, 2)), 10, seed=0).k == 1
+
+
+def test_function_errors_zero_for_true_functions():
+    n = 8
+    types = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+    table = [{"gain": 10, "self_coupling": s, "decay": c, "bias": 0, "width": 1, "threshold": 0, "leak": 0}
+             for s, c in ((1, 1), (2, 1), (1, 2), (2, 2))]
+    model = CircuitGNN(ModelConfig(hidden=4), n)
+
+    class TruePhi(torch.nn.Module):
+        def forward(self, z):  # embedding a_0 holds the type index
+            x, k = z[..., :1], z[..., 1:2].round().long()
+            s = torch.tensor([1.0, 2, 1, 2])[k]
+            c = torch.tensor([1.0, 1, 2, 2])[k]
+            return -c * x + s * torch.tanh(x)
+
+    model.phi = TruePhi()
+    model.psi = TanhPsi(0.3)  # any scale: psi is compared after alignment
+    with torch.no_grad():
+        model.a.copy_(torch.tensor(np.stack([types, np.zeros(n)], 1), dtype=torch.float32))
+    err = function_errors(model, types, {"signal": "tanh", "types": table}, xnorm=10.0)
+    assert err["phi_error_max"] < 1e-5 and err["psi_error_max"] < 1e-5
+    model.psi = TanhPsi(-1.0)  # a sign flip is part of the W-psi* symmetry: aligned by s = -1
+    assert function_errors(model, types, {"signal": "tanh", "types": table}, xnorm=10.0)["psi_error_max"] < 1e-5
+
+
+def test_rollout_score():
+    rs = np.random.default_rng(0)
+    true = rs.normal(size=(101, 50))
+    score = score_rollout(true.copy(), true)
+    assert np.allclose(score.r2, 1.0) and np.allclose(score.slope, 1.0)
+    assert list(score.horizons[:3]) == [10, 20, 30]
+    noisy = score_rollout(true + rs.normal(size=true.shape), true)
+    assert 0.3 < noisy.at(50)[0] < 0.7  # R^2 = 1 / (1 + 1) for equal signal and noise variance

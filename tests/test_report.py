@@ -1,0 +1,86 @@
+"""Evaluation and the HTML report on tiny runs, with and without ground truth; the one-command demo."""
+
+import json
+import re
+import shutil
+
+import pytest
+
+from circuitgnn import simulate
+from circuitgnn.analyze.evaluate import evaluate_run
+from circuitgnn.cli import main
+from circuitgnn.config import config_from_dict
+from circuitgnn.errors import DatasetError
+from circuitgnn.report.html import build_report
+from circuitgnn.train.trainer import Trainer
+from tests.conftest import tiny_config
+
+TRAINING = {"n_epochs": 2, "iterations_per_epoch": 30, "log_every": 10, "checkpoint_every": 30, "batch_size": 4,
+            "clustering": {"every_epochs": 1, "refit_steps": 2, "max_types": 4}}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rep")
+    cfg = tiny_config(n_neurons=30, n_frames=1000)
+    simulate(cfg, root / "data", progress=False, figure=False)
+    cfg = config_from_dict({**cfg.model_dump(mode="json"), "model": {"hidden": 8}, "training": TRAINING})
+    Trainer(cfg, root / "data", root / "run", progress=False).fit()
+    return root
+
+
+def test_evaluate_writes_every_metric(tiny_run):
+    m = evaluate_run(tiny_run / "run")
+    for key in ("W_r2", "W_slope", "W_r2_raw", "W_slope_raw", "types_kmeans_k", "types_kmeans_accuracy", "types_kmeans_ari",
+                "types_hierarchical_accuracy", "phi_error_per_type", "psi_error_per_type", "rollout_r2_400", "rollout_slope_400",
+                "rollout_r2_800", "rollout_curve"):
+        assert key in m, key
+    assert len(m["phi_error_per_type"]) == 4 and m["skipped"] == {}
+    assert json.loads((tiny_run / "run" / "metrics.json").read_text())["W_r2"] == m["W_r2"]
+
+
+def test_report_has_every_section_and_figure(tiny_run):
+    page = build_report(tiny_run / "run", recompute=True).read_text()
+    for section in ("summary", "activity", "connectivity", "embeddings", "functions", "rollout", "training", "config"):
+        assert f'<section id="{section}">' in page, section
+    assert len(re.findall(r'src="data:image/png;base64,[A-Za-z0-9+/=]{1000,}"', page)) == 6
+    assert "W R^2" in page and "Skipped" not in page and "n_neurons: 30" in page
+
+
+def test_report_without_ground_truth_says_what_was_skipped(tiny_run, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_run / "data", data)
+    shutil.rmtree(data / "truth")
+    cfg = config_from_dict({"name": "rec", "model": {"hidden": 8}, "training": TRAINING})
+    Trainer(cfg, data, tmp_path / "run", progress=False).fit()
+    m = evaluate_run(tmp_path / "run")
+    assert "W_r2" not in m and set(m["skipped"]) >= {"connectivity", "types", "functions"}
+    assert "rollout_r2_400" in m and "recorded frame" in m["rollout_method"]
+    page = build_report(tmp_path / "run").read_text()
+    assert "Skipped" in page and "no ground truth" in page
+    for section in ("summary", "activity", "connectivity", "embeddings", "functions", "rollout", "training"):
+        assert f'<section id="{section}">' in page, section
+
+
+def test_missing_dataset_or_checkpoint_is_a_clear_error(tiny_run, tmp_path):
+    shutil.copytree(tiny_run / "run", tmp_path / "run")
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    info["dataset"] = str(tmp_path / "gone")
+    (tmp_path / "run" / "run.json").write_text(json.dumps(info))
+    with pytest.raises(DatasetError, match="missing or incomplete"):
+        evaluate_run(tmp_path / "run")
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty")]) == 2
+
+
+def test_run_command_end_to_end(tmp_path, capsys):
+    cfg = tmp_path / "demo.yaml"
+    cfg.write_text("name: demo\nsimulation:\n  n_neurons: 30\n  n_frames: 1000\n  burn_in: 50\nmodel:\n  hidden: 8\n"
+                   "training:\n  n_epochs: 2\n  iterations_per_epoch: 20\n  log_every: 10\n  batch_size: 4\n")
+    assert main(["run", str(cfg), "--out", str(tmp_path / "demo"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "report" in out and (tmp_path / "demo" / "run" / "report.html").is_file()
+    assert (tmp_path / "demo" / "run" / "metrics.json").is_file()
+    # a second call reuses the dataset and the finished run
+    assert main(["run", str(cfg), "--out", str(tmp_path / "demo"), "--quiet"]) == 0
+    assert "exists: reusing it" in capsys.readouterr().out
