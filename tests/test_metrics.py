@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from circuitgnn.analyze.clustering import hierarchical, kmeans_silhouette
+from circuitgnn.analyze.clustering import hierarchical, kmeans_silhouette, split_bimodal
 from circuitgnn.analyze.functions import function_errors
 from circuitgnn.analyze.metrics import connectivity_score, linear_fit, matched_accuracy, type_scores
 from circuitgnn.analyze.rollout import score_rollout
@@ -104,3 +104,15 @@ def test_rollout_score():
     assert list(score.horizons[:3]) == [10, 20, 30]
     noisy = score_rollout(true + rs.normal(size=true.shape), true)
     assert 0.3 < noisy.at(50)[0] < 0.7  # R^2 = 1 / (1 + 1) for equal signal and noise variance
+
+
+def test_close_tight_clusters_are_split_and_a_blob_is_not():
+    # the geometry of learned embeddings where silhouette alone chose K = 3 (two clusters 10 stds apart)
+    rs = np.random.default_rng(0)
+    centres = np.array([[0.637, 1.505], [1.257, 1.856], [0.842, 0.104], [1.045, 0.237]])
+    true = np.repeat(np.arange(4), 50)
+    emb = centres[true] + rs.normal(scale=0.02, size=(200, 2))
+    found = kmeans_silhouette(emb, 10, seed=0)
+    assert found.k == 4 and matched_accuracy(true, found.labels) == 1.0
+    labels, splits = split_bimodal(rs.normal(size=(500, 2)), np.zeros(500, dtype=np.int64), 10, seed=0)
+    assert splits == 0 and labels.max() == 0

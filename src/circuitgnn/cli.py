@@ -64,6 +64,10 @@ def _print_metrics(m: dict) -> None:
     for h in (400, 800):
         if f"rollout_r2_{h}" in m:
             print(f"forecast     {h} steps: R^2 {m[f'rollout_r2_{h}']:.3f}, slope {m[f'rollout_slope_{h}']:.3f}")
+    for name in ("S5", "S6"):
+        if f"generalization_{name}_r2_400" in m:
+            print(f"generalize   {name}: new W and type proportions, forecast R^2 {m[f'generalization_{name}_r2_400']:.3f} at 400 steps, "
+                  f"{m.get(f'generalization_{name}_r2_800', float('nan')):.3f} at 800")
     for name, why in m.get("skipped", {}).items():
         print(f"skipped      {name}: {why}")
 

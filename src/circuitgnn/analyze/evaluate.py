@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from circuitgnn.analyze.functions import function_errors
+from circuitgnn.analyze.generalization import PAPER_TESTS, generalization_test
 from circuitgnn.analyze.metrics import connectivity_score, type_scores
 from circuitgnn.analyze.rollout import RolloutScore, rollout_model, score_rollout
 from circuitgnn.data.dataset import Dataset
@@ -60,6 +61,27 @@ def _rollout(run: TrainedRun, ds: Dataset, steps: int, seed: int) -> tuple[Rollo
     return score_rollout(pred, true), how
 
 
+def _generalization(run: TrainedRun, ds: Dataset, metrics: dict[str, Any], steps: int) -> None:
+    """The paper's S5 and S6 tests, when they apply (4 types, no stimulus, dense W)."""
+    why = None
+    if ds.truth is None:
+        why = "the dataset has no ground truth"
+    elif len(ds.truth.functions["types"]) != 4:
+        why = "the paper's tests are defined for 4 types"
+    elif ds.stimulus_mode != "none":
+        why = "the dataset has an external input"
+    elif run.config.model.low_rank is not None:
+        why = "the model has a low-rank W"
+    if why:
+        metrics["skipped"]["generalization"] = why
+        return
+    for name, filling, fractions in PAPER_TESTS:
+        score = generalization_test(run, ds, metrics["W_slope_raw"], filling, fractions, steps)
+        for h in HORIZONS:
+            if h <= score.horizons[-1]:
+                metrics[f"generalization_{name}_r2_{h}"], metrics[f"generalization_{name}_slope_{h}"] = score.at(h)
+
+
 def evaluate_run(run_dir: str | Path, rollout_steps: int = 800, seed: int = 1) -> dict[str, Any]:
     """Compute the metrics of a run, write them to ``RUN/metrics.json`` and return them."""
     run = load_run(run_dir)
@@ -87,6 +109,7 @@ def evaluate_run(run_dir: str | Path, rollout_steps: int = 800, seed: int = 1) -
         else:
             metrics["skipped"]["types"] = "the model has one fixed embedding (model.fixed_embedding)"
         metrics.update(function_errors(model, truth.types, truth.functions, run.xnorm))
+    _generalization(run, ds, metrics, rollout_steps)
     score, how = _rollout(run, ds, rollout_steps, seed)
     metrics["rollout_method"] = how
     for h in HORIZONS:

@@ -33,6 +33,10 @@ _SUMMARY_ROWS = [
     ("psi_error_max", "psi* error, worst type (relative RMSE, scale aligned)", ""),
     ("rollout_r2_400", "forecast R^2 at 400 steps", "0.94"),
     ("rollout_r2_800", "forecast R^2 at 800 steps", "0.36"),
+    ("generalization_S5_r2_400", "new W (25 %) and types 10/20/30/40 %: forecast R^2 at 400", "1.0"),
+    ("generalization_S5_r2_800", "... at 800 steps", "0.996"),
+    ("generalization_S6_r2_400", "new W (50 %) and types 60/40/0/0 %: forecast R^2 at 400", "1.0"),
+    ("generalization_S6_r2_800", "... at 800 steps", "0.975"),
     ("iterations", "training iterations", "1.25 M"),
     ("train_seconds", "training time (s)", ""),
 ]
