@@ -8,8 +8,8 @@ import pytest
 
 from circuitgnn import simulate
 from circuitgnn.analyze.evaluate import evaluate_run
-from circuitgnn.cli import main
-from circuitgnn.config import config_from_dict
+from circuitgnn.cli import build_parser, main
+from circuitgnn.config import config_from_dict, dump_config, load_config
 from circuitgnn.errors import DatasetError
 from circuitgnn.report.html import build_report
 from circuitgnn.train.trainer import Trainer
@@ -73,14 +73,19 @@ def test_missing_dataset_or_checkpoint_is_a_clear_error(tiny_run, tmp_path):
     assert main(["report", str(tmp_path / "empty")]) == 2
 
 
-def test_run_command_end_to_end(tmp_path, capsys):
-    cfg = tmp_path / "demo.yaml"
-    cfg.write_text("name: demo\nsimulation:\n  n_neurons: 30\n  n_frames: 1000\n  burn_in: 50\nmodel:\n  hidden: 8\n"
-                   "training:\n  n_epochs: 2\n  iterations_per_epoch: 20\n  log_every: 10\n  batch_size: 4\n")
-    assert main(["run", str(cfg), "--out", str(tmp_path / "demo"), "--quiet"]) == 0
+def test_demo_default_config_runs_end_to_end_in_a_test_sized_variant(tmp_path, capsys):
+    default = build_parser().parse_args(["run"]).config
+    assert default.endswith("quick.yaml")
+    cfg = load_config(default)
+    cfg.simulation.n_frames, cfg.simulation.n_neurons = 1000, 40
+    cfg.training.n_epochs, cfg.training.iterations_per_epoch, cfg.training.log_every = 2, 20, 10
+    small = tmp_path / "demo.yaml"
+    small.write_text(dump_config(cfg))
+    assert main(["run", str(small), "--out", str(tmp_path / "demo"), "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "report" in out and (tmp_path / "demo" / "run" / "report.html").is_file()
-    assert (tmp_path / "demo" / "run" / "metrics.json").is_file()
+    for words in ("W            R^2", "types        K =", "forecast     400 steps", "generalize   S5", "report"):
+        assert words in out, words
+    assert (tmp_path / "demo" / "run" / "report.html").is_file() and (tmp_path / "demo" / "run" / "metrics.json").is_file()
     # a second call reuses the dataset and the finished run
-    assert main(["run", str(cfg), "--out", str(tmp_path / "demo"), "--quiet"]) == 0
+    assert main(["run", str(small), "--out", str(tmp_path / "demo"), "--quiet"]) == 0
     assert "exists: reusing it" in capsys.readouterr().out
