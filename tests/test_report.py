@@ -33,7 +33,8 @@ def test_evaluate_writes_every_metric(tiny_run):
     m = evaluate_run(tiny_run / "run")
     for key in ("W_r2", "W_slope", "W_r2_raw", "W_slope_raw", "types_kmeans_k", "types_kmeans_accuracy", "types_kmeans_ari",
                 "types_hierarchical_accuracy", "phi_error_per_type", "psi_error_per_type", "rollout_r2_400", "rollout_slope_400",
-                "rollout_r2_800", "rollout_curve", "generalization_S5_r2_400", "generalization_S6_r2_800"):
+                "rollout_r2_800", "rollout_curve", "generalization_S5_r2_400", "generalization_S6_r2_800", "symbolic_phi",
+                "symbolic_psi"):
         assert key in m, key
     assert len(m["phi_error_per_type"]) == 4 and m["skipped"] == {}
     assert json.loads((tiny_run / "run" / "metrics.json").read_text())["W_r2"] == m["W_r2"]
@@ -41,7 +42,7 @@ def test_evaluate_writes_every_metric(tiny_run):
 
 def test_report_has_every_section_and_figure(tiny_run):
     page = build_report(tiny_run / "run", recompute=True).read_text()
-    for section in ("summary", "activity", "connectivity", "embeddings", "functions", "rollout", "training", "config"):
+    for section in ("summary", "activity", "connectivity", "embeddings", "functions", "rollout", "training", "formulas", "config"):
         assert f'<section id="{section}">' in page, section
     assert len(re.findall(r'src="data:image/png;base64,[A-Za-z0-9+/=]{1000,}"', page)) == 6
     assert "W R^2" in page and "Skipped" not in page and "n_neurons: 30" in page
@@ -89,3 +90,13 @@ def test_demo_default_config_runs_end_to_end_in_a_test_sized_variant(tmp_path, c
     # a second call reuses the dataset and the finished run
     assert main(["run", str(small), "--out", str(tmp_path / "demo"), "--quiet"]) == 0
     assert "exists: reusing it" in capsys.readouterr().out
+
+
+def test_symbolic_command_writes_formulas_with_the_truth(tiny_run, capsys):
+    assert main(["symbolic", str(tiny_run / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "phi [cluster 0]" in out and "(true: " in out
+    sym = json.loads((tiny_run / "run" / "symbolic.json").read_text())
+    assert len(sym["phi"]) == sym["n_clusters"] and len(sym["psi"]) == 1 and sym["psi"][0]["true"] == "tanh(x)"
+    assert main(["symbolic", str(tiny_run / "run"), "--backend", "pysr"]) == 2
+    assert "pysr" in capsys.readouterr().err

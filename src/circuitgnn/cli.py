@@ -1,4 +1,4 @@
-"""Command-line interface: ``circuitgnn run | simulate | train | evaluate | report | info | config-help``."""
+"""Command-line interface: ``circuitgnn run | simulate | train | evaluate | report | symbolic | info | config-help``."""
 
 from __future__ import annotations
 
@@ -118,6 +118,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_symbolic(args: argparse.Namespace) -> int:
+    from circuitgnn.analyze.symbolic import symbolic_run
+
+    result = symbolic_run(args.run, backend=args.backend)
+    for kind in ("phi", "psi"):
+        for e in result[kind]:
+            where = ", ".join(f"{k} {v}" for k, v in e.items() if k.endswith("cluster") and v is not None) or "all neurons"
+            true = f"   (true: {e['true']})" if "true" in e else ""
+            print(f"{kind} [{where}]: {e['formula']}   (error {e['error']:.3g}){true}")
+    print(f"formulas     {Path(args.run).resolve() / 'symbolic.json'}")
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from circuitgnn.data.dataset import open_dataset
     from circuitgnn.simulate.run import format_summary
@@ -175,6 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder")
     p.add_argument("--recompute", action="store_true", help="re-evaluate the metrics first")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("symbolic", help="closed-form formulas for a run's learned functions (symbolic.json)")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--backend", default="grammar", choices=["grammar", "pysr"], help="grammar (offline, default) or pysr")
+    p.set_defaults(func=_cmd_symbolic)
 
     p = sub.add_parser("run", help="the whole method: simulate, train, evaluate, report")
     p.add_argument("config", nargs="?", default=str(Path(__file__).resolve().parent / "configs" / "quick.yaml"),

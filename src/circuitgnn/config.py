@@ -272,6 +272,15 @@ class TrainingConfig(StrictModel):
     device: str = Field("auto", description="auto (CUDA when available), cpu, cuda, cuda:1 ...")
 
 
+class AnalysisConfig(StrictModel):
+    """What `circuitgnn evaluate` computes besides the standard metrics."""
+
+    symbolic: bool = Field(True, description="fit closed-form formulas to the learned phi* and psi* (symbolic.json)")
+    symbolic_backend: Literal["grammar", "pysr"] = Field(
+        "grammar", description="grammar: offline search over rate-model expressions; pysr: PySR (needs pysr and Julia)"
+    )
+
+
 class ExperimentConfig(StrictModel):
     """One experiment: a name, a description and its sections."""
 
@@ -280,6 +289,7 @@ class ExperimentConfig(StrictModel):
     simulation: SimulationConfig = Field(default_factory=SimulationConfig, description="ground-truth simulation")
     model: ModelConfig = Field(default_factory=ModelConfig, description="the GNN")
     training: TrainingConfig = Field(default_factory=TrainingConfig, description="optimisation")
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig, description="evaluation extras")
 
     @field_validator("name")
     @classmethod

@@ -117,6 +117,14 @@ def evaluate_run(run_dir: str | Path, rollout_steps: int = 800, seed: int = 1) -
             metrics[f"rollout_r2_{h}"], metrics[f"rollout_slope_{h}"] = score.at(h)
         else:
             metrics["skipped"][f"rollout_{h}"] = f"the dataset has only {ds.n_frames} frames"
+    if run.config.analysis.symbolic:
+        from circuitgnn.analyze.symbolic import symbolic_run
+
+        formulas = symbolic_run(run.path, backend=run.config.analysis.symbolic_backend)
+        metrics["symbolic_phi"] = [e["formula"] for e in formulas["phi"]]
+        metrics["symbolic_psi"] = [e["formula"] for e in formulas["psi"]]
+    else:
+        metrics["skipped"]["symbolic"] = "analysis.symbolic is off in the config"
     metrics["rollout_curve"] = {"steps": score.horizons.tolist(), "r2": score.r2.tolist(), "slope": score.slope.tolist()}
     write_json_atomic(run.path / METRICS, metrics)
     save_npz_atomic(run.path / "rollout.npz", predicted=score.predicted, true=score.true)

@@ -87,6 +87,21 @@ def build_report(run_dir: str | Path, recompute: bool = False) -> Path:
     if run.log:
         add("training", "Training", lambda: figures.training(run.log))
 
+    formulas_html = ""
+    symbolic_file = run_dir / "symbolic.json"
+    if symbolic_file.is_file():
+        sym = json.loads(symbolic_file.read_text())
+        lines = []
+        for kind in ("phi", "psi"):
+            for e in sym[kind]:
+                where = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in e.items() if k.endswith("cluster") and v is not None) or "all neurons"
+                lines.append(f"<tr><td>{kind}*</td><td>{html.escape(where)}</td><td><code>{html.escape(e['formula'])}</code></td>"
+                             f"<td><code>{html.escape(e.get('true', ''))}</code></td><td>{e['error']:.3g}</td></tr>")
+        formulas_html = (f'<section id="formulas"><h2>Formulas (symbolic regression, backend {html.escape(sym["backend"])})</h2>'
+                         "<p>Each neuron cluster's median learned curve on [-xnorm, xnorm]; psi* divided by its plateau "
+                         "(its scale is absorbed by W). Error: relative RMSE of the formula on the curve.</p>"
+                         "<table><tr><th>function</th><th>neurons</th><th>learned</th><th>true</th><th>error</th></tr>"
+                         + "".join(lines) + "</table></section>")
     rows = "".join(
         f"<tr><td>{html.escape(label)}</td><td>{_fmt(metrics[key])}</td><td>{paper}</td></tr>"
         for key, label, paper in _SUMMARY_ROWS
@@ -108,6 +123,7 @@ Forecast: {html.escape(metrics.get('rollout_method', ''))}.</p>
 <section id="summary"><h2>Summary</h2><table><tr><th>metric</th><th>this run</th><th>paper (Fig. 2)</th></tr>{rows}</table>
 {f'<h3>Skipped</h3><ul>{skipped_html}</ul>' if skipped_html else ''}</section>
 {body}
+{formulas_html}
 <section id="config"><h2>Config</h2><pre>{html.escape(dump_config(run.config))}</pre></section>
 </body></html>
 """
