@@ -204,9 +204,15 @@ class ModelConfig(StrictModel):
     connectivity_mask: Path | None = Field(
         None, description=".npy (N, N) of 0/1: entries known to be zero are masked out of W (prior knowledge)"
     )
-    external_input: Literal["none", "known"] = Field(
-        "none", description="known: use the dataset's recorded input (omega.npy) as Omega (multiplicative) or e (additive)"
+    external_input: Literal["none", "known", "field", "additive_lowrank"] = Field(
+        "none",
+        description="known: the dataset's recorded input (omega.npy) as Omega or e; field: learn a hidden Omega*(x, y, t) "
+        "= SIREN^2 on the dataset's stimulus grid (Fig. 3); additive_lowrank: learn an additive e*(t) = U V",
     )
+    siren_hidden: int = Field(128, ge=1, description="external_input field: width of the SIREN")
+    siren_layers: int = Field(5, ge=0, description="external_input field: hidden sine layers after the first")
+    siren_omega0: float = Field(30.0, gt=0, description="external_input field: frequency omega_0 of the sine layers")
+    input_rank: int = Field(8, ge=1, description="external_input additive_lowrank: rank r of e*(t) = U[t] V")
     pair_chunk: int = Field(
         64, ge=1, description="psi_input x_j,a_i,a_j: receivers per chunk; memory ~ batch x chunk x N x hidden x 4 bytes"
     )
@@ -264,6 +270,7 @@ class TrainingConfig(StrictModel):
     lr_w: float = Field(1e-3, gt=0, description="Adam learning rate of W")
     lr_mlp: float = Field(5e-4, gt=0, description="Adam learning rate of phi* and psi*")
     lr_embedding: float = Field(7.5e-4, gt=0, description="Adam learning rate of the embeddings")
+    lr_input: float = Field(1e-5, gt=0, description="Adam learning rate of the learned external input (its own optimiser)")
     regularization: RegularizationConfig = Field(default_factory=RegularizationConfig, description="regularisers")
     clustering: ClusteringConfig = Field(default_factory=ClusteringConfig, description="type clustering")
     log_every: int = Field(500, ge=1, description="iterations between log lines (and W R^2 when ground truth exists)")

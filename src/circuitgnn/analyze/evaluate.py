@@ -18,6 +18,7 @@ from circuitgnn.analyze.functions import function_errors
 from circuitgnn.analyze.generalization import PAPER_TESTS, generalization_test
 from circuitgnn.analyze.metrics import connectivity_score, type_scores
 from circuitgnn.analyze.rollout import RolloutScore, rollout_model, score_rollout
+from circuitgnn.analyze.stimulus import stimulus_score, write_movie_gif
 from circuitgnn.data.dataset import Dataset
 from circuitgnn.data.writer import save_npz_atomic, write_json_atomic
 from circuitgnn.errors import DatasetError
@@ -42,20 +43,32 @@ def run_dataset(run: TrainedRun) -> Dataset:
 def _rollout(run: TrainedRun, ds: Dataset, steps: int, seed: int) -> tuple[RolloutScore, str]:
     """Forecast from a state training never saw and score it against the true (or recorded) activity."""
     model = run.model
-    uses_input = run.config.model.external_input == "known" and ds.omega is not None
+    kind = run.config.model.external_input
+    uses_input = kind == "known" and ds.omega is not None
     mode = ds.stimulus_mode
     steps = min(steps, ds.n_frames - 1)
+    learned_inputs, learned_mode = None, "none"
+    if run.input_model is not None:
+        with torch.no_grad():
+            frames = torch.arange(steps)
+            if kind == "field":
+                learned_inputs, learned_mode = run.input_model(frames.float() / ds.n_frames).cpu().numpy(), "multiplicative"
+            else:
+                learned_inputs, learned_mode = run.input_model(frames).cpu().numpy(), "additive"
     if ds.truth is not None:
         circuit = true_circuit(ds)
         x0 = held_out_state(circuit, ds.dt, seed)
-        inputs = np.asarray(ds.omega[:steps]) if ds.omega is not None else None
+        inputs = np.array(ds.omega[:steps]) if ds.omega is not None else None
         true = true_trajectory(circuit, x0, steps, ds.dt, inputs, mode)
-        pred = rollout_model(model, x0, steps, ds.dt, inputs if uses_input else None, mode)
+        if learned_inputs is not None:
+            pred = rollout_model(model, x0, steps, ds.dt, learned_inputs, learned_mode)
+        else:
+            pred = rollout_model(model, x0, steps, ds.dt, inputs if uses_input else None, mode)
         how = "from a held-out state of the true network (new random start, settled noise-free), against its noise-free trajectory"
     else:
         start = ds.n_frames - steps - 1
         true = np.asarray(ds.x[start : start + steps + 1])
-        inputs = np.asarray(ds.omega[start : start + steps]) if uses_input else None
+        inputs = np.array(ds.omega[start : start + steps]) if uses_input else None
         pred = rollout_model(model, true[0], steps, ds.dt, inputs, mode)
         how = f"from recorded frame {start} (the last {steps + 1} frames), against the recording"
     return score_rollout(pred, true), how
@@ -109,6 +122,12 @@ def evaluate_run(run_dir: str | Path, rollout_steps: int = 800, seed: int = 1) -
         else:
             metrics["skipped"]["types"] = "the model has one fixed embedding (model.fixed_embedding)"
         metrics.update(function_errors(model, truth.types, truth.functions, run.xnorm))
+    if run.config.model.external_input == "field":
+        if ds.omega is not None and ds.stimulus_mode == "multiplicative":
+            metrics.update(stimulus_score(run.input_model, ds))
+            write_movie_gif(run.input_model, ds, run.path / "stimulus.gif")
+        else:
+            metrics["skipped"]["stimulus"] = "the dataset has no recorded multiplicative stimulus to compare with"
     _generalization(run, ds, metrics, rollout_steps)
     score, how = _rollout(run, ds, rollout_steps, seed)
     metrics["rollout_method"] = how

@@ -37,6 +37,8 @@ _SUMMARY_ROWS = [
     ("generalization_S5_r2_800", "... at 800 steps", "0.996"),
     ("generalization_S6_r2_400", "new W (50 %) and types 60/40/0/0 %: forecast R^2 at 400", "1.0"),
     ("generalization_S6_r2_800", "... at 800 steps", "0.975"),
+    ("omega_r2", "hidden stimulus R^2 (Fig. 3)", "0.99"),
+    ("omega_slope", "hidden stimulus slope (mean-normalised)", "1.02"),
     ("iterations", "training iterations", "1.25 M"),
     ("train_seconds", "training time (s)", ""),
 ]
@@ -79,6 +81,10 @@ def build_report(run_dir: str | Path, recompute: bool = False) -> Path:
     if not run.config.model.fixed_embedding:
         add("embeddings", "Neuron types: embeddings", lambda: figures.embeddings(run, ds, run.config.training.clustering.max_types))
     add("functions", "Functions: phi* and psi*", lambda: figures.functions(run, ds))
+    if run.config.model.external_input == "field" and ds.omega is not None:
+        from circuitgnn.analyze.stimulus import movie_figure
+
+        add("stimulus", "Hidden stimulus: true (top) and recovered (bottom), scaled to the true mean", lambda: movie_figure(run.input_model, ds))
     rollout_file = run_dir / "rollout.npz"
     if rollout_file.is_file():
         with np.load(rollout_file) as z:

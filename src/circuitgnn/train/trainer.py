@@ -33,6 +33,8 @@ from circuitgnn.data.writer import write_json_atomic
 from circuitgnn.device import environment, pick_device
 from circuitgnn.errors import CircuitGNNError, DatasetError
 from circuitgnn.model.gnn import CircuitGNN
+from circuitgnn.model.siren import LowRankInput, StimulusField
+from circuitgnn.simulate.neurons import grid_coordinates
 from circuitgnn.train.data import FrameSource, activity_scale, check_finite
 from circuitgnn.train.losses import total_loss
 
@@ -76,6 +78,11 @@ def _validate_inputs(config: ExperimentConfig, dataset: Dataset) -> np.ndarray |
         raise DatasetError(
             f"model.external_input is 'known' but the dataset {dataset.path} has no omega.npy (recorded input): "
             "simulate with a stimulus or set model.external_input to 'none'"
+        )
+    if m.external_input == "field" and int(dataset.neurons.get("grid_size", 0)) == 0:
+        raise DatasetError(
+            f"model.external_input is 'field' but the dataset {dataset.path} has no stimulus grid "
+            "(neurons.npz grid_size is 0): the field needs the driven neurons' grid positions"
         )
     if dataset.n_frames < 2:
         raise DatasetError(f"{dataset.path}: {dataset.n_frames} frame(s), training needs at least 2")
@@ -135,6 +142,11 @@ class Trainer:
         init_gen = torch.Generator().manual_seed(tc.seed)
         self.model = CircuitGNN(config.model, self.dataset.n_neurons, mask=mask, generator=init_gen).to(self.device)
         self.optimizer = self._make_optimizer()
+        self.input_model = make_input_model(config, self.dataset, init_gen)
+        self.input_optimizer = None
+        if self.input_model is not None:
+            self.input_model.to(self.device)
+            self.input_optimizer = torch.optim.Adam(self.input_model.parameters(), lr=tc.lr_input)
         self.sampler = torch.Generator().manual_seed(tc.seed + 1)
         self.counters = Counters()
         self.xnorm = activity_scale(self.dataset)
@@ -191,6 +203,8 @@ class Trainer:
         state = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "input_model": self.input_model.state_dict() if self.input_model is not None else None,
+            "input_optimizer": self.input_optimizer.state_dict() if self.input_optimizer is not None else None,
             "sampler": self.sampler.get_state(),
             "counters": self.counters.__dict__,
             "xnorm": self.xnorm,
@@ -218,6 +232,9 @@ class Trainer:
             )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.input_model is not None:
+            self.input_model.load_state_dict(state["input_model"])
+            self.input_optimizer.load_state_dict(state["input_optimizer"])
         self.sampler.set_state(state["sampler"])
         self.counters = Counters(**state["counters"])
         self.xnorm = float(state["xnorm"])
@@ -297,6 +314,18 @@ class Trainer:
         e, n = self.counters.epoch, self.config.training.n_epochs
         return cc.enabled and isinstance(self.model.a, torch.nn.Parameter) and (e + 1) % cc.every_epochs == 0 and e < n - cc.every_epochs
 
+    def _inputs(self, idx: torch.Tensor, batch: list[torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(omega, extra) for a batch: recorded (known), learned (field / low rank) or none."""
+        kind = self.config.model.external_input
+        if kind == "known":
+            inp = batch[2]
+            return (inp, None) if self.dataset.stimulus_mode == "multiplicative" else (None, inp)
+        if kind == "field":
+            return self.input_model(idx.to(self.device).float() / self.dataset.n_frames), None
+        if kind == "additive_lowrank":
+            return None, self.input_model(idx.to(self.device))
+        return None, None
+
     # ------------------------------------------------------------------ loop
     def fit(self, max_iterations: int | None = None) -> TrainedRun:
         """Train until ``n_epochs`` are done (or ``max_iterations`` global iterations, or ``max_minutes``).
@@ -333,8 +362,7 @@ class Trainer:
                     idx = torch.randint(self.dataset.n_frames, (tc.batch_size,), generator=self.sampler)
                     batch = self.source.batch(idx)
                     x, y = batch[0], batch[1]
-                    inp = batch[2] if self.use_input else None
-                    omega, extra = (inp, None) if self.dataset.stimulus_mode == "multiplicative" else (None, inp)
+                    omega, extra = self._inputs(idx, batch)
                     loss, terms = total_loss(self.model, x, y, coeffs, delta, omega, extra)
                     if not torch.isfinite(loss):
                         raise TrainingDiverged(
@@ -342,8 +370,12 @@ class Trainer:
                             f"the last good checkpoint in {self.run_dir / CHECKPOINT} is kept. Lower the learning rates"
                         )
                     self.optimizer.zero_grad(set_to_none=True)
+                    if self.input_optimizer is not None:
+                        self.input_optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     self.optimizer.step()
+                    if self.input_optimizer is not None:
+                        self.input_optimizer.step()
                     c.iteration += 1
                     c.global_iteration += 1
                     for k, v in terms.items():
@@ -379,7 +411,7 @@ class Trainer:
             self._log({k: v / n_sum for k, v in sums.items()}, self._set_learning_rates(), self.coefficients(min(c.epoch, tc.n_epochs - 1)))
         self.save_checkpoint()
         self._write_run_info(status)
-        return TrainedRun(self.run_dir, self.config, self.model, self.xnorm, read_log(self.run_dir))
+        return TrainedRun(self.run_dir, self.config, self.model, self.xnorm, read_log(self.run_dir), self.input_model)
 
     def _log(self, terms: dict[str, float], lrs: dict[str, float], coeffs: dict[str, float]) -> dict[str, float]:
         c = self.counters
@@ -418,6 +450,7 @@ class TrainedRun:
     model: CircuitGNN
     xnorm: float
     log: list[dict[str, Any]]
+    input_model: torch.nn.Module | None = None  # the learned external input, when the config has one
 
 
 def load_run(path: str | Path, device: str | None = "cpu") -> TrainedRun:
@@ -436,7 +469,23 @@ def load_run(path: str | Path, device: str | None = "cpu") -> TrainedRun:
     model = CircuitGNN(config.model, n, mask=mask).to(dev)
     model.load_state_dict(state["model"])
     model.eval()
-    return TrainedRun(path, config, model, float(state["xnorm"]), read_log(path))
+    input_model = None
+    if state.get("input_model") is not None:
+        input_model = make_input_model(config, Dataset(state["dataset"]["path"]), None)
+        input_model.load_state_dict(state["input_model"])
+        input_model.to(dev).eval()
+    return TrainedRun(path, config, model, float(state["xnorm"]), read_log(path), input_model)
+
+
+def make_input_model(config: ExperimentConfig, dataset: Dataset, generator: torch.Generator | None) -> torch.nn.Module | None:
+    """The learned external input of ``config.model.external_input`` for this dataset, or None."""
+    m = config.model
+    if m.external_input == "field":
+        coords = torch.as_tensor(grid_coordinates(int(dataset.neurons["grid_size"])), dtype=torch.float32)
+        return StimulusField(coords, dataset.n_neurons, m.siren_hidden, m.siren_layers, m.siren_omega0)
+    if m.external_input == "additive_lowrank":
+        return LowRankInput(dataset.n_frames, dataset.n_neurons, m.input_rank, generator)
+    return None
 
 
 def train(config: ExperimentConfig | str | Path, data: str | Path, out: str | Path, **kwargs: Any) -> TrainedRun:

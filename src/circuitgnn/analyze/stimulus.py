@@ -1,0 +1,78 @@
+"""Recovery of a hidden stimulus Omega (paper section 5.6) and its movie figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from circuitgnn.analyze.metrics import linear_fit
+from circuitgnn.data.dataset import Dataset
+from circuitgnn.model.siren import StimulusField
+
+
+@torch.no_grad()
+def field_frames(field: StimulusField, frames: np.ndarray, n_frames: int) -> np.ndarray:
+    """The learned Omega* of the driven neurons at the given frame indices: (len(frames), n_driven)."""
+    t = torch.as_tensor(frames / n_frames, dtype=torch.float32, device=field.coords.device)
+    return field.driven_values(t).cpu().numpy()
+
+
+def stimulus_score(field: StimulusField, ds: Dataset, n_frames: int = 100) -> dict[str, Any]:
+    """R^2 and slope between the true and the learned field on the driven neurons, over evenly spaced frames.
+
+    The model only identifies the product of Omega*_i and the row i of W, so a global factor of
+    Omega* is free: both fields are divided by their mean over the compared frames and neurons
+    before the line fit (R^2 does not depend on that factor; the slope then measures contrast).
+    """
+    frames = np.linspace(0, ds.n_frames - 1, n_frames).astype(int)
+    learned = field_frames(field, frames, ds.n_frames)
+    true = np.asarray(ds.omega[frames])[:, : field.n_driven]
+    fit = linear_fit(true / true.mean(), learned / learned.mean())
+    return {"omega_r2": fit.r2, "omega_slope": fit.slope, "omega_frames_compared": n_frames,
+            "omega_normalisation": "each field divided by its mean over the compared frames and driven neurons"}
+
+
+def movie_figure(field: StimulusField, ds: Dataset, n_show: int = 6):
+    """True and recovered stimulus side by side at a few frames."""
+    from circuitgnn.report.simulation_figure import pyplot
+
+    plt = pyplot()
+    g = int(ds.neurons["grid_size"])
+    frames = np.linspace(0, ds.n_frames - 1, n_show).astype(int)
+    learned = field_frames(field, frames, ds.n_frames).reshape(n_show, g, g)
+    true = np.asarray(ds.omega[frames])[:, : g * g].reshape(n_show, g, g)
+    learned = learned / learned.mean() * true.mean()
+    fig, axes = plt.subplots(2, n_show, figsize=(2.2 * n_show, 4.8))
+    for j in range(n_show):
+        for i, (img, name) in enumerate(((true[j], "true"), (learned[j], "recovered"))):
+            axes[i, j].imshow(img, cmap="gray", vmin=true.min(), vmax=true.max())
+            axes[i, j].set_axis_off()
+            axes[i, j].set_title(f"{name}, frame {frames[j]}", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def write_movie_gif(field: StimulusField, ds: Dataset, out: Path, n_show: int = 60) -> Path:
+    """An animated GIF of the true (left) and recovered (right) stimulus, written atomically."""
+    import os
+    import uuid
+
+    from PIL import Image
+
+    g = int(ds.neurons["grid_size"])
+    frames = np.linspace(0, ds.n_frames - 1, n_show).astype(int)
+    true = np.asarray(ds.omega[frames])[:, : g * g].reshape(n_show, g, g)
+    learned = field_frames(field, frames, ds.n_frames).reshape(n_show, g, g)
+    learned = learned / learned.mean() * true.mean()
+    lo, hi = true.min(), true.max()
+    pair = np.concatenate([true, np.full((n_show, g, 2), hi), learned], axis=2)
+    pixels = (255 * np.clip((pair - lo) / (hi - lo or 1.0), 0, 1)).astype(np.uint8)
+    images = [Image.fromarray(p).resize((p.shape[1] * 8, p.shape[0] * 8), Image.NEAREST) for p in pixels]
+    out = Path(out)
+    tmp = out.with_name(f".{out.stem}.tmp-{uuid.uuid4().hex[:8]}.gif")
+    images[0].save(tmp, save_all=True, append_images=images[1:], duration=100, loop=0)
+    os.replace(tmp, out)
+    return out
