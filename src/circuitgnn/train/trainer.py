@@ -271,6 +271,10 @@ class Trainer:
         if truth is None:
             return {}
         out = connectivity_score(self.model, truth.connectivity, self.truth_gain, self.xnorm, n_points=200).as_dict()
+        if self.config.model.external_input == "field" and self.dataset.omega is not None:
+            from circuitgnn.analyze.stimulus import stimulus_score
+
+            out["omega_r2"] = stimulus_score(self.input_model, self.dataset)["omega_r2"]
         if isinstance(self.model.a, torch.nn.Parameter):
             emb = self.model.a.detach().cpu().numpy()
             found = kmeans_silhouette(emb, self.config.training.clustering.max_types, seed=0)
