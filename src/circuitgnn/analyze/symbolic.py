@@ -11,14 +11,15 @@ best. PySR (needs Julia) is used instead when ``backend="pysr"`` and it imports.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import sympy
 from scipy.optimize import least_squares
 
+from circuitgnn.data.writer import write_json_atomic
 from circuitgnn.errors import CircuitGNNError
 
 X = sympy.Symbol("x")
@@ -191,11 +192,8 @@ def _fit_pysr(x: np.ndarray, y: np.ndarray) -> Formula:
     return Formula(expr, float(np.sqrt(np.mean((pred - y) ** 2)) / (y.std() or 1.0)))
 
 
-def save_formulas(path, formulas: dict[str, Any]) -> None:
+def save_formulas(path: str | Path, formulas: dict[str, Any]) -> None:
     """Write ``{name: Formula | dict}`` as JSON (Formula values become {"formula", "error"})."""
-    from pathlib import Path
-
-    from circuitgnn.data.writer import write_json_atomic
 
     def encode(v: Any) -> Any:
         if isinstance(v, Formula):
@@ -209,7 +207,7 @@ def save_formulas(path, formulas: dict[str, Any]) -> None:
     write_json_atomic(Path(path), encode(formulas))
 
 
-def load_formula(data: dict[str, Any] | str) -> Callable[[np.ndarray], np.ndarray]:
+def load_formula(data: dict[str, Any] | str) -> Formula:
     """A callable from an exported formula (its JSON entry, or the formula text)."""
     entry = json.loads(data) if isinstance(data, str) and data.strip().startswith("{") else data
     if isinstance(entry, str):
@@ -230,7 +228,7 @@ def _true_formula(kind: str, signal: str, receiver: dict[str, float], sender: di
     return str(sympy.nsimplify(expr, tolerance=1e-9, rational=False))
 
 
-def symbolic_run(run_dir: Any, backend: str = "grammar", n_points: int = 400) -> dict[str, Any]:
+def symbolic_run(run_dir: str | Path, backend: str = "grammar", n_points: int = 400) -> dict[str, Any]:
     """Formulas for the learned phi* of each neuron cluster and for psi* (per cluster or cluster pair).
 
     Clusters come from the embeddings without labels. Each cluster's curve is the median over its
@@ -239,8 +237,6 @@ def symbolic_run(run_dir: Any, backend: str = "grammar", n_points: int = 400) ->
     clusters are matched to true types (Hungarian) and the true formula is shown next to each.
     Writes ``RUN/symbolic.json``.
     """
-    from pathlib import Path
-
     import torch
     from scipy.optimize import linear_sum_assignment
 
@@ -302,7 +298,5 @@ def symbolic_run(run_dir: Any, backend: str = "grammar", n_points: int = 400) ->
         for c in groups:
             members = labels == c if c is not None else np.ones(n, dtype=bool)
             result["psi"].append({"sender_cluster": c, **entry("psi", np.median(curves[:, members], axis=1), None, c)})
-    from circuitgnn.data.writer import write_json_atomic
-
     write_json_atomic(Path(run.path) / "symbolic.json", result)
     return result
