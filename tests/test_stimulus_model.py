@@ -12,7 +12,7 @@ from circuitgnn.errors import DatasetError
 from circuitgnn.model.siren import LowRankInput, Siren, StimulusField
 from circuitgnn.report.html import build_report
 from circuitgnn.simulate.neurons import grid_coordinates
-from circuitgnn.train.trainer import Trainer, load_run
+from circuitgnn.train.trainer import Trainer, load_run, read_log
 from tests.conftest import tiny_config
 
 STIM = {"mode": "multiplicative", "grid_size": 4, "source": "moving_blobs", "n_movie_frames": 20}
@@ -52,6 +52,11 @@ def test_field_trains_resumes_exactly_and_is_scored(stim_data, tmp_path):
     resumed = Trainer(field_config(), stim_data, tmp_path / "split", resume=True, progress=False).fit()
     for a, b in zip(full.input_model.state_dict().values(), resumed.input_model.state_dict().values()):
         assert torch.equal(a, b)
+    faster = field_config()
+    faster.training.lr_input = 3e-4  # a resumed run takes the config's input learning rate, not the checkpoint's
+    faster.training.n_epochs = 3
+    Trainer(faster, stim_data, tmp_path / "split", resume=True, progress=False).fit()
+    assert read_log(tmp_path / "split")[-1]["lr_input"] == 3e-4
     loaded = load_run(tmp_path / "full")
     assert isinstance(loaded.input_model, StimulusField)
     score = stimulus_score(loaded.input_model, open_dataset(stim_data))

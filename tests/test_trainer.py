@@ -171,3 +171,25 @@ def test_same_seed_same_model_other_seed_differs(small_data, tmp_path):
     c = Trainer(small_config(n_epochs=1, seed=3), small_data, tmp_path / "c", progress=False).fit()
     assert_same_params(params(a.model), params(b.model))
     assert not torch.equal(a.model.W, c.model.W)
+
+
+def test_sigterm_saves_a_checkpoint_like_ctrl_c(small_data, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    original = trainer_module.total_loss
+    calls = {"n": 0}
+
+    def terminated(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 14:
+            os.kill(os.getpid(), signal.SIGTERM)  # e.g. `kill PID`, or a scheduler ending the job
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "total_loss", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(small_config(), small_data, tmp_path / "r", progress=False).fit()
+    assert signal.getsignal(signal.SIGTERM) == before
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "interrupted"
+    assert torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)["counters"]["global_iteration"] in (13, 14)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -183,7 +185,12 @@ class Trainer:
         base = {"W": tc.lr_w, "phi": tc.lr_mlp, "psi": 0.0 if frozen else tc.lr_mlp, "embedding": 0.0 if frozen else tc.lr_embedding}
         for g in self.optimizer.param_groups:
             g["lr"] = base[g["name"]]
-        return {g["name"]: g["lr"] for g in self.optimizer.param_groups}
+        lrs = {g["name"]: g["lr"] for g in self.optimizer.param_groups}
+        if self.input_optimizer is not None:  # the config's rate wins over a resumed checkpoint's
+            for g in self.input_optimizer.param_groups:
+                g["lr"] = tc.lr_input
+            lrs["input"] = tc.lr_input
+        return lrs
 
     def coefficients(self, epoch: int) -> dict[str, float]:
         reg = self.config.training.regularization
@@ -351,6 +358,7 @@ class Trainer:
         deadline = None if tc.max_minutes is None else time.perf_counter() + 60 * tc.max_minutes
         status = "finished"
         c = self.counters
+        previous_term = _stop_on_sigterm()
         t_last = time.perf_counter()
         last_scores: dict[str, float] = {}
         try:
@@ -410,6 +418,8 @@ class Trainer:
             raise
         finally:
             bar.close()
+            if previous_term is not None:
+                signal.signal(signal.SIGTERM, previous_term)
         c.train_seconds += time.perf_counter() - t_last
         if n_sum:
             self._log({k: v / n_sum for k, v in sums.items()}, self._set_learning_rates(), self.coefficients(min(c.epoch, tc.n_epochs - 1)))
@@ -432,6 +442,18 @@ class Trainer:
         with (self.run_dir / LOG).open("a") as f:
             f.write(json.dumps(line) + "\n")
         return scores
+
+
+def _stop_on_sigterm():
+    """Make SIGTERM (``kill PID``, a scheduler ending a job) behave like Ctrl-C, which saves a checkpoint.
+    Returns the previous handler, or None when not in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 class _Stop(Exception):
