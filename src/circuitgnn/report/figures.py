@@ -71,7 +71,7 @@ def embeddings(run: TrainedRun, ds: Dataset, max_k: int):
     plt = pyplot()
     a = run.model.a.detach().cpu().numpy()
     found = kmeans_silhouette(a, max_k, seed=0)
-    panels = [("found clusters (K-means, K by silhouette)", found.labels)]
+    panels = [("found clusters (K-means, K by silhouette + split test, no labels)", found.labels)]
     if ds.truth is not None:
         panels.insert(0, ("true types", ds.truth.types))
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5), squeeze=False)
