@@ -39,6 +39,11 @@ def test_paper_configs_follow_the_spec_table():
     assert sim["supp13_transmitters"].neurons.signal == "sender"
     assert sim["supp13_transmitters"].neurons.table("width") == [1, 2, 4, 8]
     assert sim["supp14_transmitters_receptors"].neurons.signal == "pair"
+    model = {p.stem: load_config(p).model for p in CONFIGS}
+    assert model["supp3_fixed_embedding"].fixed_embedding and not model["fig2_baseline"].fixed_embedding
+    assert model["supp13_transmitters"].psi_input == "x_j,a_j" and model["fig3_external_inputs"].psi_input == "x_j,a_j"
+    assert model["supp14_transmitters_receptors"].psi_input == "x_j,a_i,a_j"
+    assert model["fig3_external_inputs"].external_input == "field"
     f3 = sim["fig3_external_inputs"]
     assert f3.n_neurons == 2048 and f3.stimulus.mode == "multiplicative" and f3.stimulus.n_driven == 1024
     assert f3.burn_in == 10_000 and f3.noise_std == 1.0
