@@ -24,9 +24,9 @@ def psi_curves(model: CircuitGNN, grid: np.ndarray, receivers: np.ndarray | None
     ``receivers[n]`` (default: itself)."""
     dev = model.a.device
     x = torch.as_tensor(grid, dtype=torch.float32, device=dev)[:, None].expand(len(grid), model.n)
-    if model.psi_input != "x_j,a_i,a_j":
-        return model.psi_of_sender(x, model.a).cpu().numpy()
-    a_recv = model.a if receivers is None else model.a[torch.as_tensor(receivers, device=dev)]
+    if model.psi_input != "x_j,a_i,a_j" or receivers is None:
+        return model.psi_of_own_type(x).cpu().numpy()
+    a_recv = model.a[torch.as_tensor(receivers, device=dev)]
     z = torch.cat([x.unsqueeze(-1), a_recv.expand(len(grid), -1, -1), model.a.expand(len(grid), -1, -1)], dim=-1)
     return model.psi(z).squeeze(-1).cpu().numpy()
 

@@ -43,12 +43,7 @@ def psi_plateau(model: CircuitGNN, xnorm: float, n_points: int = 1000) -> np.nda
     For the pair form the receiver embedding is taken equal to the sender's, as in the paper.
     """
     u = torch.linspace(0.8 * xnorm, xnorm, n_points, device=model.a.device)
-    x = u[:, None].expand(n_points, model.n)
-    if model.psi_input == "x_j,a_i,a_j":
-        a_pair = torch.cat([model.a, model.a], dim=-1)
-        vals = model.psi(torch.cat([x.unsqueeze(-1), a_pair.expand(n_points, -1, -1)], dim=-1)).squeeze(-1)
-    else:
-        vals = model.psi_of_sender(x, model.a)
+    vals = model.psi_of_own_type(u[:, None].expand(n_points, model.n))
     return vals.median(dim=0).values.cpu().numpy().astype(np.float64)
 
 

@@ -105,6 +105,14 @@ class CircuitGNN(nn.Module):
         )
         return self.psi(z).squeeze(-1)
 
+    def psi_of_own_type(self, x: torch.Tensor) -> torch.Tensor:
+        """psi* of each sender j at activity x (..., N), with the receiver's embedding taken equal to the
+        sender's for the pair form (a_i = a_j, as the paper's regulariser and normalisation do)."""
+        if self.psi_input != "x_j,a_i,a_j":
+            return self.psi_of_sender(x, self.a)
+        a_pair = torch.cat([self.a, self.a], dim=-1)
+        return self.psi(torch.cat([x.unsqueeze(-1), a_pair.expand(*x.shape, -1)], dim=-1)).squeeze(-1)
+
     def messages(self, x: torch.Tensor) -> torch.Tensor:
         """M_i = sum_{j != i} W_ij psi*_ij for a batch x of shape (B, N)."""
         if self.psi_input != "x_j,a_i,a_j":

@@ -36,17 +36,7 @@ def psi_monotone_penalty(model: CircuitGNN, x: torch.Tensor, delta: float) -> to
     For the pair form it is evaluated on the pairs (a_j, a_j), as in the paper's code.
     """
     x = x.detach()
-    if model.psi_input == "x_j,a_i,a_j":
-        a_pair = torch.cat([model.a, model.a], dim=-1)
-
-        def psi(v: torch.Tensor) -> torch.Tensor:
-            return model.psi(torch.cat([v.unsqueeze(-1), a_pair.expand(*v.shape, -1)], dim=-1)).squeeze(-1)
-    else:
-
-        def psi(v: torch.Tensor) -> torch.Tensor:
-            return model.psi_of_sender(v, model.a)
-
-    diff = psi(x) - psi(x + delta)
+    diff = model.psi_of_own_type(x) - model.psi_of_own_type(x + delta)
     return torch.mean(torch.relu(diff) ** 2)
 
 
