@@ -1,4 +1,4 @@
-"""Command-line interface: ``circuitgnn run | simulate | train | evaluate | report | symbolic | info | config-help``."""
+"""Command-line interface: ``circuitgnn run | simulate | train | evaluate | report | symbolic | reproduce | info | config-help``."""
 
 from __future__ import annotations
 
@@ -131,6 +131,41 @@ def _cmd_symbolic(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from circuitgnn.errors import CircuitGNNError as Failure
+    from circuitgnn.reproduce.manifest import load_manifest
+    from circuitgnn.reproduce.runner import reproduce_experiment
+    from circuitgnn.reproduce.scoreboard import update_readme, write_scoreboard
+
+    manifest = load_manifest(args.manifest)
+    chosen = manifest.select(args.experiments)
+    if args.list:
+        for e in manifest.experiments:
+            print(f"{e.id:32s} {e.minutes:5g} min  {e.title} ({e.figure})")
+        return 0
+    failed = []
+    if not args.collect:
+        for exp in chosen:
+            try:
+                reproduce_experiment(exp, Path(args.work), minutes=args.minutes, device=args.device, progress=not args.quiet)
+            except KeyboardInterrupt:
+                print(f"interrupted during {exp.id}: its checkpoint is saved; run the same command to resume", file=sys.stderr)
+                return 130
+            except Failure as err:
+                failed.append(exp.id)
+                print(f"[{exp.id}] failed: {err}", file=sys.stderr)
+    rows = write_scoreboard(manifest, Path(args.work), Path(args.results))
+    if args.readme:
+        update_readme(Path(args.readme), rows)
+        print(f"readme       {args.readme}: results table updated")
+    for r in rows:
+        if r["id"] in {e.id for e in chosen}:
+            verdict = "not run" if r["status"] == "not run" else ("targets met" if not r["missed"] else "missed: " + "; ".join(r["missed"]))
+            print(f"{r['id']:32s} {verdict}")
+    print(f"scoreboard   {Path(args.results).resolve() / 'scoreboard.md'}")
+    return 1 if failed else 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from circuitgnn.data.dataset import open_dataset
     from circuitgnn.simulate.run import format_summary
@@ -201,6 +236,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="start over instead of reusing or resuming")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("reproduce", help="re-run the paper's experiments (resumable) and write the scoreboard")
+    p.add_argument("experiments", nargs="*", help="experiment ids (default: all; see --list)")
+    p.add_argument("--work", default="runs/reproduce", help="folder for datasets and runs (one subfolder per experiment)")
+    p.add_argument("--results", default="results", help="folder for scoreboard.md, scoreboard.json and the series figures")
+    p.add_argument("--minutes", type=float, help="training budget per experiment, instead of the manifest's")
+    p.add_argument("--manifest", default=str(Path(__file__).resolve().parent / "configs" / "reproduce.yaml"),
+                   help="the experiments, their CPU sizing and the paper's values")
+    p.add_argument("--collect", action="store_true", help="run nothing: rebuild the scoreboard from the work folder")
+    p.add_argument("--readme", help="also replace the generated results table in this README")
+    p.add_argument("--list", action="store_true", help="list the experiments and their budgets")
+    p.add_argument("--device", help="override training.device (auto picks CUDA when available)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_reproduce)
 
     p = sub.add_parser("info", help="print the summary of a dataset folder")
     p.add_argument("dataset")

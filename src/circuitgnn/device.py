@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from collections.abc import Iterator
@@ -21,6 +22,16 @@ def pick_device(requested: str | None = None) -> torch.device:
     return device
 
 
+def _cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment() -> dict[str, str]:
     """Versions and machine, recorded in metadata so results can be traced."""
     from circuitgnn import __version__
@@ -33,6 +44,8 @@ def environment() -> dict[str, str]:
         "platform": platform.platform(),
         "processor": platform.machine(),
         "torch_threads": str(torch.get_num_threads()),
+        "cpu_count": str(os.cpu_count()),
+        "cpu_model": _cpu_model(),
     }
     if torch.cuda.is_available():
         env["cuda_device"] = torch.cuda.get_device_name(0)

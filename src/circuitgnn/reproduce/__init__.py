@@ -1,0 +1,1 @@
+"""Reproducing the paper's experiments: a manifest, a resumable runner and the scoreboard."""

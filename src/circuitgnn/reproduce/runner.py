@@ -1,0 +1,124 @@
+"""Run one manifest experiment end to end, resuming whatever an earlier call left.
+
+Layout under the work directory, the same as ``circuitgnn run --out WORK/ID``::
+
+    WORK/ID/config.yaml   the effective config (manifest overrides applied)
+    WORK/ID/data/         the simulated dataset (reused when complete)
+    WORK/ID/run/          the training run (resumed from its checkpoint), metrics.json
+
+Training continues until the run's total training time reaches the budget
+(or its schedule ends), so a later call with a larger budget picks up where
+the last one stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from circuitgnn.config import ExperimentConfig, dump_config
+from circuitgnn.data.writer import META_FILE
+from circuitgnn.reproduce.manifest import Experiment, experiment_config
+from circuitgnn.train.trainer import CHECKPOINT, RUN_INFO
+
+METRICS_FILE = "metrics.json"
+
+
+@dataclass
+class ExperimentPaths:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+
+def run_info(run_dir: Path) -> dict | None:
+    path = run_dir / RUN_INFO
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def remaining_minutes(run_dir: Path, budget: float) -> float:
+    """Training minutes left before the run's total reaches ``budget`` (0 when its schedule finished)."""
+    info = run_info(run_dir)
+    if info is None:
+        return budget
+    if info["status"] == "finished":
+        return 0.0
+    return max(0.0, budget - info["train_seconds"] / 60)
+
+
+def metrics_current(run_dir: Path) -> bool:
+    """Whether metrics.json was computed on the run's latest checkpoint."""
+    info, path = run_info(run_dir), run_dir / METRICS_FILE
+    if info is None or not path.is_file():
+        return False
+    return json.loads(path.read_text()).get("iterations") == info["global_iteration"]
+
+
+def _check_same_config(paths: ExperimentPaths, config: ExperimentConfig, exp: Experiment) -> None:
+    """Refuse to resume work made with a different config: its numbers would not belong to this row."""
+    if not paths.config.is_file():
+        return
+    if paths.config.read_text() != dump_config(config):
+        from circuitgnn.errors import ConfigError
+
+        raise ConfigError(
+            f"experiment {exp.id}: {paths.config} differs from the config now in the manifest; "
+            f"delete {paths.root} (or pass --restart {exp.id}) to start it again with the new config"
+        )
+
+
+def reproduce_experiment(
+    exp: Experiment,
+    work: Path,
+    *,
+    minutes: float | None = None,
+    device: str | None = None,
+    progress: bool = True,
+    say: Callable[[str], None] = print,
+) -> ExperimentPaths:
+    """Simulate (if needed), train up to the budget (resuming), and evaluate (if stale) one experiment."""
+    from circuitgnn.analyze.evaluate import evaluate_run
+    from circuitgnn.simulate.run import simulate
+    from circuitgnn.train.trainer import Trainer
+
+    config = experiment_config(exp)
+    paths = ExperimentPaths(Path(work) / exp.id)
+    _check_same_config(paths, config, exp)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    if not paths.config.is_file():
+        paths.config.write_text(dump_config(config))
+    if device is not None:
+        config.training.device = device
+
+    if (paths.data / META_FILE).is_file():
+        say(f"[{exp.id}] dataset exists: reusing {paths.data}")
+    else:
+        say(f"[{exp.id}] simulating {config.simulation.n_neurons} neurons x {config.simulation.n_frames} frames")
+        simulate(config, paths.data, overwrite=False, progress=progress, figure=False)
+
+    budget = exp.minutes if minutes is None else minutes
+    left = remaining_minutes(paths.run, budget)
+    if left > 0.05:
+        resume = (paths.run / CHECKPOINT).is_file()
+        say(f"[{exp.id}] training{' (resumed)' if resume else ''}: up to {left:.1f} more minutes (budget {budget:g})")
+        config.training.max_minutes = left
+        Trainer(config, paths.data, paths.run, resume=resume, progress=progress).fit()
+    else:
+        say(f"[{exp.id}] training done for a {budget:g}-minute budget")
+
+    if not metrics_current(paths.run):
+        say(f"[{exp.id}] evaluating")
+        evaluate_run(paths.run)
+    return paths

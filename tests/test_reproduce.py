@@ -1,0 +1,121 @@
+"""The reproduction runner and scoreboard, on a tiny experiment that trains in seconds."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from circuitgnn.cli import main
+from circuitgnn.errors import CircuitGNNError, ConfigError
+from circuitgnn.reproduce.manifest import DEFAULT_MANIFEST, experiment_config, load_manifest
+from circuitgnn.reproduce.runner import reproduce_experiment
+from circuitgnn.reproduce.scoreboard import README_BEGIN, README_END, _trend, diagnosis, update_readme, write_scoreboard
+
+TINY = {
+    "name": "tiny",
+    "simulation": {"n_neurons": 40, "n_frames": 400, "burn_in": 50, "seed": 3, "neurons": {"n_types": 2, "self_coupling": [1, 2], "decay": [1, 2]}},
+    "training": {"batch_size": 4, "n_epochs": 2, "iterations_per_epoch": 30, "log_every": 10, "checkpoint_every": 30,
+                 "clustering": {"every_epochs": 1}},
+    "analysis": {"symbolic": False},
+}
+
+
+def write_manifest(tmp_path: Path, **entry) -> Path:
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    exp = {
+        "id": "tiny", "title": "Tiny", "figure": "none", "config": "tiny.yaml", "minutes": 5,
+        "series": ["frames"], "paper": {"W_r2": 1.0, "frames": 800, "iterations": 100, "batch_size": 8},
+        "targets": {"W_r2": 0.999, "type_accuracy": 0.5},
+    } | entry
+    path = tmp_path / "manifest.yaml"
+    path.write_text(yaml.safe_dump({"experiments": [exp]}))
+    return path
+
+
+def test_packaged_manifest_covers_every_paper_config_and_its_overrides_apply():
+    manifest = load_manifest(DEFAULT_MANIFEST)
+    configs = {e.config.name for e in manifest.experiments}
+    paper = {p.name for p in (DEFAULT_MANIFEST.parent / "paper").glob("*.yaml")}
+    assert paper <= configs
+    large = manifest.select(["supp11_n8000"])[0]
+    cfg = experiment_config(large)
+    assert cfg.simulation.n_neurons == 8000 and cfg.simulation.n_frames == large.overrides["simulation.n_frames"]
+
+
+def test_manifest_errors_name_what_is_wrong(tmp_path):
+    with pytest.raises(ConfigError, match="manifest file not found"):
+        load_manifest(tmp_path / "none.yaml")
+    path = write_manifest(tmp_path, minutes=-1)
+    with pytest.raises(ConfigError, match=r"experiments\.0\.minutes"):
+        load_manifest(path)
+    path = write_manifest(tmp_path, config="missing.yaml")
+    with pytest.raises(ConfigError, match="missing.yaml not found"):
+        load_manifest(path)
+    manifest = load_manifest(write_manifest(tmp_path, overrides={"simulation.n_framez": 3}))
+    with pytest.raises(ConfigError, match="no field 'n_framez'"):
+        experiment_config(manifest.experiments[0])
+    with pytest.raises(ConfigError, match="unknown experiment"):
+        manifest.select(["nope"])
+
+
+def test_reproduce_runs_resumes_and_scores_a_tiny_experiment(tmp_path):
+    manifest = load_manifest(write_manifest(tmp_path))
+    exp = manifest.experiments[0]
+    work, results = tmp_path / "work", tmp_path / "results"
+    said: list[str] = []
+    paths = reproduce_experiment(exp, work, progress=False, say=said.append)
+    info = json.loads((paths.run / "run.json").read_text())
+    assert info["status"] == "finished" and info["global_iteration"] == 60
+    metrics = json.loads((paths.run / "metrics.json").read_text())
+    assert metrics["iterations"] == 60
+
+    said.clear()
+    reproduce_experiment(exp, work, progress=False, say=said.append)  # nothing left to do
+    assert any("reusing" in s for s in said) and any("training done" in s for s in said)
+    assert not any("evaluating" in s for s in said)
+
+    rows = write_scoreboard(manifest, work, results)
+    row = rows[0]
+    assert row["status"] == "finished" and row["iterations"] == 60 and row["frames"] == 400
+    assert row["W_r2"] == pytest.approx(metrics["W_r2"])
+    assert row["samples_fraction"] == pytest.approx(60 * 4 / 800) and row["frames_fraction"] == pytest.approx(0.5)
+    assert any("W_r2" in m for m in row["missed"])  # a 0.999 target on 60 iterations is missed, and said so
+    assert row["diagnosis"]
+    board = (results / "scoreboard.md").read_text()
+    assert "**missed**" in board and "circuitgnn reproduce tiny" in board
+    assert json.loads((results / "scoreboard.json").read_text())[0]["id"] == "tiny"
+    assert (results / "series_frames.png").stat().st_size > 0
+
+
+def test_changed_config_is_not_resumed_silently(tmp_path):
+    manifest = load_manifest(write_manifest(tmp_path))
+    work = tmp_path / "work"
+    (work / "tiny").mkdir(parents=True)
+    (work / "tiny" / "config.yaml").write_text("name: other\n")
+    with pytest.raises(ConfigError, match="differs from the config"):
+        reproduce_experiment(manifest.experiments[0], work, progress=False, say=lambda s: None)
+
+
+def test_unrun_experiments_get_a_plain_row_and_the_readme_block_is_replaced(tmp_path, capsys):
+    path = write_manifest(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{README_BEGIN}\nold table\n{README_END}\n\nafter\n")
+    args = ["reproduce", "--manifest", str(path), "--work", str(tmp_path / "w"), "--results", str(tmp_path / "r"), "--collect"]
+    assert main(args + ["--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "old table" not in text and "not run" in text and text.endswith("after\n")
+    assert "tiny" in capsys.readouterr().out
+    readme.write_text("no markers")
+    with pytest.raises(CircuitGNNError, match="no generated scoreboard block"):
+        update_readme(readme, [])
+
+
+def test_diagnosis_tells_budget_limited_from_flat():
+    rising = [{"iteration": i, "W_r2": 0.5 + 0.01 * i} for i in range(1, 21)]
+    flat = [{"iteration": i, "W_r2": 0.8} for i in range(1, 21)]
+    assert _trend(rising) == pytest.approx(0.05)
+    base = {"status": "stopped", "missed": ["W_r2 0.7 < 0.95"], "samples_fraction": 0.01, "train_minutes": 5}
+    assert diagnosis(base | {"W_r2_trend": _trend(rising)}).startswith("budget-limited")
+    assert diagnosis(base | {"W_r2_trend": _trend(flat)}).startswith("flat")
+    assert diagnosis(base | {"missed": []}) == ""
