@@ -27,11 +27,16 @@ FORMAT_VERSION = 1
 META_FILE = "meta.json"
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text to a temporary name, then rename it into place."""
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to a temporary name, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str))
 
 
 def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
