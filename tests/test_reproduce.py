@@ -93,8 +93,21 @@ def test_changed_config_is_not_resumed_silently(tmp_path):
     work = tmp_path / "work"
     (work / "tiny").mkdir(parents=True)
     (work / "tiny" / "config.yaml").write_text("name: other\n")
-    with pytest.raises(ConfigError, match="differs from the config"):
+    with pytest.raises(ConfigError, match="differs from the config.*--restart"):
         reproduce_experiment(manifest.experiments[0], work, progress=False, say=lambda s: None)
+    (work / "tiny" / "run").mkdir()
+    (work / "tiny" / "run" / "log.jsonl").write_text("")  # a first attempt killed before its first checkpoint
+    paths = reproduce_experiment(manifest.experiments[0], work, restart=True, progress=False, say=lambda s: None)
+    assert (paths.run / "metrics.json").is_file()
+
+
+def test_a_run_killed_before_its_first_checkpoint_is_started_again(tmp_path):
+    manifest = load_manifest(write_manifest(tmp_path))
+    run = tmp_path / "work" / "tiny" / "run"
+    run.mkdir(parents=True)
+    (run / "log.jsonl").write_text("")
+    paths = reproduce_experiment(manifest.experiments[0], tmp_path / "work", progress=False, say=lambda s: None)
+    assert json.loads((paths.run / "run.json").read_text())["status"] == "finished"
 
 
 def test_unrun_experiments_get_a_plain_row_and_the_readme_block_is_replaced(tmp_path, capsys):

@@ -14,6 +14,7 @@ the last one stopped.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,7 +76,7 @@ def _check_same_config(paths: ExperimentPaths, config: ExperimentConfig, exp: Ex
 
         raise ConfigError(
             f"experiment {exp.id}: {paths.config} differs from the config now in the manifest; "
-            f"delete {paths.root} (or pass --restart {exp.id}) to start it again with the new config"
+            f"start it again with `circuitgnn reproduce {exp.id} --restart` (deletes {paths.root})"
         )
 
 
@@ -85,16 +86,23 @@ def reproduce_experiment(
     *,
     minutes: float | None = None,
     device: str | None = None,
+    restart: bool = False,
     progress: bool = True,
     say: Callable[[str], None] = print,
 ) -> ExperimentPaths:
-    """Simulate (if needed), train up to the budget (resuming), and evaluate (if stale) one experiment."""
+    """Simulate (if needed), train up to the budget (resuming), and evaluate (if stale) one experiment.
+
+    ``restart`` deletes the experiment's folder first (dataset, run and metrics).
+    """
     from circuitgnn.analyze.evaluate import evaluate_run
     from circuitgnn.simulate.run import simulate
     from circuitgnn.train.trainer import Trainer
 
     config = experiment_config(exp)
     paths = ExperimentPaths(Path(work) / exp.id)
+    if restart and paths.root.exists():
+        say(f"[{exp.id}] restarting: deleting {paths.root}")
+        shutil.rmtree(paths.root)
     _check_same_config(paths, config, exp)
     paths.root.mkdir(parents=True, exist_ok=True)
     if not paths.config.is_file():
@@ -114,7 +122,8 @@ def reproduce_experiment(
         resume = (paths.run / CHECKPOINT).is_file()
         say(f"[{exp.id}] training{' (resumed)' if resume else ''}: up to {left:.1f} more minutes (budget {budget:g})")
         config.training.max_minutes = left
-        Trainer(config, paths.data, paths.run, resume=resume, progress=progress).fit()
+        # Without a checkpoint, whatever a killed first attempt left in the run folder is worthless.
+        Trainer(config, paths.data, paths.run, resume=resume, overwrite=not resume, progress=progress).fit()
     else:
         say(f"[{exp.id}] training done for a {budget:g}-minute budget")
 
