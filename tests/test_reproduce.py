@@ -86,6 +86,8 @@ def test_reproduce_runs_resumes_and_scores_a_tiny_experiment(tmp_path):
     assert "**missed**" in board and "circuitgnn reproduce tiny" in board
     assert json.loads((results / "scoreboard.json").read_text())[0]["id"] == "tiny"
     assert (results / "series_frames.png").stat().st_size > 0
+    assert set(row["resources"]) == {"simulate", "train", "evaluate"} and row["peak_memory_mb"] > 10
+    assert "peak memory" in board
 
 
 def test_changed_config_is_not_resumed_silently(tmp_path):

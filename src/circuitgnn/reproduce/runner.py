@@ -22,6 +22,7 @@ from pathlib import Path
 from circuitgnn.config import ExperimentConfig, dump_config
 from circuitgnn.data.writer import META_FILE
 from circuitgnn.reproduce.manifest import Experiment, experiment_config
+from circuitgnn.reproduce.resources import measure
 from circuitgnn.train.trainer import CHECKPOINT, RUN_INFO
 
 METRICS_FILE = "metrics.json"
@@ -114,7 +115,8 @@ def reproduce_experiment(
         say(f"[{exp.id}] dataset exists: reusing {paths.data}")
     else:
         say(f"[{exp.id}] simulating {config.simulation.n_neurons} neurons x {config.simulation.n_frames} frames")
-        simulate(config, paths.data, overwrite=False, progress=progress, figure=False)
+        with measure(paths.root, "simulate"):
+            simulate(config, paths.data, overwrite=False, progress=progress, figure=False)
 
     budget = exp.minutes if minutes is None else minutes
     left = remaining_minutes(paths.run, budget)
@@ -123,11 +125,13 @@ def reproduce_experiment(
         say(f"[{exp.id}] training{' (resumed)' if resume else ''}: up to {left:.1f} more minutes (budget {budget:g})")
         config.training.max_minutes = left
         # Without a checkpoint, whatever a killed first attempt left in the run folder is worthless.
-        Trainer(config, paths.data, paths.run, resume=resume, overwrite=not resume, progress=progress).fit()
+        with measure(paths.root, "train"):
+            Trainer(config, paths.data, paths.run, resume=resume, overwrite=not resume, progress=progress).fit()
     else:
         say(f"[{exp.id}] training done for a {budget:g}-minute budget")
 
     if not metrics_current(paths.run):
         say(f"[{exp.id}] evaluating")
-        evaluate_run(paths.run)
+        with measure(paths.root, "evaluate"):
+            evaluate_run(paths.run)
     return paths

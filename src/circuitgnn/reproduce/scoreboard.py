@@ -17,6 +17,7 @@ from circuitgnn.config import load_config
 from circuitgnn.data.writer import write_json_atomic, write_text_atomic
 from circuitgnn.errors import CircuitGNNError
 from circuitgnn.reproduce.manifest import Experiment, Manifest
+from circuitgnn.reproduce.resources import read_resources
 from circuitgnn.reproduce.runner import METRICS_FILE, ExperimentPaths, run_info
 from circuitgnn.train.trainer import read_log
 
@@ -81,6 +82,10 @@ def build_row(exp: Experiment, work: Path) -> dict[str, Any]:
         filling_factor=config.simulation.connectivity.filling_factor,
         W_r2_trend=_trend(log),
     )
+    resources = read_resources(paths.root)
+    row["resources"] = resources
+    row["wall_minutes"] = sum(r["wall_seconds"] for r in resources.values()) / 60 if resources else None
+    row["peak_memory_mb"] = max((r["peak_memory_mb"] for r in resources.values()), default=None)
     row["type_accuracy"] = metrics.get("types_kmeans_accuracy")
     for key in ("W_r2", "W_slope", "phi_error_max", "psi_error_max", "rollout_r2_400", "rollout_r2_800", "omega_r2", "omega_slope"):
         row[key] = metrics.get(key)
@@ -144,6 +149,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         rollout = f"{_f(r['rollout_r2_400'])} / {_f(r['rollout_r2_800'])} ({_f(p['rollout_r2_400'], 2)} / {_f(p['rollout_r2_800'], 2)})"
         frames = f"{r['frames']:,}" + (f" ({r['frames_fraction']:.0%} of paper)" if r["frames_fraction"] < 1 else "")
         training = f"{r['train_minutes']:.0f} min, {r['iterations']:,} it × {r['batch_size']} ({r['samples_fraction']:.1%} of paper)"
+        if r.get("peak_memory_mb"):
+            training += f", peak {r['peak_memory_mb'] / 1024:.1f} GB"
         verdict = "met" if not r["missed"] else "**missed**: " + "; ".join(r["missed"])
         lines.append(
             f"| {name} | {_pair(r['W_r2'], p['W_r2'])} | {_pair(r['W_slope'], p['W_slope'])} | "
@@ -177,6 +184,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
                 f"{r['paper']['batch_size']}; frames {r['frames']:,} (paper {r['paper']['frames']:,}); {r['hardware']}"
             )
             parts.append(f"- worst relative function error: phi* {_f(r['phi_error_max'])}, psi* {_f(r['psi_error_max'])}")
+            for phase, res in r.get("resources", {}).items():
+                bound = "" if res.get("peak_memory_exact") else " (upper bound: the process's peak so far)"
+                parts.append(f"- {phase}: {res['wall_seconds'] / 60:.1f} min wall, peak memory {res['peak_memory_mb']:,.0f} MB{bound}")
             if r["missed"]:
                 parts.append(f"- **target missed**: {'; '.join(r['missed'])}. {r['diagnosis']}")
             if r.get("stale"):
