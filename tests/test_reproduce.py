@@ -40,7 +40,8 @@ def test_packaged_manifest_covers_every_paper_config_and_its_overrides_apply():
     assert paper <= configs
     large = manifest.select(["supp11_n8000"])[0]
     cfg = experiment_config(large)
-    assert cfg.simulation.n_neurons == 8000 and cfg.simulation.n_frames == large.overrides["simulation.n_frames"]
+    assert cfg.simulation.n_neurons == 8000 and cfg.simulation.n_frames == large.cpu_overrides["simulation.n_frames"]
+    assert experiment_config(large, full_size=True).simulation.n_frames == 100000
 
 
 def test_manifest_errors_name_what_is_wrong(tmp_path):
@@ -52,7 +53,7 @@ def test_manifest_errors_name_what_is_wrong(tmp_path):
     path = write_manifest(tmp_path, config="missing.yaml")
     with pytest.raises(ConfigError, match="missing.yaml not found"):
         load_manifest(path)
-    manifest = load_manifest(write_manifest(tmp_path, overrides={"simulation.n_framez": 3}))
+    manifest = load_manifest(write_manifest(tmp_path, cpu_overrides={"simulation.n_framez": 3}))
     with pytest.raises(ConfigError, match="no field 'n_framez'"):
         experiment_config(manifest.experiments[0])
     with pytest.raises(ConfigError, match="unknown experiment"):

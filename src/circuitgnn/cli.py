@@ -148,7 +148,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         for exp in chosen:
             try:
                 reproduce_experiment(
-                    exp, Path(args.work), minutes=args.minutes, device=args.device, restart=args.restart, progress=not args.quiet
+                    exp, Path(args.work), minutes=args.minutes, device=args.device, restart=args.restart,
+                    full_size=True if args.full_size else None, progress=not args.quiet,
                 )
             except KeyboardInterrupt:
                 print(f"interrupted during {exp.id}: its checkpoint is saved; run the same command to resume", file=sys.stderr)
@@ -250,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--readme", help="also replace the generated results table in this README")
     p.add_argument("--list", action="store_true", help="list the experiments and their budgets")
     p.add_argument("--restart", action="store_true", help="delete the chosen experiments' folders and start them again")
+    p.add_argument("--full-size", action="store_true", help="ignore the manifest's CPU sizing (the default on a GPU)")
     p.add_argument("--device", help="override training.device (auto picks CUDA when available)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_reproduce)

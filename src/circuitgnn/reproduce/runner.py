@@ -2,7 +2,7 @@
 
 Layout under the work directory, the same as ``circuitgnn run --out WORK/ID``::
 
-    WORK/ID/config.yaml   the effective config (manifest overrides applied)
+    WORK/ID/config.yaml   the effective config (with the manifest's CPU sizing unless full size)
     WORK/ID/data/         the simulated dataset (reused when complete)
     WORK/ID/run/          the training run (resumed from its checkpoint), metrics.json
 
@@ -21,6 +21,7 @@ from pathlib import Path
 
 from circuitgnn.config import ExperimentConfig, dump_config
 from circuitgnn.data.writer import META_FILE
+from circuitgnn.device import pick_device
 from circuitgnn.reproduce.manifest import Experiment, experiment_config
 from circuitgnn.reproduce.resources import measure
 from circuitgnn.train.trainer import CHECKPOINT, RUN_INFO
@@ -88,18 +89,22 @@ def reproduce_experiment(
     minutes: float | None = None,
     device: str | None = None,
     restart: bool = False,
+    full_size: bool | None = None,
     progress: bool = True,
     say: Callable[[str], None] = print,
 ) -> ExperimentPaths:
     """Simulate (if needed), train up to the budget (resuming), and evaluate (if stale) one experiment.
 
-    ``restart`` deletes the experiment's folder first (dataset, run and metrics).
+    ``restart`` deletes the experiment's folder first (dataset, run and metrics). ``full_size``
+    ignores the manifest's CPU sizing; by default it does so when training will run on CUDA.
     """
     from circuitgnn.analyze.evaluate import evaluate_run
     from circuitgnn.simulate.run import simulate
     from circuitgnn.train.trainer import Trainer
 
-    config = experiment_config(exp)
+    if full_size is None:
+        full_size = pick_device(device).type == "cuda"
+    config = experiment_config(exp, full_size)
     paths = ExperimentPaths(Path(work) / exp.id)
     if restart and paths.root.exists():
         say(f"[{exp.id}] restarting: deleting {paths.root}")
