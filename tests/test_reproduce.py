@@ -9,8 +9,19 @@ import yaml
 from circuitgnn.cli import main
 from circuitgnn.errors import CircuitGNNError, ConfigError
 from circuitgnn.reproduce.manifest import DEFAULT_MANIFEST, experiment_config, load_manifest
-from circuitgnn.reproduce.runner import reproduce_experiment
-from circuitgnn.reproduce.scoreboard import README_BEGIN, README_END, _trend, diagnosis, update_readme, write_scoreboard
+from circuitgnn.reproduce.runner import record_failure, reproduce_experiment
+from circuitgnn.reproduce.scoreboard import (
+    README_BEGIN,
+    README_END,
+    _hardware,
+    _missed,
+    _trend,
+    build_row,
+    diagnosis,
+    update_readme,
+    write_scoreboard,
+)
+from circuitgnn.reproduce.series import series_figure
 
 TINY = {
     "name": "tiny",
@@ -78,7 +89,7 @@ def test_reproduce_runs_resumes_and_scores_a_tiny_experiment(tmp_path):
 
     rows = write_scoreboard(manifest, work, results)
     row = rows[0]
-    assert row["status"] == "finished" and row["iterations"] == 60 and row["frames"] == 400
+    assert row["status"] == "schedule finished" and row["iterations"] == 60 and row["frames"] == 400
     assert row["W_r2"] == pytest.approx(metrics["W_r2"])
     assert row["samples_fraction"] == pytest.approx(60 * 4 / 800) and row["frames_fraction"] == pytest.approx(0.5)
     assert any("W_r2" in m for m in row["missed"])  # a 0.999 target on 60 iterations is missed, and said so
@@ -127,11 +138,49 @@ def test_unrun_experiments_get_a_plain_row_and_the_readme_block_is_replaced(tmp_
         update_readme(readme, [])
 
 
-def test_diagnosis_tells_budget_limited_from_flat():
-    rising = [{"iteration": i, "W_r2": 0.5 + 0.01 * i} for i in range(1, 21)]
-    flat = [{"iteration": i, "W_r2": 0.8} for i in range(1, 21)]
+def test_a_run_stopped_at_its_budget_is_not_trained_again(tmp_path):
+    manifest = load_manifest(write_manifest(tmp_path, minutes=0.08))
+    exp, work = manifest.experiments[0], tmp_path / "work"
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY | {"training": TINY["training"] | {"n_epochs": 10000}}))
+    paths = reproduce_experiment(exp, work, progress=False, say=lambda s: None)
+    assert json.loads((paths.run / "run.json").read_text())["status"] == "stopped"
+    said: list[str] = []
+    reproduce_experiment(exp, work, progress=False, say=said.append)
+    assert any("training done" in s for s in said) and not any("evaluating" in s for s in said)
+    row = build_row(exp, work)
+    assert row["status"] == "stopped at its budget" and row["budget_minutes"] == 0.08
+
+
+def test_failures_and_unmeasured_values_are_rows_that_say_so(tmp_path):
+    manifest = load_manifest(write_manifest(tmp_path))
+    exp = manifest.experiments[0]
+    record_failure(tmp_path / "work", exp, MemoryError("CUDA out of memory"))
+    row = build_row(exp, tmp_path / "work")
+    assert row["status"] == "failed" and "CUDA out of memory" in row["failure"]
+    assert _missed({"W_r2": float("nan"), "type_accuracy": None}, exp) == ["W_r2: nan", "type_accuracy: not measured"]
+    assert "Tesla" in _hardware({"device": "cuda:0", "environment": {"cuda_device": "Tesla X", "cpu_count": "2"}})
+    assert "2 cores" in _hardware({"device": "cpu", "environment": {"cpu_model": "EPYC", "cpu_count": "2"}})
+    rows = [{"W_r2": None, "frames": 10}, {"W_r2": 0.5, "frames": 20, "paper": {"W_r2": 0.9}, "batch_size": 8,
+             "curve": [{"iteration": 1, "W_r2": 0.5}]}]
+    series_figure("frames", rows, tmp_path / "one_point.png")  # one measured point, one without W R^2
+    assert (tmp_path / "one_point.png").stat().st_size > 0
+
+
+def test_cli_rejects_an_unnamed_restart_and_a_non_positive_budget(tmp_path, capsys):
+    path = str(write_manifest(tmp_path))
+    assert main(["reproduce", "--manifest", path, "--restart"]) == 2
+    assert "name them" in capsys.readouterr().err
+    assert main(["reproduce", "--manifest", path, "--minutes", "0", "tiny"]) == 2
+    assert "--minutes must be positive" in capsys.readouterr().err
+
+
+def test_diagnosis_names_the_missed_metric_and_tells_rising_from_flat():
+    rising = [{"iteration": i, "W_r2": 0.5 + 0.01 * i, "type_accuracy": 0.7} for i in range(1, 21)]
     assert _trend(rising) == pytest.approx(0.05)
-    base = {"status": "stopped", "missed": ["W_r2 0.7 < 0.95"], "samples_fraction": 0.01, "train_minutes": 5}
-    assert diagnosis(base | {"W_r2_trend": _trend(rising)}).startswith("budget-limited")
-    assert diagnosis(base | {"W_r2_trend": _trend(flat)}).startswith("flat")
+    base = {"status": "stopped at its budget", "missed": ["W_r2 0.7 < 0.95"], "samples_fraction": 0.01, "train_minutes": 5,
+            "targets": {"W_r2": 0.95, "type_accuracy": 0.95}, "W_r2": 0.7, "type_accuracy": 1.0}
+    text = diagnosis(base | {"trends": {"W_r2": _trend(rising), "type_accuracy": _trend(rising, "type_accuracy")}})
+    assert "W_r2 still rose" in text and "more training would help" in text and "type_accuracy" not in text
+    text = diagnosis(base | {"type_accuracy": 0.7, "trends": {"W_r2": 0.0, "type_accuracy": 0.0}})
+    assert "W_r2 changed by +0.000" in text and "type_accuracy changed" in text
     assert diagnosis(base | {"missed": []}) == ""

@@ -132,15 +132,19 @@ def _cmd_symbolic(args: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from circuitgnn.errors import CircuitGNNError as Failure
-    from circuitgnn.reproduce.manifest import load_manifest
-    from circuitgnn.reproduce.runner import reproduce_experiment
+    from circuitgnn.errors import ConfigError
+    from circuitgnn.reproduce.manifest import DEFAULT_MANIFEST, load_manifest
+    from circuitgnn.reproduce.runner import record_failure, reproduce_experiment
     from circuitgnn.reproduce.scoreboard import update_readme, write_scoreboard
 
-    manifest = load_manifest(args.manifest)
+    if args.minutes is not None and args.minutes <= 0:
+        raise ConfigError(f"--minutes must be positive, got {args.minutes}")
+    if args.restart and not args.experiments:
+        raise ConfigError("--restart deletes the named experiments' folders: name them (see --list)")
+    manifest = load_manifest(args.manifest or DEFAULT_MANIFEST)
     chosen = manifest.select(args.experiments)
     if args.list:
-        for e in manifest.experiments:
+        for e in chosen:
             print(f"{e.id:32s} {e.minutes:5g} min  {e.title} ({e.figure})")
         return 0
     failed = []
@@ -152,11 +156,13 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
                     full_size=True if args.full_size else None, progress=not args.quiet,
                 )
             except KeyboardInterrupt:
-                print(f"interrupted during {exp.id}: its checkpoint is saved; run the same command to resume", file=sys.stderr)
+                print(f"interrupted during {exp.id}: run the same command to resume (training resumes from its last checkpoint)",
+                      file=sys.stderr)
                 return 130
-            except Failure as err:
+            except Exception as err:  # one experiment's failure (bad config, divergence, out of memory) must not stop the others
                 failed.append(exp.id)
-                print(f"[{exp.id}] failed: {err}", file=sys.stderr)
+                record_failure(Path(args.work), exp, err)
+                print(f"[{exp.id}] failed: {type(err).__name__}: {err}", file=sys.stderr)
     rows = write_scoreboard(manifest, Path(args.work), Path(args.results))
     if args.readme:
         update_readme(Path(args.readme), rows)
@@ -245,8 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work", default="runs/reproduce", help="folder for datasets and runs (one subfolder per experiment)")
     p.add_argument("--results", default="results", help="folder for scoreboard.md, scoreboard.json and the series figures")
     p.add_argument("--minutes", type=float, help="training budget per experiment, instead of the manifest's")
-    p.add_argument("--manifest", default=str(Path(__file__).resolve().parent / "configs" / "reproduce.yaml"),
-                   help="the experiments, their CPU sizing and the paper's values")
+    p.add_argument("--manifest", help="the experiments, their CPU sizing and the paper's values (default: the packaged configs/reproduce.yaml)")
     p.add_argument("--collect", action="store_true", help="run nothing: rebuild the scoreboard from the work folder")
     p.add_argument("--readme", help="also replace the generated results table in this README")
     p.add_argument("--list", action="store_true", help="list the experiments and their budgets")

@@ -99,6 +99,7 @@ def evaluate_run(run_dir: str | Path, rollout_steps: int = 800, seed: int = 1) -
     """Compute the metrics of a run, write them to ``RUN/metrics.json`` and return them."""
     run = load_run(run_dir)
     ds = run_dataset(run)
+    info = json.loads((run.path / RUN_INFO).read_text())
     model = run.model
     truth = ds.truth
     metrics: dict[str, Any] = {
@@ -106,8 +107,8 @@ def evaluate_run(run_dir: str | Path, rollout_steps: int = 800, seed: int = 1) -
         "dataset": str(ds.path),
         "n_neurons": ds.n_neurons,
         "n_frames": ds.n_frames,
-        "iterations": run.log[-1]["iteration"] if run.log else 0,
-        "train_seconds": run.log[-1]["train_seconds"] if run.log else 0.0,
+        "iterations": info["global_iteration"],
+        "train_seconds": info["train_seconds"],
         "skipped": {},
     }
     learnable_a = isinstance(model.a, torch.nn.Parameter)

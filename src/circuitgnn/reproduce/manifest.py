@@ -18,7 +18,6 @@ from circuitgnn.config import ExperimentConfig, StrictModel, _format_validation_
 from circuitgnn.errors import ConfigError
 
 DEFAULT_MANIFEST = Path(__file__).resolve().parent.parent / "configs" / "reproduce.yaml"
-METRICS = ("W_r2", "W_slope", "type_accuracy", "rollout_r2_400", "rollout_r2_800", "omega_r2", "omega_slope")
 
 
 class PaperValues(StrictModel):
@@ -31,6 +30,10 @@ class PaperValues(StrictModel):
     rollout_r2_800: float | None = None
     omega_r2: float | None = None
     omega_slope: float | None = None
+    generalization_S5_r2_400: float | None = None
+    generalization_S5_r2_800: float | None = None
+    generalization_S6_r2_400: float | None = None
+    generalization_S6_r2_800: float | None = None
     frames: int = Field(..., gt=0, description="frames of the paper's training set")
     iterations: int = Field(..., gt=0, description="the paper's gradient iterations (epochs x iterations per epoch)")
     batch_size: int = Field(..., gt=0, description="the paper's frames per iteration")
@@ -70,6 +73,8 @@ class Experiment(StrictModel):
 
 
 class Manifest(StrictModel):
+    """The scoreboard's experiments, in the order of its rows."""
+
     experiments: list[Experiment]
 
     def select(self, ids: list[str] | None) -> list[Experiment]:

@@ -44,13 +44,17 @@ def peak_memory_mb() -> float:
 
 
 def read_resources(root: Path) -> dict[str, dict[str, float]]:
+    """The record of an experiment folder: {phase: {wall_seconds, peak_memory_mb, ...}} ({} when none)."""
     path = root / RESOURCES_FILE
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
 @contextmanager
-def measure(root: Path, phase: str) -> Iterator[None]:
-    """Add this phase's wall time to the record and keep the largest peak memory seen for it."""
+def measure(root: Path, phase: str, **extra: float) -> Iterator[None]:
+    """Add this phase's wall time to the record and keep the largest peak memory seen for it.
+
+    ``extra`` values (such as the budget the phase ran under) replace earlier ones.
+    """
     exact = _reset_peak()
     cuda = torch.cuda.is_available()
     if cuda:
@@ -65,6 +69,7 @@ def measure(root: Path, phase: str) -> Iterator[None]:
             "wall_seconds": old.get("wall_seconds", 0.0) + time.perf_counter() - t0,
             "peak_memory_mb": max(old.get("peak_memory_mb", 0.0), peak_memory_mb()),
             "peak_memory_exact": exact and old.get("peak_memory_exact", True),
+            **extra,
         }
         if cuda:
             new["peak_cuda_mb"] = max(old.get("peak_cuda_mb", 0.0), torch.cuda.max_memory_allocated() / 2**20)

@@ -15,22 +15,27 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from circuitgnn.config import ExperimentConfig, dump_config
-from circuitgnn.data.writer import META_FILE
+from circuitgnn.data.writer import META_FILE, write_json_atomic, write_text_atomic
 from circuitgnn.device import pick_device
+from circuitgnn.errors import ConfigError
 from circuitgnn.reproduce.manifest import Experiment, experiment_config
-from circuitgnn.reproduce.resources import measure
+from circuitgnn.reproduce.resources import measure, read_resources
 from circuitgnn.train.trainer import CHECKPOINT, RUN_INFO
 
 METRICS_FILE = "metrics.json"
+FAILURE_FILE = "failure.json"
 
 
 @dataclass
 class ExperimentPaths:
+    """The files of one experiment under the work directory."""
+
     root: Path
 
     @property
@@ -47,18 +52,24 @@ class ExperimentPaths:
 
 
 def run_info(run_dir: Path) -> dict | None:
+    """The run's run.json (status, counters, device, environment), or None before training started."""
     path = run_dir / RUN_INFO
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def remaining_minutes(run_dir: Path, budget: float) -> float:
-    """Training minutes left before the run's total reaches ``budget`` (0 when its schedule finished)."""
-    info = run_info(run_dir)
+def remaining_minutes(paths: ExperimentPaths, budget: float) -> float:
+    """Training minutes left before the experiment's training wall time reaches ``budget`` (0 once its schedule finished).
+
+    The wall time of the training phase (resources.json) is the clock, the same one the trainer's
+    deadline uses, so a run stopped at its budget is not trained again by a second call.
+    """
+    info = run_info(paths.run)
     if info is None:
         return budget
     if info["status"] == "finished":
         return 0.0
-    return max(0.0, budget - info["train_seconds"] / 60)
+    spent = read_resources(paths.root).get("train", {}).get("wall_seconds", info["train_seconds"])
+    return max(0.0, budget - spent / 60)
 
 
 def metrics_current(run_dir: Path) -> bool:
@@ -74,10 +85,9 @@ def _check_same_config(paths: ExperimentPaths, config: ExperimentConfig, exp: Ex
     if not paths.config.is_file():
         return
     if paths.config.read_text() != dump_config(config):
-        from circuitgnn.errors import ConfigError
-
         raise ConfigError(
-            f"experiment {exp.id}: {paths.config} differs from the config now in the manifest; "
+            f"experiment {exp.id}: {paths.config} differs from the config this call would use (the manifest or the "
+            f"config changed, or the folder was made at the other size: CPU sizing vs --full-size or a GPU); "
             f"start it again with `circuitgnn reproduce {exp.id} --restart` (deletes {paths.root})"
         )
 
@@ -112,7 +122,8 @@ def reproduce_experiment(
     _check_same_config(paths, config, exp)
     paths.root.mkdir(parents=True, exist_ok=True)
     if not paths.config.is_file():
-        paths.config.write_text(dump_config(config))
+        write_text_atomic(paths.config, dump_config(config))
+    (paths.root / FAILURE_FILE).unlink(missing_ok=True)
     if device is not None:
         config.training.device = device
 
@@ -124,13 +135,13 @@ def reproduce_experiment(
             simulate(config, paths.data, overwrite=False, progress=progress, figure=False)
 
     budget = exp.minutes if minutes is None else minutes
-    left = remaining_minutes(paths.run, budget)
-    if left > 0.05:
-        resume = (paths.run / CHECKPOINT).is_file()
+    left = remaining_minutes(paths, budget)
+    resume = (paths.run / CHECKPOINT).is_file()
+    if left > (0.05 if resume else 0.0):  # a resumed run needs a few seconds to be worth its start-up
         say(f"[{exp.id}] training{' (resumed)' if resume else ''}: up to {left:.1f} more minutes (budget {budget:g})")
         config.training.max_minutes = left
         # Without a checkpoint, whatever a killed first attempt left in the run folder is worthless.
-        with measure(paths.root, "train"):
+        with measure(paths.root, "train", budget_minutes=budget):
             Trainer(config, paths.data, paths.run, resume=resume, overwrite=not resume, progress=progress).fit()
     else:
         say(f"[{exp.id}] training done for a {budget:g}-minute budget")
@@ -140,3 +151,10 @@ def reproduce_experiment(
         with measure(paths.root, "evaluate"):
             evaluate_run(paths.run)
     return paths
+
+
+def record_failure(work: Path, exp: Experiment, err: BaseException) -> None:
+    """Keep why an experiment failed, for its scoreboard row (removed when it next runs)."""
+    root = Path(work) / exp.id
+    root.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(root / FAILURE_FILE, {"error": f"{type(err).__name__}: {err}", "time": time.strftime("%Y-%m-%d %H:%M:%S")})

@@ -258,6 +258,7 @@ class Trainer:
                 "iterations_per_epoch": self.iters_per_epoch,
                 "global_iteration": self.counters.global_iteration,
                 "train_seconds": self.counters.train_seconds,
+                "device": str(self.device),
                 "environment": environment(),
             },
         )
@@ -403,6 +404,7 @@ class Trainer:
                         t_last = time.perf_counter()
                     if c.global_iteration % tc.checkpoint_every == 0:
                         self.save_checkpoint()
+                        self._write_run_info("running")  # run.json follows the checkpoint, even if the process is killed
                 if self._clustering_due():
                     record = self._cluster()
                     bar.write(f"epoch {c.epoch}: clustered the neurons into {record['k']} groups (no labels used)")
