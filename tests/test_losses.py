@@ -79,3 +79,27 @@ def test_coefficient_schedules():
     assert [reg.w_l1.at(e) for e in range(4)] == [0, 0, 1e-5, 1e-5]
     assert [reg.psi_monotone.at(e) for e in range(4)] == [100, 100, 0, 0]
     assert RegularizationConfig(phi_zero=2).phi_zero == Coefficient(value=2)
+
+
+def test_shrink_w_is_a_soft_threshold_with_exact_zeros():
+    import torch
+
+    from circuitgnn.config import ModelConfig
+    from circuitgnn.model.gnn import CircuitGNN
+
+    model = CircuitGNN(ModelConfig(), 3)
+    with torch.no_grad():
+        model.W.copy_(torch.tensor([[0.0, 0.5, -0.05], [-0.3, 0.0, 0.02], [0.1, -0.1, 0.0]]))
+    model.shrink_w(0.1)
+    expected = torch.tensor([[0.0, 0.4, 0.0], [-0.2, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    assert torch.allclose(model.W, expected)
+
+
+def test_shrink_cannot_be_combined_with_a_low_rank_w():
+    import pytest
+
+    from circuitgnn.config import config_from_dict
+    from circuitgnn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="w_shrink acts on a dense W"):
+        config_from_dict({"model": {"low_rank": 4}, "training": {"regularization": {"w_shrink": 0.5}}})

@@ -45,7 +45,7 @@ def test_run_folder_contents_and_log(small_data, tmp_path):
     files = {p.name for p in (tmp_path / "r").iterdir()}
     assert {"config.yaml", "run.json", "log.jsonl", "checkpoint.pt"} <= files
     info = json.loads((tmp_path / "r" / "run.json").read_text())
-    assert info["status"] == "finished" and info["global_iteration"] == 60
+    assert info["status"] == "finished" and info["global_iteration"] == 60 and info["device"] == "cpu"
     log = read_log(tmp_path / "r")
     assert [line["iteration"] for line in log] == list(range(5, 61, 5))
     for key in ("loss_prediction", "loss_phi_zero", "lr_W", "lr_embedding", "train_seconds", "W_r2", "W_slope", "W_r2_raw", "type_accuracy"):
@@ -193,3 +193,12 @@ def test_sigterm_saves_a_checkpoint_like_ctrl_c(small_data, tmp_path, monkeypatc
     assert signal.getsignal(signal.SIGTERM) == before
     assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "interrupted"
     assert torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)["counters"]["global_iteration"] in (13, 14)
+
+
+def test_proximal_shrink_makes_exact_zeros_that_the_l1_term_does_not(small_data, tmp_path):
+    def zeros(**reg):
+        run = Trainer(small_config(n_epochs=1, regularization=reg), small_data, tmp_path / str(reg), progress=False).fit()
+        return int((run.model.W == 0).sum()) - run.model.n  # the diagonal is always zero
+
+    assert zeros(w_shrink=0.5) > 100
+    assert zeros(w_l1=1e-3) == 0

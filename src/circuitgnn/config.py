@@ -243,9 +243,14 @@ class RegularizationConfig(StrictModel):
         Coefficient(), description="gamma: mean ReLU(psi*(x) - psi*(x + d))^2, psi* increasing (fixes the sign of W)"
     )
     w_l1: Coefficient = Field(Coefficient(), description="zeta: sum |W_ij|, sparsity of W")
+    w_shrink: Coefficient = Field(
+        Coefficient(),
+        description="proximal L1 for a dense W: after each step every W_ij moves toward 0 by this x lr_w, stopping at 0 "
+        "(in units of an Adam step: about 0.5 holds at exactly 0 the weights whose gradient has no steady sign)",
+    )
     delta_fraction: float = Field(1 / 150, gt=0, description="d = delta_fraction * xnorm, the step of the two monotonicity terms")
 
-    _coerce = field_validator("phi_zero", "phi_decreasing", "psi_monotone", "w_l1", mode="before")(_coefficient)
+    _coerce = field_validator("phi_zero", "phi_decreasing", "psi_monotone", "w_l1", "w_shrink", mode="before")(_coefficient)
 
 
 class ClusteringConfig(StrictModel):
@@ -297,6 +302,12 @@ class ExperimentConfig(StrictModel):
     model: ModelConfig = Field(default_factory=ModelConfig, description="the GNN")
     training: TrainingConfig = Field(default_factory=TrainingConfig, description="optimisation")
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig, description="evaluation extras")
+
+    @model_validator(mode="after")
+    def _shrink_needs_dense_w(self) -> ExperimentConfig:
+        if self.training.regularization.w_shrink.value > 0 and self.model.low_rank is not None:
+            raise ValueError("training.regularization.w_shrink acts on a dense W: it cannot be combined with model.low_rank")
+        return self
 
     @field_validator("name")
     @classmethod

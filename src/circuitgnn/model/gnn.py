@@ -73,6 +73,12 @@ class CircuitGNN(nn.Module):
         else:
             w.grad.fill_diagonal_(0.0)
 
+    @torch.no_grad()
+    def shrink_w(self, threshold: float) -> None:
+        """Proximal L1 step on the dense W: soft-threshold every entry by ``threshold`` (exact zeros)."""
+        w = self.W
+        w.copy_(torch.sign(w) * torch.clamp(w.abs() - threshold, min=0.0))
+
     # ----------------------------------------------------------------- pieces
     def connectivity(self) -> torch.Tensor:
         """The learned W (N, N) with the diagonal and masked entries at zero."""

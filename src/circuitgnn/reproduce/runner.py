@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from circuitgnn.config import ExperimentConfig, dump_config
+from circuitgnn.config import ExperimentConfig, dump_config, load_config
 from circuitgnn.data.writer import META_FILE, write_json_atomic, write_text_atomic
 from circuitgnn.device import pick_device
 from circuitgnn.errors import ConfigError
@@ -84,7 +84,9 @@ def _check_same_config(paths: ExperimentPaths, config: ExperimentConfig, exp: Ex
     """Refuse to resume work made with a different config: its numbers would not belong to this row."""
     if not paths.config.is_file():
         return
-    if paths.config.read_text() != dump_config(config):
+    # Compared as validated configs, so fields added to the package later (with their defaults) do not count.
+    saved = load_config(paths.config)
+    if saved.model_dump(mode="json") != config.model_dump(mode="json"):
         raise ConfigError(
             f"experiment {exp.id}: {paths.config} differs from the config this call would use (the manifest or the "
             f"config changed, or the folder was made at the other size: CPU sizing vs --full-size or a GPU); "

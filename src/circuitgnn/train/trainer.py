@@ -194,7 +194,7 @@ class Trainer:
 
     def coefficients(self, epoch: int) -> dict[str, float]:
         reg = self.config.training.regularization
-        return {name: getattr(reg, name).at(epoch) for name in ("phi_zero", "phi_decreasing", "psi_monotone", "w_l1")}
+        return {name: getattr(reg, name).at(epoch) for name in ("phi_zero", "phi_decreasing", "psi_monotone", "w_l1", "w_shrink")}
 
     # ------------------------------------------------------------ checkpoints
     def _dataset_fingerprint(self) -> dict[str, Any]:
@@ -387,6 +387,8 @@ class Trainer:
                         self.input_optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     self.optimizer.step()
+                    if coeffs["w_shrink"] > 0:
+                        self.model.shrink_w(coeffs["w_shrink"] * lrs["W"])
                     if self.input_optimizer is not None:
                         self.input_optimizer.step()
                     c.iteration += 1
