@@ -68,7 +68,8 @@ def remaining_minutes(paths: ExperimentPaths, budget: float) -> float:
         return budget
     if info["status"] == "finished":
         return 0.0
-    spent = read_resources(paths.root).get("train", {}).get("wall_seconds", info["train_seconds"])
+    # train_seconds (pure training, kept in the checkpoint) covers calls that resources.json may have missed.
+    spent = max(info["train_seconds"], read_resources(paths.root).get("train", {}).get("wall_seconds", 0.0))
     return max(0.0, budget - spent / 60)
 
 
