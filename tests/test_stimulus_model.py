@@ -6,7 +6,7 @@ import torch
 
 from circuitgnn import open_dataset, simulate
 from circuitgnn.analyze.evaluate import evaluate_run
-from circuitgnn.analyze.stimulus import stimulus_score
+from circuitgnn.analyze.stimulus import stimulus_bandwidth, stimulus_score
 from circuitgnn.config import config_from_dict
 from circuitgnn.errors import DatasetError
 from circuitgnn.model.siren import LowRankInput, Siren, StimulusField
@@ -62,7 +62,7 @@ def test_field_trains_resumes_exactly_and_is_scored(stim_data, tmp_path):
     score = stimulus_score(loaded.input_model, open_dataset(stim_data))
     assert 0 <= score["omega_r2"] <= 1
     m = evaluate_run(tmp_path / "full")
-    assert {"omega_r2", "omega_slope", "rollout_r2_400"} <= set(m)
+    assert {"omega_r2", "omega_slope", "omega_temporal_cycles_95", "rollout_r2_400"} <= set(m)
     assert (tmp_path / "full" / "stimulus.gif").stat().st_size > 1000
     page = build_report(tmp_path / "full").read_text()
     assert '<section id="stimulus">' in page and "hidden stimulus R^2" in page
@@ -94,3 +94,14 @@ def test_field_needs_a_stimulus_grid(tmp_path):
     simulate(tiny_config(n_frames=100), tmp_path / "d", progress=False, figure=False)
     with pytest.raises(DatasetError, match="external_input is 'field' but the dataset .* has no stimulus grid"):
         Trainer(field_config(), tmp_path / "d", tmp_path / "r")
+
+
+def test_stimulus_bandwidth_finds_the_frequencies_of_a_known_movie():
+    class Movie:  # 5 cycles over the recording in time, 3 cycles per side in space
+        n_frames = 2048
+        t = np.arange(2048)[:, None, None] / 2048
+        y, x = np.meshgrid(np.arange(8) / 8, np.arange(8) / 8, indexing="ij")
+        omega = (1 + 0.5 * np.sin(2 * np.pi * 5 * t) * np.cos(2 * np.pi * 3 * x)[None]).reshape(2048, 64)
+
+    out = stimulus_bandwidth(Movie(), 64, fractions=(0.95,), n_samples=2048)
+    assert out["omega_temporal_cycles_95"] == 5 and out["omega_spatial_cycles_95"] == 3

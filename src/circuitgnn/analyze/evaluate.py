@@ -18,7 +18,7 @@ from circuitgnn.analyze.functions import function_errors
 from circuitgnn.analyze.generalization import PAPER_TESTS, generalization_test
 from circuitgnn.analyze.metrics import connectivity_score, type_scores
 from circuitgnn.analyze.rollout import RolloutScore, rollout_model, score_rollout
-from circuitgnn.analyze.stimulus import stimulus_score, write_movie_gif
+from circuitgnn.analyze.stimulus import stimulus_bandwidth, stimulus_score, write_movie_gif
 from circuitgnn.data.dataset import Dataset
 from circuitgnn.data.writer import save_npz_atomic, write_json_atomic
 from circuitgnn.errors import DatasetError
@@ -126,6 +126,7 @@ def evaluate_run(run_dir: str | Path, rollout_steps: int = 800, seed: int = 1) -
     if run.config.model.external_input == "field":
         if ds.omega is not None and ds.stimulus_mode == "multiplicative":
             metrics.update(stimulus_score(run.input_model, ds))
+            metrics.update(stimulus_bandwidth(ds, run.input_model.n_driven))
             write_movie_gif(run.input_model, ds, run.path / "stimulus.gif")
         else:
             metrics["skipped"]["stimulus"] = "the dataset has no recorded multiplicative stimulus to compare with"

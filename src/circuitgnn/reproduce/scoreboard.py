@@ -108,6 +108,7 @@ def build_row(exp: Experiment, work: Path) -> dict[str, Any]:
     )
     for key in ("W_r2", "W_slope", "phi_error_max", "psi_error_max", "rollout_r2_400", "rollout_r2_800", "omega_r2", "omega_slope"):
         row[key] = metrics.get(key)
+    row["stimulus_bandwidth"] = {k: v for k, v in metrics.items() if k.startswith(("omega_temporal_", "omega_spatial_"))}
     for name in GENERALIZATION:
         for h in (400, 800):
             if f"generalization_{name}_r2_{h}" in metrics:
@@ -238,6 +239,13 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             for phase, res in r["resources"].items():
                 bound = "" if res.get("peak_memory_exact") else " (upper bound: the process's peak so far)"
                 parts.append(f"- {phase}: {res['wall_seconds'] / 60:.1f} min wall, peak memory {res['peak_memory_mb']:,.0f} MB{bound}")
+            bw = r["stimulus_bandwidth"]
+            if "omega_temporal_cycles_95" in bw:
+                parts.append(
+                    f"- the true stimulus: 90 % / 95 % of its variance below {bw['omega_temporal_cycles_90']:.0f} / "
+                    f"{bw['omega_temporal_cycles_95']:.0f} cycles over the recording in time, "
+                    f"{bw['omega_spatial_cycles_90']:.1f} / {bw['omega_spatial_cycles_95']:.1f} cycles per grid side in space"
+                )
             if r["missed"]:
                 parts.append(f"- **target missed**: {'; '.join(r['missed'])}. {r['diagnosis']}")
             if "failure" in r:
