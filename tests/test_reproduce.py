@@ -18,6 +18,7 @@ from circuitgnn.reproduce.scoreboard import (
     _trend,
     build_row,
     diagnosis,
+    table,
     update_readme,
     write_scoreboard,
 )
@@ -95,6 +96,7 @@ def test_reproduce_runs_resumes_and_scores_a_tiny_experiment(tmp_path):
     assert any("W_r2" in m for m in row["missed"])  # a 0.999 target on 60 iterations is missed, and said so
     assert row["diagnosis"]
     board = (results / "scoreboard.md").read_text()
+    assert "no target (measured only)" in table([row | {"targets": {}, "missed": []}])
     assert "**missed**" in board and "circuitgnn reproduce tiny" in board
     assert json.loads((results / "scoreboard.json").read_text())[0]["id"] == "tiny"
     assert (results / "series_frames.png").stat().st_size > 0

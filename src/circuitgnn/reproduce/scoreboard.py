@@ -193,7 +193,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         training = f"{r['train_minutes']:.0f} min, {r['iterations']:,} it × {r['batch_size']} ({r['samples_fraction']:.1%} of paper)"
         if r.get("peak_memory_mb"):
             training += f", peak {r['peak_memory_mb'] / 1024:.1f} GB"
-        verdict = "met" if not r["missed"] else "**missed**: " + "; ".join(r["missed"])
+        verdict = "**missed**: " + "; ".join(r["missed"]) if r["missed"] else "met" if r["targets"] else "no target (measured only)"
         if r.get("stale"):
             verdict += " (metrics older than the last checkpoint)"
         lines.append(
