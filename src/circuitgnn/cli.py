@@ -169,7 +169,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         print(f"readme       {args.readme}: results table updated")
     for r in rows:
         if r["id"] in {e.id for e in chosen}:
-            verdict = "not run" if r["status"] == "not run" else ("targets met" if not r["missed"] else "missed: " + "; ".join(r["missed"]))
+            verdict = "missed: " + "; ".join(r["missed"]) if r["missed"] else "targets met" if r["targets"] else "measured (no target)"
             print(f"{r['id']:32s} {verdict}")
     print(f"scoreboard   {Path(args.results).resolve() / 'scoreboard.md'}")
     return 1 if failed else 0

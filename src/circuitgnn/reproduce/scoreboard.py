@@ -202,7 +202,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{frames} | {training} | {verdict} |"
         )
         for name_g, title in GENERALIZATION.items():
-            if f"generalization_{name_g}_r2_400" in r:
+            if f"generalization_{name_g}_r2_400" in r and p.get(f"generalization_{name_g}_r2_400") is not None:  # the paper's S5/S6
                 ours = [r.get(f"generalization_{name_g}_r2_{h}") for h in (400, 800)]
                 theirs = [p.get(f"generalization_{name_g}_r2_{h}") for h in (400, 800)]
                 lines.append(
