@@ -205,7 +205,8 @@ class Trainer:
             "x_sha256": self.dataset.meta["arrays"]["x"].get("sha256"),
         }
 
-    def save_checkpoint(self) -> Path:
+    def save_checkpoint(self, status: str = "running") -> Path:
+        """Write the checkpoint, then run.json with the same counters (so a killed run's run.json stays true)."""
         path = self.run_dir / CHECKPOINT
         state = {
             "model": self.model.state_dict(),
@@ -219,6 +220,7 @@ class Trainer:
             "dataset": self._dataset_fingerprint(),
         }
         _save_atomic(state, path)
+        self._write_run_info(status)
         return path
 
     def _load_checkpoint(self, path: Path) -> None:
@@ -406,7 +408,6 @@ class Trainer:
                         t_last = time.perf_counter()
                     if c.global_iteration % tc.checkpoint_every == 0:
                         self.save_checkpoint()
-                        self._write_run_info("running")  # run.json follows the checkpoint, even if the process is killed
                 if self._clustering_due():
                     record = self._cluster()
                     bar.write(f"epoch {c.epoch}: clustered the neurons into {record['k']} groups (no labels used)")
@@ -416,8 +417,7 @@ class Trainer:
             status = "stopped"
         except KeyboardInterrupt:
             c.train_seconds += time.perf_counter() - t_last
-            self.save_checkpoint()
-            self._write_run_info("interrupted")
+            self.save_checkpoint("interrupted")
             bar.close()
             raise
         finally:
@@ -427,8 +427,7 @@ class Trainer:
         c.train_seconds += time.perf_counter() - t_last
         if n_sum:
             self._log({k: v / n_sum for k, v in sums.items()}, self._set_learning_rates(), self.coefficients(min(c.epoch, tc.n_epochs - 1)))
-        self.save_checkpoint()
-        self._write_run_info(status)
+        self.save_checkpoint(status)
         return TrainedRun(self.run_dir, self.config, self.model, self.xnorm, read_log(self.run_dir), self.input_model)
 
     def _log(self, terms: dict[str, float], lrs: dict[str, float], coeffs: dict[str, float]) -> dict[str, float]:
