@@ -76,8 +76,7 @@ class CircuitGNN(nn.Module):
     @torch.no_grad()
     def shrink_w(self, threshold: float) -> None:
         """Proximal L1 step on the dense W: soft-threshold every entry by ``threshold`` (exact zeros)."""
-        w = self.W
-        w.copy_(torch.sign(w) * torch.clamp(w.abs() - threshold, min=0.0))
+        self.W.copy_(torch.nn.functional.softshrink(self.W, threshold))
 
     # ----------------------------------------------------------------- pieces
     def connectivity(self) -> torch.Tensor:
