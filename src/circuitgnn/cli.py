@@ -135,7 +135,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from circuitgnn.errors import ConfigError
     from circuitgnn.reproduce.manifest import DEFAULT_MANIFEST, load_manifest
     from circuitgnn.reproduce.runner import record_failure, reproduce_experiment
-    from circuitgnn.reproduce.scoreboard import update_readme, write_scoreboard
+    from circuitgnn.reproduce.scoreboard import update_readme, verdict, write_scoreboard
 
     if args.minutes is not None and args.minutes <= 0:
         raise ConfigError(f"--minutes must be positive, got {args.minutes}")
@@ -169,8 +169,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         print(f"readme       {args.readme}: results table updated")
     for r in rows:
         if r["id"] in {e.id for e in chosen}:
-            verdict = "missed: " + "; ".join(r["missed"]) if r["missed"] else "targets met" if r["targets"] else "measured (no target)"
-            print(f"{r['id']:32s} {verdict}")
+            print(f"{r['id']:32s} {verdict(r)}")
     print(f"scoreboard   {Path(args.results).resolve() / 'scoreboard.md'}")
     return 1 if failed else 0
 

@@ -159,6 +159,13 @@ def collect(manifest: Manifest, work: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def verdict(row: dict[str, Any]) -> str:
+    """The row's outcome in a few words: the missed targets, "met", or that it has no target."""
+    if row["missed"]:
+        return "missed: " + "; ".join(row["missed"])
+    return "met" if row["targets"] else "no target (measured only)"
+
+
 def _f(v: Any, digits: int = 3) -> str:
     return "–" if v is None else f"{v:.{digits}f}" if _finite(v) else str(v)
 
@@ -193,13 +200,13 @@ def table(rows: list[dict[str, Any]]) -> str:
         training = f"{r['train_minutes']:.0f} min, {r['iterations']:,} it × {r['batch_size']} ({r['samples_fraction']:.1%} of paper)"
         if r.get("peak_memory_mb"):
             training += f", peak {r['peak_memory_mb'] / 1024:.1f} GB"
-        verdict = "**missed**: " + "; ".join(r["missed"]) if r["missed"] else "met" if r["targets"] else "no target (measured only)"
+        outcome = verdict(r).replace("missed:", "**missed**:", 1)
         if r.get("stale"):
-            verdict += " (metrics older than the last checkpoint)"
+            outcome += " (metrics older than the last checkpoint)"
         lines.append(
             f"| {name} | {_pair(r['W_r2'], p['W_r2'])} | {_pair(r['W_slope'], p['W_slope'])} | "
             f"{_pair(r['type_accuracy'], p['type_accuracy'])} | {rollout} | {_pair(r['omega_r2'], p['omega_r2'])} | "
-            f"{frames} | {training} | {verdict} |"
+            f"{frames} | {training} | {outcome} |"
         )
         for name_g, title in GENERALIZATION.items():
             if f"generalization_{name_g}_r2_400" in r and p.get(f"generalization_{name_g}_r2_400") is not None:  # the paper's S5/S6
