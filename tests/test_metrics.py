@@ -116,3 +116,22 @@ def test_close_tight_clusters_are_split_and_a_blob_is_not():
     assert found.k == 4 and matched_accuracy(true, found.labels) == 1.0
     labels, splits = split_bimodal(rs.normal(size=(500, 2)), np.zeros(500, dtype=np.int64), 10, seed=0)
     assert splits == 0 and labels.max() == 0
+
+
+def test_blockwise_off_diagonal_fit_matches_the_masked_fit():
+    """Regression: scoring W of N = 8000 made float64 copies of all 64 M entries; the blockwise
+    fit must give the same line as the plain fit on the masked entries."""
+    rs = np.random.default_rng(3)
+    true = (rs.standard_cauchy((300, 300)) * 0.01).astype(np.float32)
+    learned = (2.0 * true + rs.normal(scale=0.02, size=true.shape) + 0.1).astype(np.float32)
+    np.fill_diagonal(learned, 50.0)  # must be ignored
+    off = ~np.eye(300, dtype=bool)
+    t, y = true[off].astype(np.float64), learned[off].astype(np.float64)
+    r = np.corrcoef(t, y)[0, 1]
+    slope, intercept = np.polyfit(t, y, 1)
+    for block in (1 << 22, 1000, 7):
+        fit = linear_fit(true, learned, off_diagonal=True, block_entries=block)
+        assert fit.r2 == pytest.approx(r**2, rel=1e-9)
+        assert fit.slope == pytest.approx(slope, rel=1e-9) and fit.intercept == pytest.approx(intercept, rel=1e-9)
+    with pytest.raises(ValueError, match="square"):
+        linear_fit(true[:, :10], learned[:, :10], off_diagonal=True)

@@ -20,20 +20,55 @@ class LinearFit:
     intercept: float
 
 
-def linear_fit(true: np.ndarray, learned: np.ndarray) -> LinearFit:
-    """Fit learned = slope * true + intercept over all entries; R^2 = 1 - SS_res / SS_tot (squared Pearson r)."""
-    t = np.asarray(true, dtype=np.float64).ravel()
-    y = np.asarray(learned, dtype=np.float64).ravel()
-    tc, yc = t - t.mean(), y - y.mean()
-    var_t = float(tc @ tc)
-    if var_t == 0:
+def _row_blocks(a: np.ndarray, block_entries: int):
+    rows = max(1, block_entries // max(1, a.shape[1]))
+    for start in range(0, a.shape[0], rows):
+        yield start, np.asarray(a[start : start + rows], dtype=np.float64)
+
+
+def linear_fit(true: np.ndarray, learned: np.ndarray, off_diagonal: bool = False, block_entries: int = 1 << 22) -> LinearFit:
+    """Fit learned = slope * true + intercept over all entries; R^2 = 1 - SS_res / SS_tot (squared Pearson r).
+
+    ``off_diagonal`` skips the diagonal of square matrices (self-connections). The sums are taken
+    in float64 over blocks of rows, in two passes (means, then centred sums), so a 64-million-entry
+    W is scored without float64 copies of it.
+    """
+    t_all, y_all = np.asarray(true), np.asarray(learned)
+    if t_all.size != y_all.size:
+        raise ValueError(f"true and learned have different sizes: {t_all.size} and {y_all.size}")
+    if off_diagonal:
+        if t_all.ndim != 2 or t_all.shape[0] != t_all.shape[1] or y_all.shape != t_all.shape:
+            raise ValueError(f"off_diagonal needs two square matrices of one shape, got {t_all.shape} and {y_all.shape}")
+        t2, y2 = t_all, y_all
+        t_diag, y_diag = np.diagonal(t2).astype(np.float64), np.diagonal(y2).astype(np.float64)
+    else:
+        t2, y2 = t_all.reshape(-1, 1), y_all.reshape(-1, 1)
+        t_diag = y_diag = np.zeros(0)
+    count = t2.size - t_diag.size
+    if count == 0:
+        raise ValueError("no entries to fit a line to")
+    sum_t = sum_y = 0.0
+    for start, t in _row_blocks(t2, block_entries):
+        sum_t += float(t.sum())
+        sum_y += float(np.asarray(y2[start : start + len(t)], dtype=np.float64).sum())
+    mean_t = (sum_t - t_diag.sum()) / count
+    mean_y = (sum_y - y_diag.sum()) / count
+    stt = syy = sty = 0.0
+    for start, t in _row_blocks(t2, block_entries):
+        tc = t - mean_t
+        yc = np.asarray(y2[start : start + len(t)], dtype=np.float64) - mean_y
+        stt += float(np.einsum("ij,ij->", tc, tc))
+        syy += float(np.einsum("ij,ij->", yc, yc))
+        sty += float(np.einsum("ij,ij->", tc, yc))
+    tdc, ydc = t_diag - mean_t, y_diag - mean_y
+    stt -= float(tdc @ tdc)
+    syy -= float(ydc @ ydc)
+    sty -= float(tdc @ ydc)
+    if stt <= 0:
         raise ValueError("the true values are constant: no line can be fitted")
-    slope = float(tc @ yc) / var_t
-    intercept = float(y.mean() - slope * t.mean())
-    ss_tot = float(yc @ yc)
-    ss_res = float(((yc - slope * tc) ** 2).sum())
-    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else 0.0
-    return LinearFit(r2=r2, slope=slope, intercept=intercept)
+    slope = sty / stt
+    r2 = min(1.0, 1.0 - max(0.0, syy - sty * slope) / syy) if syy > 0 else 0.0
+    return LinearFit(r2=r2, slope=slope, intercept=mean_y - slope * mean_t)
 
 
 @torch.no_grad()
@@ -74,11 +109,12 @@ def connectivity_score(
     with ``plateau_j`` from :func:`psi_plateau` and the true per-neuron gain
     ("given g = 10", as the paper). The diagonal is excluded: it is zero by construction.
     """
-    learned = model.connectivity().detach().cpu().numpy().astype(np.float64)
-    plateau = psi_plateau(model, xnorm, n_points)
-    corrected = learned * plateau[None, :] / np.asarray(gain, dtype=np.float64)[:, None]
-    off = ~np.eye(learned.shape[0], dtype=bool)
-    return ConnectivityScore(raw=linear_fit(true_w[off], learned[off]), corrected=linear_fit(true_w[off], corrected[off]))
+    learned = model.connectivity().detach().cpu().numpy()
+    plateau = psi_plateau(model, xnorm, n_points).astype(learned.dtype)
+    corrected = learned * plateau[None, :] / np.asarray(gain, dtype=learned.dtype)[:, None]
+    return ConnectivityScore(
+        raw=linear_fit(true_w, learned, off_diagonal=True), corrected=linear_fit(true_w, corrected, off_diagonal=True)
+    )
 
 
 def matched_accuracy(true_labels: np.ndarray, found_labels: np.ndarray) -> float:

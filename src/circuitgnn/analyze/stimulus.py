@@ -41,20 +41,16 @@ def _cumulative_crossing(freqs: np.ndarray, power: np.ndarray, fraction: float) 
     return float(freqs[order][np.searchsorted(cum, fraction)])
 
 
-def stimulus_bandwidth(ds: Dataset, n_driven: int, fractions: tuple[float, ...] = (0.9, 0.95), n_samples: int = 1024) -> dict[str, float]:
-    """How detailed the true stimulus is: the frequencies below which a fraction of its variance lies.
+def movie_bandwidth(movie: np.ndarray, fractions: tuple[float, ...] = (0.9, 0.95)) -> dict[str, float]:
+    """The frequencies below which a fraction of a movie's variance lies, for a movie (frames, G, G).
 
-    In time: cycles over the whole recording, from ``n_samples`` evenly spaced frames of the driven
-    neurons. In space: cycles per side of the square grid, averaged over the same frames. An implicit
-    representation of the stimulus has to reach these frequencies to recover it.
+    In time: cycles over the frames given. In space: cycles per side of the grid, summed over frames.
     """
-    frames = np.linspace(0, ds.n_frames - 1, min(n_samples, ds.n_frames)).astype(int)
-    movie = np.asarray(ds.omega[frames], dtype=np.float64)[:, :n_driven]
-    movie = movie - movie.mean(axis=0)
-    temporal = (np.abs(np.fft.rfft(movie, axis=0)) ** 2).sum(axis=1)
-    side = int(round(np.sqrt(n_driven)))
-    grids = movie.reshape(len(frames), side, side)
-    grids = grids - grids.mean(axis=(1, 2), keepdims=True)
+    movie = np.asarray(movie, dtype=np.float64)
+    n, side = movie.shape[0], movie.shape[1]
+    centred = movie - movie.mean(axis=0)
+    temporal = (np.abs(np.fft.rfft(centred.reshape(n, -1), axis=0)) ** 2).sum(axis=1)
+    grids = movie - movie.mean(axis=(1, 2), keepdims=True)
     spatial = (np.abs(np.fft.fft2(grids)) ** 2).sum(axis=0)
     f = np.fft.fftfreq(side) * side
     radius = np.hypot(f[:, None], f[None, :])
@@ -64,6 +60,17 @@ def stimulus_bandwidth(ds: Dataset, n_driven: int, fractions: tuple[float, ...] 
         out[f"omega_temporal_cycles_{pct}"] = _cumulative_crossing(np.arange(len(temporal), dtype=float), temporal, q)
         out[f"omega_spatial_cycles_{pct}"] = _cumulative_crossing(radius.ravel(), spatial.ravel(), q)
     return out
+
+
+def stimulus_bandwidth(ds: Dataset, n_driven: int, fractions: tuple[float, ...] = (0.9, 0.95), n_samples: int = 1024) -> dict[str, float]:
+    """How detailed the true stimulus is (:func:`movie_bandwidth` of ``n_samples`` evenly spaced frames
+    of the driven neurons; temporal cycles are then over the whole recording). An implicit
+    representation of the stimulus has to reach these frequencies to recover it.
+    """
+    frames = np.linspace(0, ds.n_frames - 1, min(n_samples, ds.n_frames)).astype(int)
+    side = int(round(np.sqrt(n_driven)))
+    movie = np.asarray(ds.omega[frames], dtype=np.float64)[:, :n_driven].reshape(len(frames), side, side)
+    return movie_bandwidth(movie, fractions)
 
 
 def movie_figure(field: StimulusField, ds: Dataset, n_show: int = 6):

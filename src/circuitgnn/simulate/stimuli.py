@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.ndimage import map_coordinates
+from scipy.ndimage import gaussian_filter, map_coordinates
 
 from circuitgnn.config import StimulusConfig
 from circuitgnn.errors import ConfigError
@@ -40,20 +40,28 @@ def _smooth_path(rng: np.random.Generator, t: np.ndarray, n_waves: int = 3) -> n
 
 
 def image_pan_movie(n_frames: int, grid: int, rng: np.random.Generator) -> np.ndarray:
-    """A camera panning and zooming over a photograph, sampled on a grid x grid window."""
+    """A camera panning and zooming over a photograph, seen through a grid x grid sensor.
+
+    The window stays inside the photograph, and each frame is low-pass filtered at its sampling
+    step before it is sampled (a Gaussian of sigma = step / 2, as a camera's optics and pixel area
+    do), so the movie holds the photograph's content at 32 x 32 rather than aliased pixel noise that
+    flickers from frame to frame as the window moves.
+    """
     img = _sample_image()
     h, w = img.shape
     t = np.linspace(0, 1, n_frames)
-    zoom = 1.5 + 1.0 * _smooth_path(rng, t)  # window = side / zoom, zoom in [0.5, 2.5]
-    side = min(h, w) / np.clip(zoom, 0.6, 2.5) * 0.9
-    cy = h / 2 + (h / 2 - side / 2) * 0.9 * _smooth_path(rng, t)
-    cx = w / 2 + (w / 2 - side / 2) * 0.9 * _smooth_path(rng, t)
+    zoom = 1.75 + 0.75 * _smooth_path(rng, t)  # zoom in [1, 2.5]: window side = 0.9 min(h, w) / zoom
+    side = min(h, w) / zoom * 0.9
+    cy = h / 2 + (h - side) / 2 * 0.95 * _smooth_path(rng, t)
+    cx = w / 2 + (w - side) / 2 * 0.95 * _smooth_path(rng, t)
     lin = np.linspace(-0.5, 0.5, grid)
     gy, gx = np.meshgrid(lin, lin, indexing="ij")
     movie = np.empty((n_frames, grid, grid))
     for k in range(n_frames):
+        step = side[k] / (grid - 1)
+        smooth = gaussian_filter(img, sigma=step / 2, mode="nearest")
         coords = np.stack([cy[k] + gy * side[k], cx[k] + gx * side[k]])
-        movie[k] = map_coordinates(img, coords, order=1, mode="nearest")
+        movie[k] = map_coordinates(smooth, coords, order=1, mode="nearest")
     return movie
 
 
