@@ -135,3 +135,23 @@ def test_blockwise_off_diagonal_fit_matches_the_masked_fit():
         assert fit.slope == pytest.approx(slope, rel=1e-9) and fit.intercept == pytest.approx(intercept, rel=1e-9)
     with pytest.raises(ValueError, match="square"):
         linear_fit(true[:, :10], learned[:, :10], off_diagonal=True)
+
+
+def test_clustering_both_views_never_merges_what_one_view_separates():
+    """phi* that ignores the embedding sees one group; the embeddings hold four. ``both`` keeps the
+    four (regression: phi*-profile clustering alone merged the types of the 5 % sparse network)."""
+    from circuitgnn.analyze.clustering import cluster_neurons
+
+    n = 200
+    model = CircuitGNN(ModelConfig(hidden=8), n)
+    true = np.repeat(np.arange(4), n // 4)
+    centres = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0], [3.0, 3.0]])
+    rs = np.random.default_rng(0)
+    with torch.no_grad():
+        model.a.copy_(torch.as_tensor(centres[true] + rs.normal(scale=0.05, size=(n, 2)), dtype=torch.float32))
+        first = model.phi.net[0]
+        first.weight[:, 1:] = 0.0  # phi* reads x only: every neuron has the same profile
+    by_phi = cluster_neurons(model, "phi", 10, 5.0, seed=0)
+    both = cluster_neurons(model, "both", 10, 5.0, seed=0)
+    assert by_phi.k == 1
+    assert both.k == 4 and matched_accuracy(true, both.labels) == 1.0

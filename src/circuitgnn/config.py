@@ -258,7 +258,9 @@ class ClusteringConfig(StrictModel):
 
     enabled: bool = Field(True, description="cluster the neurons during training and share embeddings within clusters")
     every_epochs: int = Field(4, ge=1, description="cluster at the end of every this many epochs (not after the last ones)")
-    features: Literal["phi", "embedding"] = Field("phi", description="cluster the learned phi* profiles or the embeddings")
+    features: Literal["phi", "embedding", "both"] = Field(
+        "phi", description="cluster the learned phi* profiles, the embeddings, or both (neurons stay together only when both agree)"
+    )
     max_types: int = Field(10, ge=2, description="K-means tries K = 2 .. max_types and keeps the best silhouette")
     refit_steps: int = Field(20, ge=0, description="Adam steps refitting phi* to the cluster-median profiles")
     freeze_epochs: int = Field(1, ge=0, description="epochs after clustering where psi* and the embeddings are frozen")
