@@ -188,3 +188,19 @@ def test_reader_rejects_incomplete_or_corrupted_folders(tmp_path):
     meta.write_text(json.dumps(m))
     with pytest.raises(DatasetError, match="expected"):
         open_dataset(tmp_path / "d")
+
+
+def test_sigterm_while_writing_removes_the_partial_folder(tmp_path):
+    """Regression: `kill PID` during a simulation left a hidden .NAME.partial-XXXX folder behind."""
+    import os
+    import signal
+
+    from circuitgnn.data.writer import DatasetWriter
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        with DatasetWriter(tmp_path / "d") as w:
+            w.save("x.npy", np.zeros(3))
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert not list(tmp_path.glob(".*partial*")) and not (tmp_path / "d").exists()
+    assert signal.getsignal(signal.SIGTERM) == before

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from circuitgnn.errors import DatasetError
+from circuitgnn.interrupts import sigterm_as_interrupt
 
 FORMAT_NAME = "circuitgnn-dataset"
 FORMAT_VERSION = 1
@@ -156,12 +157,17 @@ class DatasetWriter:
         self._finished = False
 
     def __enter__(self) -> DatasetWriter:
+        self._sigterm = sigterm_as_interrupt()
+        self._sigterm.__enter__()  # a killed simulation removes its partial folder, as on Ctrl-C
         self.tmp.mkdir()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if not self._finished:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+        try:
+            if not self._finished:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+        finally:
+            self._sigterm.__exit__(None, None, None)
 
     def file(self, relpath: str) -> Path:
         p = self.tmp / relpath

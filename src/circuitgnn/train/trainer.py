@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -35,6 +33,7 @@ from circuitgnn.data.writer import write_json_atomic
 from circuitgnn.device import environment, pick_device
 from circuitgnn.errors import CircuitGNNError, DatasetError
 from circuitgnn.model.gnn import CircuitGNN
+from circuitgnn.interrupts import sigterm_as_interrupt
 from circuitgnn.model.siren import LowRankInput, StimulusField
 from circuitgnn.simulate.neurons import grid_coordinates
 from circuitgnn.train.data import FrameSource, activity_scale, check_finite
@@ -361,69 +360,67 @@ class Trainer:
         deadline = None if tc.max_minutes is None else time.perf_counter() + 60 * tc.max_minutes
         status = "finished"
         c = self.counters
-        previous_term = _stop_on_sigterm()
         t_last = time.perf_counter()
         last_scores: dict[str, float] = {}
-        try:
-            while c.epoch < tc.n_epochs:
-                lrs = self._set_learning_rates()
-                coeffs = self.coefficients(c.epoch)
-                delta = tc.regularization.delta_fraction * self.xnorm
-                while c.iteration < self.iters_per_epoch:
-                    if max_iterations is not None and c.global_iteration >= max_iterations:
-                        raise _Stop("stopped")
-                    if deadline is not None and time.perf_counter() > deadline:
-                        raise _Stop("stopped")
-                    idx = torch.randint(self.dataset.n_frames, (tc.batch_size,), generator=self.sampler)
-                    batch = self.source.batch(idx)
-                    x, y = batch[0], batch[1]
-                    omega, extra = self._inputs(idx, batch)
-                    loss, terms = total_loss(self.model, x, y, coeffs, delta, omega, extra)
-                    if not torch.isfinite(loss):
-                        raise TrainingDiverged(
-                            f"the loss became {loss.item()} at iteration {c.global_iteration} (epoch {c.epoch}); "
-                            f"the last good checkpoint in {self.run_dir / CHECKPOINT} is kept. Lower the learning rates"
-                        )
-                    self.optimizer.zero_grad(set_to_none=True)
-                    if self.input_optimizer is not None:
-                        self.input_optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    self.optimizer.step()
-                    if coeffs["w_shrink"] > 0:
-                        self.model.shrink_w(coeffs["w_shrink"] * lrs["W"])
-                    if self.input_optimizer is not None:
-                        self.input_optimizer.step()
-                    c.iteration += 1
-                    c.global_iteration += 1
-                    for k, v in terms.items():
-                        sums[k] = sums.get(k, 0.0) + v
-                    n_sum += 1
-                    bar.update(1)
-                    if c.global_iteration % tc.log_every == 0:
-                        now = time.perf_counter()
-                        c.train_seconds += now - t_last
-                        last_scores = self._log({k: v / n_sum for k, v in sums.items()}, lrs, coeffs)
-                        sums, n_sum = {}, 0
-                        bar.set_postfix(loss=f"{terms['prediction']:.3g}", **{k: f"{v:.3f}" for k, v in last_scores.items() if k == "W_r2"})
-                        t_last = time.perf_counter()
-                    if c.global_iteration % tc.checkpoint_every == 0:
-                        self.save_checkpoint()
-                if self._clustering_due():
-                    record = self._cluster()
-                    bar.write(f"epoch {c.epoch}: clustered the neurons into {record['k']} groups (no labels used)")
-                c.epoch += 1
-                c.iteration = 0
-        except _Stop:
-            status = "stopped"
-        except KeyboardInterrupt:
-            c.train_seconds += time.perf_counter() - t_last
-            self.save_checkpoint("interrupted")
-            bar.close()
-            raise
-        finally:
-            bar.close()
-            if previous_term is not None:
-                signal.signal(signal.SIGTERM, previous_term)
+        with sigterm_as_interrupt():
+            try:
+                while c.epoch < tc.n_epochs:
+                    lrs = self._set_learning_rates()
+                    coeffs = self.coefficients(c.epoch)
+                    delta = tc.regularization.delta_fraction * self.xnorm
+                    while c.iteration < self.iters_per_epoch:
+                        if max_iterations is not None and c.global_iteration >= max_iterations:
+                            raise _Stop("stopped")
+                        if deadline is not None and time.perf_counter() > deadline:
+                            raise _Stop("stopped")
+                        idx = torch.randint(self.dataset.n_frames, (tc.batch_size,), generator=self.sampler)
+                        batch = self.source.batch(idx)
+                        x, y = batch[0], batch[1]
+                        omega, extra = self._inputs(idx, batch)
+                        loss, terms = total_loss(self.model, x, y, coeffs, delta, omega, extra)
+                        if not torch.isfinite(loss):
+                            raise TrainingDiverged(
+                                f"the loss became {loss.item()} at iteration {c.global_iteration} (epoch {c.epoch}); "
+                                f"the last good checkpoint in {self.run_dir / CHECKPOINT} is kept. Lower the learning rates"
+                            )
+                        self.optimizer.zero_grad(set_to_none=True)
+                        if self.input_optimizer is not None:
+                            self.input_optimizer.zero_grad(set_to_none=True)
+                        loss.backward()
+                        self.optimizer.step()
+                        if coeffs["w_shrink"] > 0:
+                            self.model.shrink_w(coeffs["w_shrink"] * lrs["W"])
+                        if self.input_optimizer is not None:
+                            self.input_optimizer.step()
+                        c.iteration += 1
+                        c.global_iteration += 1
+                        for k, v in terms.items():
+                            sums[k] = sums.get(k, 0.0) + v
+                        n_sum += 1
+                        bar.update(1)
+                        if c.global_iteration % tc.log_every == 0:
+                            now = time.perf_counter()
+                            c.train_seconds += now - t_last
+                            last_scores = self._log({k: v / n_sum for k, v in sums.items()}, lrs, coeffs)
+                            sums, n_sum = {}, 0
+                            bar.set_postfix(loss=f"{terms['prediction']:.3g}", **{k: f"{v:.3f}" for k, v in last_scores.items() if k == "W_r2"})
+                            t_last = time.perf_counter()
+                        if c.global_iteration % tc.checkpoint_every == 0:
+                            self.save_checkpoint()
+                    if self._clustering_due():
+                        record = self._cluster()
+                        bar.write(f"epoch {c.epoch}: clustered the neurons into {record['k']} groups (no labels used)")
+                    c.epoch += 1
+                    c.iteration = 0
+            except _Stop:
+                status = "stopped"
+            except KeyboardInterrupt:
+                c.train_seconds += time.perf_counter() - t_last
+                self.save_checkpoint("interrupted")
+                bar.close()
+                raise
+            finally:
+                bar.close()
         c.train_seconds += time.perf_counter() - t_last
         if n_sum:
             self._log({k: v / n_sum for k, v in sums.items()}, self._set_learning_rates(), self.coefficients(min(c.epoch, tc.n_epochs - 1)))
@@ -445,18 +442,6 @@ class Trainer:
         with (self.run_dir / LOG).open("a") as f:
             f.write(json.dumps(line) + "\n")
         return scores
-
-
-def _stop_on_sigterm():
-    """Make SIGTERM (``kill PID``, a scheduler ending a job) behave like Ctrl-C, which saves a checkpoint.
-    Returns the previous handler, or None when not in the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    return signal.signal(signal.SIGTERM, handler)
 
 
 class _Stop(Exception):
