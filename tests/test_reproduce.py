@@ -22,7 +22,7 @@ from circuitgnn.reproduce.scoreboard import (
     update_readme,
     write_scoreboard,
 )
-from circuitgnn.reproduce.series import series_figure
+from circuitgnn.reproduce.series import curve_label, series_figure
 
 TINY = {
     "name": "tiny",
@@ -166,6 +166,8 @@ def test_failures_and_unmeasured_values_are_rows_that_say_so(tmp_path):
              "curve": [{"iteration": 1, "W_r2": 0.5}]}]
     series_figure("frames", rows, tmp_path / "one_point.png")  # one measured point, one without W R^2
     assert (tmp_path / "one_point.png").stat().st_size > 0
+    assert curve_label("sparsity", {"filling_factor": 0.05, "w_shrink": 0.05}) == "5% filled (proximal L1)"
+    assert curve_label("sparsity", {"filling_factor": 0.5, "w_shrink": 0.0}) == "50% filled"
 
 
 def test_cli_rejects_an_unnamed_restart_and_a_non_positive_budget(tmp_path, capsys):

@@ -66,7 +66,7 @@ def kmeans_silhouette(features: np.ndarray, max_k: int, seed: int) -> Clustering
     z = np.asarray(features, dtype=np.float64)
     z = (z - z.mean(0)) / (z.std(0).max() + 1e-12)
     n = len(z)
-    n_distinct = len(np.unique(z.round(9), axis=0))
+    n_distinct = len(np.unique(z.round(6), axis=0))  # K-means counts nearer points as one
     rng = np.random.default_rng(seed)
     sample = rng.choice(n, size=min(n, _SILHOUETTE_SAMPLE), replace=False)
     scores: dict[int, float] = {}

@@ -101,6 +101,7 @@ def build_row(exp: Experiment, work: Path) -> dict[str, Any]:
         frames_fraction=metrics["n_frames"] / exp.paper.frames,
         samples_fraction=iterations * batch / (exp.paper.iterations * exp.paper.batch_size),
         filling_factor=config.simulation.connectivity.filling_factor,
+        w_shrink=config.training.regularization.w_shrink.value,
         resources=resources,
         wall_minutes=sum(r["wall_seconds"] for r in resources.values()) / 60 if resources else None,
         peak_memory_mb=max((r["peak_memory_mb"] for r in resources.values()), default=None),

@@ -13,12 +13,19 @@ AXES = {
 }
 
 
+def curve_label(name: str, row: dict[str, Any]) -> str:
+    """Legend of one run: its series value, and whether W was trained with the proximal L1."""
+    _, key, fmt = AXES[name]
+    return fmt.format(key(row)) + (" (proximal L1)" if row.get("w_shrink") else "")
+
+
 def series_figure(name: str, rows: list[dict[str, Any]], path: Path) -> None:
     """Left: final W R^2 against the series variable; right: W R^2 against iterations, one curve per run.
 
-    Runs without a measured W R^2 are left out; the paper's values are drawn where the manifest has them.
+    Runs without a measured W R^2 are left out; the paper's values are drawn where the manifest has them;
+    runs trained with the proximal L1 on W (``regularization.w_shrink``) say so in the legend.
     """
-    xlabel, key, fmt = AXES[name]
+    xlabel, key, _ = AXES[name]
     measured = sorted((r for r in rows if r.get("W_r2") is not None), key=key)
     fig, (left, right) = pyplot().subplots(1, 2, figsize=(10, 4))
     if measured:
@@ -27,7 +34,7 @@ def series_figure(name: str, rows: list[dict[str, Any]], path: Path) -> None:
         if paper:
             left.plot(*zip(*paper, strict=True), "s--", color="tab:gray", label="paper")
         for r in measured:
-            right.plot([p["iteration"] for p in r["curve"]], [p["W_r2"] for p in r["curve"]], label=fmt.format(key(r)))
+            right.plot([p["iteration"] for p in r["curve"]], [p["W_r2"] for p in r["curve"]], label=curve_label(name, r))
     else:
         left.text(0.5, 0.5, "no run measured yet", ha="center", transform=left.transAxes)
     if name == "sparsity":
