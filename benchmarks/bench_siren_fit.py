@@ -23,7 +23,8 @@ from circuitgnn import load_config
 from circuitgnn.analyze.metrics import linear_fit
 from circuitgnn.device import environment
 from circuitgnn.model.siren import StimulusField
-from circuitgnn.simulate.stimuli import make_movie
+from circuitgnn.simulate.neurons import grid_coordinates
+from circuitgnn.simulate.run import build_network
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs/paper/fig3_external_inputs.yaml"
@@ -43,11 +44,10 @@ def main() -> None:
 
     cfg = load_config(CONFIG)
     sim, m = cfg.simulation, cfg.model
-    movie = make_movie(sim.stimulus, np.random.default_rng(sim.seed))  # as the simulator draws it
+    movie = build_network(sim, torch.device("cpu")).stimulus.movie  # the movie the simulator draws
     g, n_frames = movie.shape[1], sim.n_frames
     schedule = np.floor(np.arange(n_frames) / n_frames * len(movie)).astype(int)  # saved frame -> movie frame
-    lin = torch.linspace(0, 1, g)
-    coords = torch.stack(torch.meshgrid(lin, lin, indexing="ij"), -1).reshape(-1, 2)
+    coords = torch.as_tensor(grid_coordinates(g), dtype=torch.float32)  # as in training
     field = StimulusField(coords, g * g, m.siren_hidden, m.siren_layers, m.siren_omega0)
     opt = torch.optim.Adam(field.parameters(), lr=args.lr)
     flat = torch.as_tensor(movie.reshape(len(movie), -1))

@@ -150,8 +150,18 @@ def test_clustering_both_views_never_merges_what_one_view_separates():
     with torch.no_grad():
         model.a.copy_(torch.as_tensor(centres[true] + rs.normal(scale=0.05, size=(n, 2)), dtype=torch.float32))
         first = model.phi.net[0]
-        first.weight[:, 1:] = 0.0  # phi* reads x only: every neuron has the same profile
+        first.weight[:, 1:] = 1e-9  # phi* all but ignores a: the profiles differ by float noise only
     by_phi = cluster_neurons(model, "phi", 10, 5.0, seed=0)
     both = cluster_neurons(model, "both", 10, 5.0, seed=0)
     assert by_phi.k == 1
     assert both.k == 4 and matched_accuracy(true, both.labels) == 1.0
+
+
+def test_meet_separates_what_either_labelling_separates():
+    from circuitgnn.analyze.clustering import meet
+
+    first = np.array([0, 0, 0, 1, 1, 1])
+    second = np.array([5, 5, 7, 7, 9, 9])
+    labels = meet(first, second)
+    assert labels.dtype == np.int64 and len(np.unique(labels)) == 4
+    assert labels[0] == labels[1] and len({labels[1], labels[2], labels[3], labels[4]}) == 4 and labels[4] == labels[5]

@@ -25,4 +25,5 @@ def sigterm_as_interrupt() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        # None: the previous handler was not set from Python; the default is the closest to it
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)

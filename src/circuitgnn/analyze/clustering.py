@@ -66,7 +66,7 @@ def kmeans_silhouette(features: np.ndarray, max_k: int, seed: int) -> Clustering
     z = np.asarray(features, dtype=np.float64)
     z = (z - z.mean(0)) / (z.std(0).max() + 1e-12)
     n = len(z)
-    n_distinct = len(np.unique(z.round(6), axis=0))  # K-means counts nearer points as one
+    n_distinct = len(np.unique(z.round(6), axis=0))  # about: near-duplicates left after embedding sharing
     rng = np.random.default_rng(seed)
     sample = rng.choice(n, size=min(n, _SILHOUETTE_SAMPLE), replace=False)
     scores: dict[int, float] = {}
@@ -92,11 +92,17 @@ def phi_profiles(model: CircuitGNN, half_range: float, n_points: int = 200) -> t
     return r.cpu().numpy(), prof.cpu().numpy()
 
 
+def meet(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """The common refinement of two labellings: two items share a label only when both labellings agree."""
+    _, labels = np.unique(np.stack([first, second], axis=1), axis=0, return_inverse=True)
+    return labels.reshape(-1).astype(np.int64)
+
+
 def cluster_neurons(model: CircuitGNN, features: str, max_k: int, half_range: float, seed: int) -> Clustering:
     """Cluster neurons by their learned phi* profiles (reduced by PCA), by their embeddings, or by both.
 
-    ``both`` keeps two neurons together only when both clusterings do (the meet of the two
-    partitions). Sharing embeddings within a group cannot be undone, and each view can merge types
+    ``both`` keeps two neurons together only when both clusterings do (:func:`meet`; its K can
+    exceed ``max_k``, and the silhouettes reported are the phi* clustering's). Sharing embeddings within a group cannot be undone, and each view can merge types
     that the other separates: on the 5 % sparse network, phi* profiles sampled on [-5, 5] merged
     three of the four types into one group, every time, while K-means on the embeddings had them
     apart (accuracy 0.985 just before the merge, 0.50 after).
@@ -104,9 +110,7 @@ def cluster_neurons(model: CircuitGNN, features: str, max_k: int, half_range: fl
     if features == "both":
         by_phi = cluster_neurons(model, "phi", max_k, half_range, seed)
         by_emb = cluster_neurons(model, "embedding", max_k, half_range, seed)
-        pairs = np.stack([by_phi.labels, by_emb.labels], axis=1)
-        _, labels = np.unique(pairs, axis=0, return_inverse=True)
-        labels = labels.reshape(-1).astype(np.int64)
+        labels = meet(by_phi.labels, by_emb.labels)
         return Clustering(labels, int(labels.max()) + 1, by_phi.silhouettes, by_phi.splits + by_emb.splits)
     if features == "embedding":
         feats = model.a.detach().cpu().numpy()

@@ -61,10 +61,11 @@ def linear_fit(true: np.ndarray, learned: np.ndarray, off_diagonal: bool = False
         syy += float(np.einsum("ij,ij->", yc, yc))
         sty += float(np.einsum("ij,ij->", tc, yc))
     tdc, ydc = t_diag - mean_t, y_diag - mean_y
+    scale_t = stt
     stt -= float(tdc @ tdc)
     syy -= float(ydc @ ydc)
     sty -= float(tdc @ ydc)
-    if stt <= 0:
+    if stt <= 1e-12 * scale_t:
         raise ValueError("the true values are constant: no line can be fitted")
     slope = sty / stt
     r2 = min(1.0, 1.0 - max(0.0, syy - sty * slope) / syy) if syy > 0 else 0.0

@@ -44,13 +44,15 @@ def _cumulative_crossing(freqs: np.ndarray, power: np.ndarray, fraction: float) 
 def movie_bandwidth(movie: np.ndarray, fractions: tuple[float, ...] = (0.9, 0.95)) -> dict[str, float]:
     """The frequencies below which a fraction of a movie's variance lies, for a movie (frames, G, G).
 
-    In time: cycles over the frames given. In space: cycles per side of the grid, summed over frames.
+    In time: cycles over the frames given. In space: cycles per side of the grid, summed over frames,
+    of the movie less its mean frame (what changes, which is what a representation in t must follow).
     """
     movie = np.asarray(movie, dtype=np.float64)
     n, side = movie.shape[0], movie.shape[1]
     centred = movie - movie.mean(axis=0)
     temporal = (np.abs(np.fft.rfft(centred.reshape(n, -1), axis=0)) ** 2).sum(axis=1)
-    grids = movie - movie.mean(axis=(1, 2), keepdims=True)
+
+    grids = centred - centred.mean(axis=(1, 2), keepdims=True)
     spatial = (np.abs(np.fft.fft2(grids)) ** 2).sum(axis=0)
     f = np.fft.fftfreq(side) * side
     radius = np.hypot(f[:, None], f[None, :])

@@ -159,7 +159,11 @@ class DatasetWriter:
     def __enter__(self) -> DatasetWriter:
         self._sigterm = sigterm_as_interrupt()
         self._sigterm.__enter__()  # a killed simulation removes its partial folder, as on Ctrl-C
-        self.tmp.mkdir()
+        try:
+            self.tmp.mkdir()
+        except BaseException:
+            self._sigterm.__exit__(None, None, None)
+            raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

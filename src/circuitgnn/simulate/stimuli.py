@@ -44,8 +44,8 @@ def image_pan_movie(n_frames: int, grid: int, rng: np.random.Generator) -> np.nd
 
     The window stays inside the photograph, and each frame is low-pass filtered at its sampling
     step before it is sampled (a Gaussian of sigma = step / 2, as a camera's optics and pixel area
-    do), so the movie holds the photograph's content at 32 x 32 rather than aliased pixel noise that
-    flickers from frame to frame as the window moves.
+    do), so the movie holds the photograph's content at the grid's resolution rather than aliased
+    pixel noise that flickers from frame to frame as the window moves.
     """
     img = _sample_image()
     h, w = img.shape
@@ -58,7 +58,7 @@ def image_pan_movie(n_frames: int, grid: int, rng: np.random.Generator) -> np.nd
     gy, gx = np.meshgrid(lin, lin, indexing="ij")
     movie = np.empty((n_frames, grid, grid))
     for k in range(n_frames):
-        step = side[k] / (grid - 1)
+        step = side[k] / max(grid - 1, 1)
         smooth = gaussian_filter(img, sigma=step / 2, mode="nearest")
         coords = np.stack([cy[k] + gy * side[k], cx[k] + gx * side[k]])
         movie[k] = map_coordinates(smooth, coords, order=1, mode="nearest")

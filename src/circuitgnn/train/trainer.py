@@ -32,8 +32,8 @@ from circuitgnn.data.dataset import Dataset
 from circuitgnn.data.writer import write_json_atomic
 from circuitgnn.device import environment, pick_device
 from circuitgnn.errors import CircuitGNNError, DatasetError
-from circuitgnn.model.gnn import CircuitGNN
 from circuitgnn.interrupts import sigterm_as_interrupt
+from circuitgnn.model.gnn import CircuitGNN
 from circuitgnn.model.siren import LowRankInput, StimulusField
 from circuitgnn.simulate.neurons import grid_coordinates
 from circuitgnn.train.data import FrameSource, activity_scale, check_finite
