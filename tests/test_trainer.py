@@ -202,23 +202,3 @@ def test_proximal_shrink_makes_exact_zeros_that_the_l1_term_does_not(small_data,
 
     assert zeros(w_shrink=0.5) > 100
     assert zeros(w_l1=1e-3) == 0
-
-
-def test_kept_support_freezes_the_zeros_of_the_shrink_and_refits_the_rest(small_data, tmp_path):
-    reg = {"w_shrink": {"value": 0.5, "until_epoch": 1}, "keep_w_support": True}
-    cfg = small_config(n_epochs=3, regularization=reg)
-    Trainer(cfg, small_data, tmp_path / "r", progress=False).fit(max_iterations=20)  # stops at the end of the shrink
-    w_shrunk = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)["model"]["W"]
-    zeros = w_shrunk == 0
-    assert int(zeros.sum()) - w_shrunk.shape[0] > 100
-    resumed = Trainer(cfg, small_data, tmp_path / "r", resume=True, progress=False).fit()  # freezes from the loaded W
-    w = resumed.model.W.detach()
-    assert torch.all(w[zeros] == 0)
-    assert torch.all(w[~zeros] != w_shrunk[~zeros])  # the rest is refitted, without the shrink
-    whole = Trainer(cfg, small_data, tmp_path / "whole", progress=False).fit()  # the same without the stop
-    assert torch.equal(whole.model.W.detach(), w)
-
-
-def test_kept_support_needs_a_shrink_that_ends():
-    with pytest.raises(ValueError, match="keep_w_support.*until_epoch"):
-        small_config(regularization={"w_shrink": 0.5, "keep_w_support": True})

@@ -248,11 +248,6 @@ class RegularizationConfig(StrictModel):
         description="proximal L1 for a dense W: after each step every W_ij moves toward 0 by this x lr_w, stopping at 0 "
         "(in units of an Adam step: about 0.5 holds at exactly 0 the weights whose gradient has no steady sign)",
     )
-    keep_w_support: bool = Field(
-        False,
-        description="when w_shrink ends (its until_epoch), keep its exact zeros at zero and refit the other weights "
-        "without the L1 (the relaxed lasso: the L1 picks the support, then its shrinkage bias is removed)",
-    )
     delta_fraction: float = Field(1 / 150, gt=0, description="d = delta_fraction * xnorm, the step of the two monotonicity terms")
 
     _coerce = field_validator("phi_zero", "phi_decreasing", "psi_monotone", "w_l1", "w_shrink", mode="before")(_coefficient)
@@ -312,14 +307,8 @@ class ExperimentConfig(StrictModel):
 
     @model_validator(mode="after")
     def _shrink_needs_dense_w(self) -> ExperimentConfig:
-        reg = self.training.regularization
-        if reg.w_shrink.value > 0 and self.model.low_rank is not None:
+        if self.training.regularization.w_shrink.value > 0 and self.model.low_rank is not None:
             raise ValueError("training.regularization.w_shrink acts on a dense W: it cannot be combined with model.low_rank")
-        if reg.keep_w_support and (reg.w_shrink.value <= 0 or reg.w_shrink.until_epoch is None):
-            raise ValueError(
-                "training.regularization.keep_w_support keeps the zeros of w_shrink once it ends: "
-                "it needs w_shrink with a value > 0 and an until_epoch"
-            )
         return self
 
     @field_validator("name")

@@ -74,20 +74,6 @@ class CircuitGNN(nn.Module):
             w.grad.fill_diagonal_(0.0)
 
     @torch.no_grad()
-    def keep_support(self) -> torch.Tensor:
-        """From now on, the entries of W that are exactly zero stay zero (their gradient is masked).
-
-        Returns the mask of entries still free, (N, N) float. Combines with a connectivity mask.
-        """
-        free = (self.W != 0).to(self.W.dtype)
-        free.fill_diagonal_(0.0)
-        if self.masked:
-            free.mul_(self.allowed)
-        self.register_buffer("allowed", free, persistent=False)
-        self.masked = True
-        return free
-
-    @torch.no_grad()
     def shrink_w(self, threshold: float) -> None:
         """Proximal L1 step on the dense W: soft-threshold every entry by ``threshold`` (exact zeros)."""
         self.W.copy_(torch.nn.functional.softshrink(self.W, threshold))

@@ -150,7 +150,6 @@ class Trainer:
             self.input_optimizer = torch.optim.Adam(self.input_model.parameters(), lr=tc.lr_input)
         self.sampler = torch.Generator().manual_seed(tc.seed + 1)
         self.counters = Counters()
-        self._support_kept = False
         self.xnorm = activity_scale(self.dataset)
         self.source = FrameSource(self.dataset, names, self.device)
         self.iters_per_epoch = tc.iterations_per_epoch or max(1, self.dataset.n_frames // tc.batch_size)
@@ -191,17 +190,6 @@ class Trainer:
                 g["lr"] = tc.lr_input
             lrs["input"] = tc.lr_input
         return lrs
-
-    def _keep_w_support_when_due(self) -> None:
-        """Relaxed lasso: once w_shrink has ended, freeze its zeros (also on resume, from the loaded W)."""
-        reg = self.config.training.regularization
-        if not reg.keep_w_support or self._support_kept or self.counters.epoch < reg.w_shrink.until_epoch:
-            return
-        free = self.model.keep_support()
-        self._support_kept = True
-        state = self.optimizer.state.get(self.model.W, {})
-        if "exp_avg" in state:  # Adam's momentum would otherwise carry the frozen zeros away for a few steps
-            state["exp_avg"].mul_(free)
 
     def coefficients(self, epoch: int) -> dict[str, float]:
         reg = self.config.training.regularization
@@ -377,7 +365,6 @@ class Trainer:
         with sigterm_as_interrupt():
             try:
                 while c.epoch < tc.n_epochs:
-                    self._keep_w_support_when_due()
                     lrs = self._set_learning_rates()
                     coeffs = self.coefficients(c.epoch)
                     delta = tc.regularization.delta_fraction * self.xnorm
