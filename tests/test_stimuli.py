@@ -87,7 +87,7 @@ def test_user_movie_missing_or_wrong_format(tmp_path):
 
 def test_image_pan_is_not_aliased():
     """Regression: the photograph was sampled every ~20 pixels without a low-pass filter, so 90 % of
-    the 32 x 32 movie's spatial variance lay above 13 of 16 cycles per side (pixel noise that
+    the 32 x 32 movie's spatial variance needed 14 of the 16 cycles per side (pixel noise that
     flickered as the window moved)."""
     from circuitgnn.analyze.stimulus import movie_bandwidth
     from circuitgnn.simulate.stimuli import image_pan_movie

@@ -20,10 +20,11 @@ class LinearFit:
     intercept: float
 
 
-def _row_blocks(a: np.ndarray, block_entries: int):
-    rows = max(1, block_entries // max(1, a.shape[1]))
-    for start in range(0, a.shape[0], rows):
-        yield start, np.asarray(a[start : start + rows], dtype=np.float64)
+def _row_blocks(t: np.ndarray, y: np.ndarray, block_entries: int):
+    """Matching blocks of rows of two 2-D arrays, as float64."""
+    rows = max(1, block_entries // max(1, t.shape[1]))
+    for start in range(0, t.shape[0], rows):
+        yield np.asarray(t[start : start + rows], dtype=np.float64), np.asarray(y[start : start + rows], dtype=np.float64)
 
 
 def linear_fit(true: np.ndarray, learned: np.ndarray, off_diagonal: bool = False, block_entries: int = 1 << 22) -> LinearFit:
@@ -48,15 +49,14 @@ def linear_fit(true: np.ndarray, learned: np.ndarray, off_diagonal: bool = False
     if count == 0:
         raise ValueError("no entries to fit a line to")
     sum_t = sum_y = 0.0
-    for start, t in _row_blocks(t2, block_entries):
+    for t, y in _row_blocks(t2, y2, block_entries):
         sum_t += float(t.sum())
-        sum_y += float(np.asarray(y2[start : start + len(t)], dtype=np.float64).sum())
+        sum_y += float(y.sum())
     mean_t = (sum_t - t_diag.sum()) / count
     mean_y = (sum_y - y_diag.sum()) / count
     stt = syy = sty = 0.0
-    for start, t in _row_blocks(t2, block_entries):
-        tc = t - mean_t
-        yc = np.asarray(y2[start : start + len(t)], dtype=np.float64) - mean_y
+    for t, y in _row_blocks(t2, y2, block_entries):
+        tc, yc = t - mean_t, y - mean_y
         stt += float(np.einsum("ij,ij->", tc, tc))
         syy += float(np.einsum("ij,ij->", yc, yc))
         sty += float(np.einsum("ij,ij->", tc, yc))

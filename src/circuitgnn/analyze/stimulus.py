@@ -51,7 +51,6 @@ def movie_bandwidth(movie: np.ndarray, fractions: tuple[float, ...] = (0.9, 0.95
     n, side = movie.shape[0], movie.shape[1]
     centred = movie - movie.mean(axis=0)
     temporal = (np.abs(np.fft.rfft(centred.reshape(n, -1), axis=0)) ** 2).sum(axis=1)
-
     grids = centred - centred.mean(axis=(1, 2), keepdims=True)
     spatial = (np.abs(np.fft.fft2(grids)) ** 2).sum(axis=0)
     f = np.fft.fftfreq(side) * side

@@ -157,13 +157,9 @@ class DatasetWriter:
         self._finished = False
 
     def __enter__(self) -> DatasetWriter:
+        self.tmp.mkdir()
         self._sigterm = sigterm_as_interrupt()
         self._sigterm.__enter__()  # a killed simulation removes its partial folder, as on Ctrl-C
-        try:
-            self.tmp.mkdir()
-        except BaseException:
-            self._sigterm.__exit__(None, None, None)
-            raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

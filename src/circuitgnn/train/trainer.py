@@ -417,7 +417,6 @@ class Trainer:
             except KeyboardInterrupt:
                 c.train_seconds += time.perf_counter() - t_last
                 self.save_checkpoint("interrupted")
-                bar.close()
                 raise
             finally:
                 bar.close()
