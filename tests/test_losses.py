@@ -95,6 +95,22 @@ def test_shrink_w_is_a_soft_threshold_with_exact_zeros():
     assert torch.allclose(model.W, expected)
 
 
+def test_shrink_w_keeping_the_norm_zeros_the_small_entries_and_rescales_the_rest():
+    import torch
+
+    from circuitgnn.config import ModelConfig
+    from circuitgnn.model.gnn import CircuitGNN
+
+    model = CircuitGNN(ModelConfig(), 3)
+    w = torch.tensor([[0.0, 0.5, -0.05], [-0.3, 0.0, 0.02], [0.1, -0.1, 0.0]])
+    with torch.no_grad():
+        model.W.copy_(w)
+    model.shrink_w(0.1, keep_norm=True)
+    shrunk = torch.tensor([[0.0, 0.4, 0.0], [-0.2, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    assert torch.allclose(model.W, shrunk * (w.norm() / shrunk.norm()))
+    assert torch.isclose(model.W.norm(), w.norm())
+
+
 def test_shrink_cannot_be_combined_with_a_low_rank_w():
     import pytest
 

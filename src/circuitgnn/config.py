@@ -248,6 +248,11 @@ class RegularizationConfig(StrictModel):
         description="proximal L1 for a dense W: after each step every W_ij moves toward 0 by this x lr_w, stopping at 0 "
         "(in units of an Adam step: about 0.5 holds at exactly 0 the weights whose gradient has no steady sign)",
     )
+    w_shrink_keep_norm: bool = Field(
+        True,
+        description="rescale W after each shrink to its norm before it. The data fix the scale of W only jointly with "
+        "psi* (W psi* = (cW)(psi*/c)), so a shrink alone drifts W down and psi* up, and the loss rises while psi* follows",
+    )
     delta_fraction: float = Field(1 / 150, gt=0, description="d = delta_fraction * xnorm, the step of the two monotonicity terms")
 
     _coerce = field_validator("phi_zero", "phi_decreasing", "psi_monotone", "w_l1", "w_shrink", mode="before")(_coefficient)

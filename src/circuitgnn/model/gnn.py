@@ -74,9 +74,18 @@ class CircuitGNN(nn.Module):
             w.grad.fill_diagonal_(0.0)
 
     @torch.no_grad()
-    def shrink_w(self, threshold: float) -> None:
-        """Proximal L1 step on the dense W: soft-threshold every entry by ``threshold`` (exact zeros)."""
+    def shrink_w(self, threshold: float, keep_norm: bool = False) -> None:
+        """Proximal L1 step on the dense W: soft-threshold every entry by ``threshold`` (exact zeros).
+
+        With ``keep_norm`` the result is rescaled to the Frobenius norm W had before the step, so the
+        step moves weight from the small entries to the large ones without shrinking W as a whole.
+        """
+        before = torch.linalg.vector_norm(self.W) if keep_norm else None
         self.W.copy_(torch.nn.functional.softshrink(self.W, threshold))
+        if before is not None:
+            after = torch.linalg.vector_norm(self.W)
+            if after > 0:
+                self.W.mul_(before / after)
 
     # ----------------------------------------------------------------- pieces
     def connectivity(self) -> torch.Tensor:

@@ -389,7 +389,7 @@ class Trainer:
                         loss.backward()
                         self.optimizer.step()
                         if coeffs["w_shrink"] > 0:
-                            self.model.shrink_w(coeffs["w_shrink"] * lrs["W"])
+                            self.model.shrink_w(coeffs["w_shrink"] * lrs["W"], tc.regularization.w_shrink_keep_norm)
                         if self.input_optimizer is not None:
                             self.input_optimizer.step()
                         c.iteration += 1
