@@ -117,6 +117,24 @@ def test_changed_config_is_not_resumed_silently(tmp_path):
     assert (paths.run / "metrics.json").is_file()
 
 
+def test_more_epochs_continue_a_finished_run_and_other_changes_are_refused(tmp_path):
+    work = tmp_path / "work"
+    exp = load_manifest(write_manifest(tmp_path)).experiments[0]
+    paths = reproduce_experiment(exp, work, progress=False, say=lambda s: None)
+    longer = load_manifest(write_manifest(tmp_path, cpu_overrides={"training.n_epochs": 3})).experiments[0]
+    said: list[str] = []
+    reproduce_experiment(longer, work, progress=False, say=said.append)
+    assert any("grew to 3 epochs" in s for s in said) and any("evaluating" in s for s in said)
+    assert json.loads((paths.run / "run.json").read_text())["global_iteration"] == 90
+    assert json.loads((paths.run / "metrics.json").read_text())["iterations"] == 90
+    assert yaml.safe_load(paths.config.read_text())["training"]["n_epochs"] == 3
+    with pytest.raises(ConfigError, match="differs from the config"):  # fewer epochs is another experiment
+        reproduce_experiment(exp, work, progress=False, say=lambda s: None)
+    other = load_manifest(write_manifest(tmp_path, cpu_overrides={"training.n_epochs": 4, "training.lr_w": 0.1})).experiments[0]
+    with pytest.raises(ConfigError, match="differs from the config"):
+        reproduce_experiment(other, work, progress=False, say=lambda s: None)
+
+
 def test_a_run_killed_before_its_first_checkpoint_is_started_again(tmp_path):
     manifest = load_manifest(write_manifest(tmp_path))
     run = tmp_path / "work" / "tiny" / "run"

@@ -57,8 +57,9 @@ def run_info(run_dir: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def remaining_minutes(paths: ExperimentPaths, budget: float) -> float:
-    """Training minutes left before the experiment's training wall time reaches ``budget`` (0 once its schedule finished).
+def remaining_minutes(paths: ExperimentPaths, budget: float, n_epochs: int) -> float:
+    """Training minutes left before the experiment's training wall time reaches ``budget`` (0 once its
+    ``n_epochs``-epoch schedule finished).
 
     The wall time of the training phase (resources.json) is the clock, the same one the trainer's
     deadline uses, so a run stopped at its budget is not trained again by a second call.
@@ -66,7 +67,7 @@ def remaining_minutes(paths: ExperimentPaths, budget: float) -> float:
     info = run_info(paths.run)
     if info is None:
         return budget
-    if info["status"] == "finished":
+    if info["status"] == "finished" and info["global_iteration"] >= n_epochs * info["iterations_per_epoch"]:
         return 0.0
     # train_seconds (pure training, kept in the checkpoint) covers calls that resources.json may have missed.
     spent = max(info["train_seconds"], read_resources(paths.root).get("train", {}).get("wall_seconds", 0.0))
@@ -81,18 +82,27 @@ def metrics_current(run_dir: Path) -> bool:
     return json.loads(path.read_text()).get("iterations") == info["global_iteration"]
 
 
-def _check_same_config(paths: ExperimentPaths, config: ExperimentConfig, exp: Experiment) -> None:
-    """Refuse to resume work made with a different config: its numbers would not belong to this row."""
+def _check_same_config(paths: ExperimentPaths, config: ExperimentConfig, exp: Experiment) -> bool:
+    """Refuse to resume work made with a different config: its numbers would not belong to this row.
+
+    One change is a continuation, not a different experiment: more epochs, all else equal. Returns
+    True in that case (the saved config must then be replaced), False when the configs are the same.
+    """
     if not paths.config.is_file():
-        return
+        return False
     # Compared as validated configs, so fields added to the package later (with their defaults) do not count.
-    saved = load_config(paths.config)
-    if saved.model_dump(mode="json") != config.model_dump(mode="json"):
+    saved, wanted = load_config(paths.config).model_dump(mode="json"), config.model_dump(mode="json")
+    if saved == wanted:
+        return False
+    longer = wanted["training"]["n_epochs"] > saved["training"]["n_epochs"]
+    saved["training"]["n_epochs"] = wanted["training"]["n_epochs"]
+    if not (longer and saved == wanted):
         raise ConfigError(
             f"experiment {exp.id}: {paths.config} differs from the config this call would use (the manifest or the "
             f"config changed, or the folder was made at the other size: CPU sizing vs --full-size or a GPU); "
             f"start it again with `circuitgnn reproduce {exp.id} --restart` (deletes {paths.root})"
         )
+    return True
 
 
 def reproduce_experiment(
@@ -122,9 +132,11 @@ def reproduce_experiment(
     if restart and paths.root.exists():
         say(f"[{exp.id}] restarting: deleting {paths.root}")
         shutil.rmtree(paths.root)
-    _check_same_config(paths, config, exp)
+    extended = _check_same_config(paths, config, exp)
+    if extended:
+        say(f"[{exp.id}] the schedule grew to {config.training.n_epochs} epochs: continuing the run")
     paths.root.mkdir(parents=True, exist_ok=True)
-    if not paths.config.is_file():
+    if extended or not paths.config.is_file():
         write_text_atomic(paths.config, dump_config(config))
     (paths.root / FAILURE_FILE).unlink(missing_ok=True)
     if device is not None:
@@ -138,7 +150,7 @@ def reproduce_experiment(
             simulate(config, paths.data, overwrite=False, progress=progress, figure=False)
 
     budget = exp.minutes if minutes is None else minutes
-    left = remaining_minutes(paths, budget)
+    left = remaining_minutes(paths, budget, config.training.n_epochs)
     resume = (paths.run / CHECKPOINT).is_file()
     if left > (0.05 if resume else 0.0):  # a resumed run needs a few seconds to be worth its start-up
         say(f"[{exp.id}] training{' (resumed)' if resume else ''}: up to {left:.1f} more minutes (budget {budget:g})")
