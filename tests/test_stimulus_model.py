@@ -79,6 +79,8 @@ def test_stimulus_score_is_one_for_a_perfect_field(stim_data):
     exact = Exact(torch.as_tensor(grid_coordinates(4), dtype=torch.float32), 40, 4, 1, 30.0)
     score = stimulus_score(exact, ds)
     assert score["omega_r2"] == pytest.approx(1.0) and score["omega_slope"] == pytest.approx(1.0)
+    # the paper's metric (spec 5.6): square roots, scaled by the first frame's maximum
+    assert score["omega_sqrt_r2"] == pytest.approx(1.0) and score["omega_sqrt_slope"] == pytest.approx(1.0)
 
 
 def test_additive_lowrank_input_trains(tmp_path):

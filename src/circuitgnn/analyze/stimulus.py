@@ -26,13 +26,21 @@ def stimulus_score(field: StimulusField, ds: Dataset, n_frames: int = 100) -> di
     The model only identifies the product of Omega*_i and the row i of W, so a global factor of
     Omega* is free: both fields are divided by their mean over the compared frames and neurons
     before the line fit (R^2 does not depend on that factor; the slope then measures contrast).
+
+    The paper's own metric (spec 5.6) is given beside it as ``omega_sqrt_*``: square roots of both
+    fields (the SIREN's output before squaring), the learned one scaled so that the maxima of the
+    first compared frame agree.
     """
     frames = np.linspace(0, ds.n_frames - 1, n_frames).astype(int)
-    learned = field_frames(field, frames, ds.n_frames)
-    true = np.asarray(ds.omega[frames])[:, : field.n_driven]
+    learned = field_frames(field, frames, ds.n_frames).astype(np.float64)
+    true = np.asarray(ds.omega[frames], dtype=np.float64)[:, : field.n_driven]
     fit = linear_fit(true / true.mean(), learned / learned.mean())
+    root_true, root_learned = np.sqrt(true), np.sqrt(learned)
+    peak = root_learned[0].max()
+    root_fit = linear_fit(root_true, root_learned * (root_true[0].max() / peak if peak > 0 else 1.0))
     return {"omega_r2": fit.r2, "omega_slope": fit.slope, "omega_frames_compared": n_frames,
-            "omega_normalisation": "each field divided by its mean over the compared frames and driven neurons"}
+            "omega_normalisation": "each field divided by its mean over the compared frames and driven neurons",
+            "omega_sqrt_r2": root_fit.r2, "omega_sqrt_slope": root_fit.slope}
 
 
 def _cumulative_crossing(freqs: np.ndarray, power: np.ndarray, fraction: float) -> float:
