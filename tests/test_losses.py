@@ -109,6 +109,8 @@ def test_shrink_w_keeping_the_norm_zeros_the_small_entries_and_rescales_the_rest
     shrunk = torch.tensor([[0.0, 0.4, 0.0], [-0.2, 0.0, 0.0], [0.0, 0.0, 0.0]])
     assert torch.allclose(model.W, shrunk * (w.norm() / shrunk.norm()))
     assert torch.isclose(model.W.norm(), w.norm())
+    model.shrink_w(10.0, keep_norm=True)  # everything shrunk to zero: no rescue, no NaN
+    assert torch.equal(model.W, torch.zeros(3, 3))
 
 
 def test_shrink_cannot_be_combined_with_a_low_rank_w():

@@ -103,9 +103,10 @@ def cluster_neurons(model: CircuitGNN, features: str, max_k: int, half_range: fl
 
     ``both`` keeps two neurons together only when both clusterings do (:func:`meet`; its K can
     exceed ``max_k``, and the silhouettes reported are the phi* clustering's). Sharing embeddings
-    within a group cannot be undone, and each view can merge types that the other separates: on the 5 % sparse network, phi* profiles sampled on [-5, 5] merged
-    three of the four types into one group, every time, while K-means on the embeddings had them
-    apart (accuracy 0.985 just before the merge, 0.50 after).
+    within a group cannot be undone, and each view can merge types that the other separates: on the
+    5 % sparse network, phi* profiles sampled on [-5, 5] merged three of the four types into one
+    group, every time, while K-means on the embeddings had them apart (accuracy 0.985 just before
+    the merge, 0.50 after).
     """
     if features == "both":
         by_phi = cluster_neurons(model, "phi", max_k, half_range, seed)

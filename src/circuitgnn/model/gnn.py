@@ -82,10 +82,8 @@ class CircuitGNN(nn.Module):
         """
         before = torch.linalg.vector_norm(self.W) if keep_norm else None
         self.W.copy_(torch.nn.functional.softshrink(self.W, threshold))
-        if before is not None:
-            after = torch.linalg.vector_norm(self.W)
-            if after > 0:
-                self.W.mul_(before / after)
+        if before is not None:  # no host sync on the hot path: an all-zero W stays zero whatever the factor
+            self.W.mul_(before / torch.linalg.vector_norm(self.W).clamp_min(torch.finfo(self.W.dtype).tiny))
 
     # ----------------------------------------------------------------- pieces
     def connectivity(self) -> torch.Tensor:

@@ -100,7 +100,8 @@ def _check_same_config(paths: ExperimentPaths, config: ExperimentConfig, exp: Ex
         raise ConfigError(
             f"experiment {exp.id}: {paths.config} differs from the config this call would use (the manifest or the "
             f"config changed, or the folder was made at the other size: CPU sizing vs --full-size or a GPU; only more "
-            f"training.n_epochs, all else equal, continues a run); start it again with `circuitgnn reproduce {exp.id} --restart` (deletes {paths.root})"
+            f"training.n_epochs, all else equal, continues a run); start it again with "
+            f"`circuitgnn reproduce {exp.id} --restart` (deletes {paths.root})"
         )
     return True
 
