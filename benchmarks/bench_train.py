@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from circuitgnn import load_config, open_dataset, simulate
+from circuitgnn.device import environment
 from circuitgnn.model.gnn import CircuitGNN
 from circuitgnn.train.losses import total_loss
 from circuitgnn.train.trainer import Trainer
@@ -116,7 +117,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if not (args.data / "meta.json").is_file():
         simulate(load_config(CONFIG), args.data)
-    results: dict = {"benchmark": "train_fig2", "threads": torch.get_num_threads()}
+    results: dict = {"benchmark": "train_fig2", "threads": torch.get_num_threads(), "environment": environment()}
     if not args.skip_edge:
         costs = step_costs(args.data, args.batch, repeats=200, edge_repeats=2)
         results["step"] = costs

@@ -55,6 +55,7 @@ def test_packaged_manifest_covers_every_paper_config_and_its_overrides_apply():
     cfg = experiment_config(large)
     assert cfg.simulation.n_neurons == 8000 and cfg.simulation.n_frames == large.cpu_overrides["simulation.n_frames"]
     assert experiment_config(large, full_size=True).simulation.n_frames == 100000
+    assert (cfg.training.iterations_per_epoch, experiment_config(large, full_size=True).training.iterations_per_epoch) == (2000, None)
 
 
 def test_manifest_errors_name_what_is_wrong(tmp_path):
@@ -122,21 +123,22 @@ def test_changed_config_is_not_resumed_silently(tmp_path):
 
 
 def test_more_epochs_continue_a_finished_run_and_other_changes_are_refused(tmp_path):
+    # cpu_overrides apply to the CPU sizing, which a CUDA machine would skip by default.
     work = tmp_path / "work"
     exp = load_manifest(write_manifest(tmp_path)).experiments[0]
-    paths = reproduce_experiment(exp, work, progress=False, say=lambda s: None)
+    paths = reproduce_experiment(exp, work, full_size=False, progress=False, say=lambda s: None)
     longer = load_manifest(write_manifest(tmp_path, cpu_overrides={"training.n_epochs": 3})).experiments[0]
     said: list[str] = []
-    reproduce_experiment(longer, work, progress=False, say=said.append)
+    reproduce_experiment(longer, work, full_size=False, progress=False, say=said.append)
     assert any("grew to 3 epochs" in s for s in said) and any("evaluating" in s for s in said)
     assert json.loads((paths.run / "run.json").read_text())["global_iteration"] == 90
     assert json.loads((paths.run / "metrics.json").read_text())["iterations"] == 90
     assert yaml.safe_load(paths.config.read_text())["training"]["n_epochs"] == 3
     with pytest.raises(ConfigError, match="differs from the config"):  # fewer epochs is another experiment
-        reproduce_experiment(exp, work, progress=False, say=lambda s: None)
+        reproduce_experiment(exp, work, full_size=False, progress=False, say=lambda s: None)
     other = load_manifest(write_manifest(tmp_path, cpu_overrides={"training.n_epochs": 4, "training.lr_w": 0.1})).experiments[0]
     with pytest.raises(ConfigError, match="differs from the config"):
-        reproduce_experiment(other, work, progress=False, say=lambda s: None)
+        reproduce_experiment(other, work, full_size=False, progress=False, say=lambda s: None)
 
 
 def test_a_run_killed_before_its_first_checkpoint_is_started_again(tmp_path):
@@ -160,6 +162,23 @@ def test_unrun_experiments_get_a_plain_row_and_the_readme_block_is_replaced(tmp_
     readme.write_text("no markers")
     with pytest.raises(CircuitGNNError, match="no generated scoreboard block"):
         update_readme(readme, [])
+
+
+def test_collect_with_named_experiments_writes_their_rows_alone(tmp_path):
+    path = write_manifest(tmp_path)
+    two = yaml.safe_load(path.read_text())
+    two["experiments"].append(two["experiments"][0] | {"id": "other", "series": []})
+    path.write_text(yaml.safe_dump(two))
+    results = tmp_path / "r"
+    args = ["reproduce", "--manifest", str(path), "--work", str(tmp_path / "w"), "--results", str(results), "--collect"]
+    (tmp_path / "w" / "other").mkdir(parents=True)  # trained with another budget than the manifest's 5 minutes
+    (tmp_path / "w" / "other" / "resources.json").write_text(json.dumps({"train": {"wall_seconds": 1, "budget_minutes": 3}}))
+    assert main(args + ["other"]) == 0
+    [row] = json.loads((results / "scoreboard.json").read_text())
+    assert row["id"] == "other" and row["command"] == "circuitgnn reproduce other --minutes 3"
+    assert not (results / "series_frames.png").exists() and "series_frames" not in (results / "scoreboard.md").read_text()
+    assert main(args) == 0
+    assert [r["id"] for r in json.loads((results / "scoreboard.json").read_text())] == ["tiny", "other"]
 
 
 def test_a_run_stopped_at_its_budget_is_not_trained_again(tmp_path):

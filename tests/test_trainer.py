@@ -8,6 +8,7 @@ import torch
 
 from circuitgnn import simulate
 from circuitgnn.config import config_from_dict
+from circuitgnn.device import pick_device
 from circuitgnn.errors import DatasetError
 from circuitgnn.train import trainer as trainer_module
 from circuitgnn.train.trainer import ResumeError, Trainer, TrainingDiverged, load_run, read_log
@@ -31,7 +32,7 @@ def small_config(**training):
 
 
 def params(model):
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 def assert_same_params(a, b):
@@ -45,7 +46,7 @@ def test_run_folder_contents_and_log(small_data, tmp_path):
     files = {p.name for p in (tmp_path / "r").iterdir()}
     assert {"config.yaml", "run.json", "log.jsonl", "checkpoint.pt"} <= files
     info = json.loads((tmp_path / "r" / "run.json").read_text())
-    assert info["status"] == "finished" and info["global_iteration"] == 60 and info["device"] == "cpu"
+    assert info["status"] == "finished" and info["global_iteration"] == 60 and info["device"] == str(pick_device())
     log = read_log(tmp_path / "r")
     assert [line["iteration"] for line in log] == list(range(5, 61, 5))
     for key in ("loss_prediction", "loss_phi_zero", "lr_W", "lr_embedding", "train_seconds", "W_r2", "W_slope", "W_r2_raw", "type_accuracy"):

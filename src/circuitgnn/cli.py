@@ -163,7 +163,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
                 failed.append(exp.id)
                 record_failure(Path(args.work), exp, err)
                 print(f"[{exp.id}] failed: {type(err).__name__}: {err}", file=sys.stderr)
-    rows = write_scoreboard(manifest, Path(args.work), Path(args.results))
+    only = chosen if args.collect and args.experiments else None
+    rows = write_scoreboard(manifest, Path(args.work), Path(args.results), only)
     if args.readme:
         update_readme(Path(args.readme), rows)
         print(f"readme       {args.readme}: results table updated")
@@ -251,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default="results", help="folder for scoreboard.md, scoreboard.json and the series figures")
     p.add_argument("--minutes", type=float, help="training budget per experiment, instead of the manifest's")
     p.add_argument("--manifest", help="the experiments, their CPU sizing and the paper's values (default: the packaged configs/reproduce.yaml)")
-    p.add_argument("--collect", action="store_true", help="run nothing: rebuild the scoreboard from the work folder")
+    p.add_argument("--collect", action="store_true", help="run nothing: rebuild the scoreboard from the work folder "
+                   "(with experiment ids: a scoreboard of those experiments alone)")
     p.add_argument("--readme", help="also replace the generated results table in this README")
     p.add_argument("--list", action="store_true", help="list the experiments and their budgets")
     p.add_argument("--restart", action="store_true", help="delete the chosen experiments' folders and start them again")

@@ -65,12 +65,14 @@ def build_row(exp: Experiment, work: Path) -> dict[str, Any]:
     """Everything the scoreboard shows for one experiment."""
     paths = ExperimentPaths(Path(work) / exp.id)
     resources = read_resources(paths.root)
+    budget = resources.get("train", {}).get("budget_minutes", exp.minutes)
     row: dict[str, Any] = {
         "id": exp.id,
         "title": exp.title,
         "figure": exp.figure,
-        "command": f"circuitgnn reproduce {exp.id}",
-        "budget_minutes": resources.get("train", {}).get("budget_minutes", exp.minutes),
+        "series": list(exp.series),
+        "command": f"circuitgnn reproduce {exp.id}" + ("" if budget == exp.minutes else f" --minutes {budget:g}"),
+        "budget_minutes": budget,
         "paper": exp.paper.model_dump(),
         "targets": exp.targets.model_dump(exclude_none=True),
         "note": exp.note,
@@ -153,9 +155,9 @@ def diagnosis(row: dict[str, Any]) -> str:
     return "; ".join(parts) + f" ({used})."
 
 
-def collect(manifest: Manifest, work: Path) -> list[dict[str, Any]]:
-    """One row per manifest experiment, each with its diagnosis."""
-    rows = [build_row(e, work) for e in manifest.experiments]
+def collect(manifest: Manifest, work: Path, experiments: list[Experiment] | None = None) -> list[dict[str, Any]]:
+    """One row per experiment (default: every one of the manifest), each with its diagnosis."""
+    rows = [build_row(e, work) for e in (manifest.experiments if experiments is None else experiments)]
     for r in rows:
         r["diagnosis"] = diagnosis(r)
     return rows
@@ -269,23 +271,35 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         if r["note"]:
             parts.append(f"- {r['note']}")
         parts.append("")
-    parts.append("## Series (paper Supp. Figs. 7 and 9)\n")
-    parts.append("![W R² against frames and iterations](series_frames.png)\n")
-    parts.append("![W R² against connectivity filling and iterations](series_sparsity.png)\n")
+    figures = [
+        ("frames", "![W R² against frames and iterations](series_frames.png)\n"),
+        ("sparsity", "![W R² against connectivity filling and iterations](series_sparsity.png)\n"),
+    ]
+    shown = [link for name, link in figures if any(name in r.get("series", ()) for r in rows)]
+    if shown:
+        parts += ["## Series (paper Supp. Figs. 7 and 9)\n", *shown]
     return "\n".join(parts)
 
 
-def write_scoreboard(manifest: Manifest, work: Path, results: Path) -> list[dict[str, Any]]:
-    """Write ``results/scoreboard.json``, ``scoreboard.md`` and the series figures; return the rows."""
+def write_scoreboard(
+    manifest: Manifest, work: Path, results: Path, experiments: list[Experiment] | None = None
+) -> list[dict[str, Any]]:
+    """Write ``results/scoreboard.json``, ``scoreboard.md`` and the series figures; return the rows.
+
+    ``experiments`` limits the rows (for a work folder that holds only some experiments, such as
+    the runs made on a GPU); a series figure is drawn only when some of its experiments are rows.
+    """
     from circuitgnn.reproduce.series import series_figure
 
+    chosen = manifest.experiments if experiments is None else experiments
     results.mkdir(parents=True, exist_ok=True)
-    rows = collect(manifest, work)
+    rows = collect(manifest, work, chosen)
     write_json_atomic(results / "scoreboard.json", rows)
     write_text_atomic(results / "scoreboard.md", markdown(rows))
     for name in ("frames", "sparsity"):
-        members = [r for e, r in zip(manifest.experiments, rows, strict=True) if name in e.series]
-        series_figure(name, members, results / f"series_{name}.png")
+        members = [r for e, r in zip(chosen, rows, strict=True) if name in e.series]
+        if members:
+            series_figure(name, members, results / f"series_{name}.png")
     return rows
 
 

@@ -224,7 +224,9 @@ class Trainer:
 
     def _load_checkpoint(self, path: Path) -> None:
         try:
-            state = torch.load(path, map_location=self.device, weights_only=False)
+            # Loaded on the CPU: load_state_dict moves model and optimizer tensors to their parameters'
+            # device, and the sampler (a CPU generator) needs its state as a CPU ByteTensor.
+            state = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as err:  # a truncated or foreign file
             raise ResumeError(f"{path} is not a readable circuitgnn checkpoint ({err})") from None
         old_model = state["config"]["model"]
