@@ -51,6 +51,31 @@ def test_psi_monotone_penalty_only_counts_decreasing_parts():
     assert losses.psi_monotone_penalty(model, x, 0.1).item() == pytest.approx((0.01 + 0 + 0.04) / 3)
 
 
+def test_monotone_norm_is_the_root_mean_square_with_a_gradient_that_does_not_fade():
+    # pair-form case above: violations (d, 0, 2d) -> RMS sqrt((d^2 + 4 d^2) / 3)
+    model = hand_model(lambda z: z[..., :1], lambda z: -z[..., :1] * z[..., 1:2], psi_input="x_j,a_i,a_j")
+    with torch.no_grad():
+        model.a.copy_(torch.tensor([[1.0, 0], [-1.0, 0], [2.0, 0]]))
+    x = torch.zeros(1, 3)
+    assert losses.psi_monotone_penalty(model, x, 0.1, norm=True).item() == pytest.approx((0.05 / 3) ** 0.5)
+    x = torch.tensor([[1.0, -2.0, 0.0]])  # phi* = x^2 case below
+    expected = ((1.5**2 - 1) ** 2 + 0 + 0.25**2) / 3
+    phi_sq = hand_model(lambda z: z[..., :1] ** 2, lambda z: z[..., :1])
+    assert losses.phi_decreasing_penalty(phi_sq, x, 0.5, norm=True).item() == pytest.approx(expected**0.5)
+    for size in (1.0, 1e-4):  # the gradient's norm is 1 / sqrt(numel) whatever the violation's size
+        diff = torch.full((4,), -size, requires_grad=True)
+        diff.data[:2] = size
+        losses.violation(diff, norm=True).backward()
+        assert diff.grad.norm().item() == pytest.approx(0.5) and (diff.grad[2:] == 0).all()
+    diff = torch.zeros(4, requires_grad=True)  # no violation: zero gradient, not NaN
+    losses.violation(diff - 1, norm=True).backward()
+    assert (diff.grad == 0).all()
+    # total_loss passes the switch on
+    loss_sq, terms_sq = losses.total_loss(phi_sq, x, torch.zeros(1, 3), {"phi_zero": 0, "phi_decreasing": 1.0}, 0.5)
+    _, terms_rms = losses.total_loss(phi_sq, x, torch.zeros(1, 3), {"phi_zero": 0, "phi_decreasing": 1.0}, 0.5, monotone_norm=True)
+    assert terms_sq["phi_decreasing"] == pytest.approx(expected) and terms_rms["phi_decreasing"] == pytest.approx(expected**0.5)
+
+
 def test_phi_decreasing_penalty():
     # phi*(x) = x^2: increasing for x > 0 (by (x + d)^2 - x^2), decreasing for x < -d
     model = hand_model(lambda z: z[..., :1] ** 2, lambda z: z[..., :1])

@@ -238,9 +238,9 @@ class RegularizationConfig(StrictModel):
     """Loss terms besides the prediction error (spec 4.3); each a number or {value, from_epoch, until_epoch}."""
 
     phi_zero: Coefficient = Field(Coefficient(value=1.0), description="alpha: mean phi*(0, a_i)^2, a steady state at zero")
-    phi_decreasing: Coefficient = Field(Coefficient(), description="beta: mean ReLU(phi*(x + d) - phi*(x))^2, phi* decreasing in x")
+    phi_decreasing: Coefficient = Field(Coefficient(), description="beta: mean ReLU(phi*(x + d) - phi*(x))^2 (see monotone_norm), phi* decreasing in x")
     psi_monotone: Coefficient = Field(
-        Coefficient(), description="gamma: mean ReLU(psi*(x) - psi*(x + d))^2, psi* increasing (fixes the sign of W)"
+        Coefficient(), description="gamma: mean ReLU(psi*(x) - psi*(x + d))^2 (see monotone_norm), psi* increasing (fixes the sign of W)"
     )
     w_l1: Coefficient = Field(Coefficient(), description="zeta: sum |W_ij|, sparsity of W")
     w_shrink: Coefficient = Field(
@@ -254,6 +254,11 @@ class RegularizationConfig(StrictModel):
         "psi* (W psi* = (cW)(psi*/c)), so a shrink alone drifts W down and psi* up, and the loss rises while psi* follows",
     )
     delta_fraction: float = Field(1 / 150, gt=0, description="d = delta_fraction * xnorm, the step of the two monotonicity terms")
+    monotone_norm: bool = Field(
+        False,
+        description="measure the two monotonicity terms by the root mean square of their violations (the paper code's "
+        "un-squared norm) instead of the mean square: the gradient does not fade as a violation shrinks",
+    )
 
     _coerce = field_validator("phi_zero", "phi_decreasing", "psi_monotone", "w_l1", "w_shrink", mode="before")(_coefficient)
 

@@ -1,11 +1,14 @@
 """The loss: prediction error plus the regularisers of spec 4.3.
 
-All terms are means of squares, so their size does not depend on N or the
-batch size (the paper's code uses un-squared norms; coefficients are therefore
-not interchangeable with the paper's).
+All terms are means (of squares, or with ``monotone_norm`` root mean squares for
+the two monotonicity terms), so their size does not depend on N or the batch
+size (the paper's code uses un-squared norms; coefficients are therefore not
+interchangeable with the paper's).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -23,21 +26,32 @@ def phi_zero_penalty(model: CircuitGNN) -> torch.Tensor:
     return torch.mean(model.phi_of(zeros, model.a) ** 2)
 
 
-def phi_decreasing_penalty(model: CircuitGNN, x: torch.Tensor, delta: float) -> torch.Tensor:
-    """beta term: mean ReLU(phi*(x + delta) - phi*(x))^2 at the batch's activity x (B, N): phi* decreasing in x."""
+def violation(diff: torch.Tensor, norm: bool = False) -> torch.Tensor:
+    """Size of the positive part of ``diff``: its mean square, or with ``norm`` its root mean square.
+
+    The root (the un-squared norm of the paper's code, spec 4.3, divided by sqrt(size)) keeps a
+    gradient of fixed size however small the violation, so the term acts almost as a constraint; the
+    mean square's gradient vanishes with the violation.
+    """
+    r = torch.relu(diff)
+    if norm:
+        return torch.linalg.vector_norm(r) / math.sqrt(r.numel())  # gradient 0, not NaN, when r == 0
+    return torch.mean(r**2)
+
+
+def phi_decreasing_penalty(model: CircuitGNN, x: torch.Tensor, delta: float, norm: bool = False) -> torch.Tensor:
+    """beta term: ReLU(phi*(x + delta) - phi*(x)) at the batch's activity x (B, N), by :func:`violation`."""
     x = x.detach()
-    diff = model.phi_of(x + delta, model.a) - model.phi_of(x, model.a)
-    return torch.mean(torch.relu(diff) ** 2)
+    return violation(model.phi_of(x + delta, model.a) - model.phi_of(x, model.a), norm)
 
 
-def psi_monotone_penalty(model: CircuitGNN, x: torch.Tensor, delta: float) -> torch.Tensor:
-    """gamma term: mean ReLU(psi*(x) - psi*(x + delta))^2 at the batch's activity: psi* increasing.
+def psi_monotone_penalty(model: CircuitGNN, x: torch.Tensor, delta: float, norm: bool = False) -> torch.Tensor:
+    """gamma term: ReLU(psi*(x) - psi*(x + delta)) at the batch's activity, by :func:`violation`: psi* increasing.
 
     For the pair form it is evaluated on the pairs (a_j, a_j), as in the paper's code.
     """
     x = x.detach()
-    diff = model.psi_of_own_type(x) - model.psi_of_own_type(x + delta)
-    return torch.mean(torch.relu(diff) ** 2)
+    return violation(model.psi_of_own_type(x) - model.psi_of_own_type(x + delta), norm)
 
 
 def w_l1_penalty(model: CircuitGNN) -> torch.Tensor:
@@ -55,17 +69,21 @@ def total_loss(
     delta: float,
     omega: torch.Tensor | None = None,
     extra: torch.Tensor | None = None,
+    monotone_norm: bool = False,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Loss and its terms (as floats, unweighted) for a batch; terms with a zero coefficient are skipped."""
+    """Loss and its terms (as floats, unweighted) for a batch; terms with a zero coefficient are skipped.
+
+    ``monotone_norm`` measures the two monotonicity terms by their root mean square (see :func:`violation`).
+    """
     pred = model(x, omega, extra)
     loss = prediction_loss(pred, target)
     terms = {"prediction": loss}
     if coefficients.get("phi_zero", 0) > 0:
         terms["phi_zero"] = phi_zero_penalty(model)
     if coefficients.get("phi_decreasing", 0) > 0:
-        terms["phi_decreasing"] = phi_decreasing_penalty(model, x, delta)
+        terms["phi_decreasing"] = phi_decreasing_penalty(model, x, delta, monotone_norm)
     if coefficients.get("psi_monotone", 0) > 0:
-        terms["psi_monotone"] = psi_monotone_penalty(model, x, delta)
+        terms["psi_monotone"] = psi_monotone_penalty(model, x, delta, monotone_norm)
     if coefficients.get("w_l1", 0) > 0:
         terms["w_l1"] = w_l1_penalty(model)
     for name, value in terms.items():

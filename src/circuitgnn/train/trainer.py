@@ -379,7 +379,7 @@ class Trainer:
                         batch = self.source.batch(idx)
                         x, y = batch[0], batch[1]
                         omega, extra = self._inputs(idx, batch)
-                        loss, terms = total_loss(self.model, x, y, coeffs, delta, omega, extra)
+                        loss, terms = total_loss(self.model, x, y, coeffs, delta, omega, extra, tc.regularization.monotone_norm)
                         if not torch.isfinite(loss):
                             raise TrainingDiverged(
                                 f"the loss became {loss.item()} at iteration {c.global_iteration} (epoch {c.epoch}); "
