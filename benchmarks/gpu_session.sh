@@ -5,13 +5,15 @@
 #   bash benchmarks/gpu_session.sh setup tests bench      # the suite on CUDA, then the training benchmark
 #   bash benchmarks/gpu_session.sh setup supp11           # 8,000 neurons at full size (100,000 frames)
 #   bash benchmarks/gpu_session.sh setup supp13           # the transmitters experiment at full size
+#   bash benchmarks/gpu_session.sh setup supp14           # transmitters and receptors (psi* on all pairs)
 #
 # Outputs go to $OUT (default results/gpu): logs, benchmark JSON lines, and per experiment a
 # tarball of its reproduce folder without the dataset (and without checkpoints over 15 MB).
 # `setup` installs this checkout without dependencies into the machine's Python, plus any
 # wheels found in .whl/ (for a machine that cannot reach a package index).
-# MINUTES sets the training budget of the experiment stages (default 6).
-set -u
+# MINUTES sets the training budget of the experiment stages (default 6); each stage is stopped at
+# 1.5 x MINUTES + 6 min, which leaves room for simulating and evaluating (supp11 at MINUTES=4 took 6.8).
+set -u -o pipefail
 OUT=${OUT:-results/gpu}
 MINUTES=${MINUTES:-6}
 WORK=${WORK:-/tmp/circuitgnn-work}
@@ -20,21 +22,21 @@ export PYTHONUNBUFFERED=1
 
 pack() {  # pack EXPERIMENT: the experiment's folder without its dataset, into $OUT
     local exp=$1
-    local big=()
+    local big=(--exclude run/rollout.npz)  # rewritten by `circuitgnn evaluate`
     for f in "$WORK/$exp"/run/*.pt "$WORK/$exp"/run/*.npz; do
         [ -f "$f" ] && [ "$(stat -c %s "$f")" -gt 15000000 ] && big+=(--exclude "run/$(basename "$f")")
     done
     tar -czf "$OUT/$exp.tgz" -C "$WORK/$exp" --exclude data "${big[@]}" .
 }
 
-for stage in "$@"; do
-    echo "=== $stage $(date -u +%H:%M:%S)"
+run_stage() {
+    local stage=$1
     case $stage in
         setup)
             if ls .whl/*.whl >/dev/null 2>&1; then
                 python3 -m pip install -q --no-index --no-deps --no-compile .whl/*.whl
             fi
-            python3 -m pip install -q --no-index --no-deps --no-build-isolation . || exit 1
+            python3 -m pip install -q --no-index --no-deps --no-build-isolation . || return 1
             nvidia-smi -L
             python3 -c "import torch, circuitgnn; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
             ;;
@@ -47,14 +49,27 @@ for stage in "$@"; do
             ;;
         supp11|supp13|supp14)
             exp=$(python3 -c "import sys; from circuitgnn.reproduce.manifest import load_manifest; print([e.id for e in load_manifest().experiments if e.id.startswith(sys.argv[1] + '_')][0])" "$stage")
-            timeout $(( ${MINUTES%.*} * 60 + 240 )) python3 -m circuitgnn.cli reproduce "$exp" --work "$WORK" --results "$WORK/results" \
+            limit=$(python3 -c "import sys; print(int(float(sys.argv[1]) * 90 + 360))" "$MINUTES")
+            timeout "$limit" python3 -m circuitgnn.cli reproduce "$exp" --work "$WORK" --results "$WORK/results" \
                 --minutes "$MINUTES" --quiet 2>&1 | tee "$OUT/$exp.log" | tail -30
-            [ "$stage" = supp13 ] && python3 -m circuitgnn.cli symbolic "$WORK/$exp/run" 2>&1 | tee "$OUT/$exp.symbolic.txt" | tail -30
+            local rc=$?
+            if [ "$stage" = supp13 ]; then
+                python3 -m circuitgnn.cli symbolic "$WORK/$exp/run" 2>&1 | tee "$OUT/$exp.symbolic.txt" | tail -30
+            fi
             pack "$exp"
+            return $rc
             ;;
         *)
-            echo "unknown stage $stage"; exit 2
+            echo "unknown stage $stage"; return 2
             ;;
     esac
+}
+
+failed=()
+for stage in "$@"; do
+    echo "=== $stage $(date -u +%H:%M:%S)"
+    run_stage "$stage" || failed+=("$stage")
+    [ "$stage" = setup ] && [ ${#failed[@]} -gt 0 ] && break
 done
-echo "=== end $(date -u +%H:%M:%S)"
+echo "=== end $(date -u +%H:%M:%S)${failed[*]:+, failed: ${failed[*]}}"
+[ ${#failed[@]} -eq 0 ]

@@ -9,7 +9,8 @@ import yaml
 from circuitgnn.cli import main
 from circuitgnn.errors import CircuitGNNError, ConfigError
 from circuitgnn.reproduce.manifest import DEFAULT_MANIFEST, experiment_config, load_manifest
-from circuitgnn.reproduce.runner import record_failure, reproduce_experiment
+from circuitgnn.config import dump_config
+from circuitgnn.reproduce.runner import ExperimentPaths, record_failure, reproduce_experiment
 from circuitgnn.reproduce.scoreboard import (
     README_BEGIN,
     README_END,
@@ -19,6 +20,7 @@ from circuitgnn.reproduce.scoreboard import (
     build_row,
     diagnosis,
     markdown,
+    reproducing_command,
     table,
     update_readme,
     write_scoreboard,
@@ -164,7 +166,7 @@ def test_unrun_experiments_get_a_plain_row_and_the_readme_block_is_replaced(tmp_
         update_readme(readme, [])
 
 
-def test_collect_with_named_experiments_writes_their_rows_alone(tmp_path):
+def test_collect_with_named_experiments_writes_their_rows_alone(tmp_path, capsys):
     path = write_manifest(tmp_path)
     two = yaml.safe_load(path.read_text())
     two["experiments"].append(two["experiments"][0] | {"id": "other", "series": []})
@@ -173,12 +175,27 @@ def test_collect_with_named_experiments_writes_their_rows_alone(tmp_path):
     args = ["reproduce", "--manifest", str(path), "--work", str(tmp_path / "w"), "--results", str(results), "--collect"]
     (tmp_path / "w" / "other").mkdir(parents=True)  # trained with another budget than the manifest's 5 minutes
     (tmp_path / "w" / "other" / "resources.json").write_text(json.dumps({"train": {"wall_seconds": 1, "budget_minutes": 3}}))
+    capsys.readouterr()
+    assert main(args[:-3] + ["--collect", "other"]) == 2  # into the default results folder: refused
+    assert main(args + ["other", "--readme", str(tmp_path / "README.md")]) == 2
+    assert capsys.readouterr().err.count("its own --results folder") == 2
     assert main(args + ["other"]) == 0
     [row] = json.loads((results / "scoreboard.json").read_text())
     assert row["id"] == "other" and row["command"] == "circuitgnn reproduce other --minutes 3"
     assert not (results / "series_frames.png").exists() and "series_frames" not in (results / "scoreboard.md").read_text()
     assert main(args) == 0
     assert [r["id"] for r in json.loads((results / "scoreboard.json").read_text())] == ["tiny", "other"]
+
+
+def test_a_rows_command_names_the_full_size_and_the_budget_it_ran_with(tmp_path):
+    exp = load_manifest(write_manifest(tmp_path, cpu_overrides={"training.n_epochs": 3})).experiments[0]
+    paths = ExperimentPaths(tmp_path / "work" / "tiny")
+    assert reproducing_command(exp, paths, None) == "circuitgnn reproduce tiny"  # nothing saved, budget unknown
+    paths.root.mkdir(parents=True)
+    paths.config.write_text(dump_config(experiment_config(exp)))
+    assert reproducing_command(exp, paths, 5) == "circuitgnn reproduce tiny"  # CPU sizing, the manifest's budget
+    paths.config.write_text(dump_config(experiment_config(exp, full_size=True)))
+    assert reproducing_command(exp, paths, 3) == "circuitgnn reproduce tiny --full-size --minutes 3"
 
 
 def test_a_run_stopped_at_its_budget_is_not_trained_again(tmp_path):

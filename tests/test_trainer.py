@@ -69,6 +69,21 @@ def test_stop_and_resume_equals_uninterrupted_run(small_data, tmp_path):
     assert [line["iteration"] for line in resumed.log] == [5, 10, 15, 20, 25, 27, 30, 35, 40, 45, 50, 55, 60]
 
 
+@pytest.mark.parametrize("norm", [False, True])
+def test_the_trainer_passes_monotone_norm_to_the_loss(small_data, tmp_path, monkeypatch, norm):
+    seen = []
+    original = trainer_module.total_loss
+
+    def spy(*args, **kwargs):
+        seen.append(args[7] if len(args) > 7 else kwargs["monotone_norm"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "total_loss", spy)
+    reg = {"psi_monotone": 1.0, "monotone_norm": norm}
+    Trainer(small_config(n_epochs=1, iterations_per_epoch=3, regularization=reg), small_data, tmp_path / "r", progress=False).fit()
+    assert seen == [norm] * 3
+
+
 def test_killed_run_resumes_from_its_last_checkpoint(small_data, tmp_path, monkeypatch):
     full = Trainer(small_config(), small_data, tmp_path / "full", progress=False).fit()
     original = trainer_module.total_loss

@@ -164,6 +164,12 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
                 record_failure(Path(args.work), exp, err)
                 print(f"[{exp.id}] failed: {type(err).__name__}: {err}", file=sys.stderr)
     only = chosen if args.collect and args.experiments else None
+    if only is not None and (args.readme or args.results is None):
+        raise ConfigError(
+            "--collect with experiment ids writes a scoreboard of those rows alone: give it its own --results folder "
+            "(and no --readme), so that the full scoreboard and the README table are not cut down"
+        )
+    args.results = args.results or "results"
     rows = write_scoreboard(manifest, Path(args.work), Path(args.results), only)
     if args.readme:
         update_readme(Path(args.readme), rows)
@@ -249,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="re-run the paper's experiments (resumable) and write the scoreboard")
     p.add_argument("experiments", nargs="*", help="experiment ids (default: all; see --list)")
     p.add_argument("--work", default="runs/reproduce", help="folder for datasets and runs (one subfolder per experiment)")
-    p.add_argument("--results", default="results", help="folder for scoreboard.md, scoreboard.json and the series figures")
+    p.add_argument("--results", help="folder for scoreboard.md, scoreboard.json and the series figures (default: results)")
     p.add_argument("--minutes", type=float, help="training budget per experiment, instead of the manifest's")
     p.add_argument("--manifest", help="the experiments, their CPU sizing and the paper's values (default: the packaged configs/reproduce.yaml)")
     p.add_argument("--collect", action="store_true", help="run nothing: rebuild the scoreboard from the work folder "

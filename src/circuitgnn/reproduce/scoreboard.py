@@ -18,7 +18,7 @@ from typing import Any
 from circuitgnn.config import load_config
 from circuitgnn.data.writer import write_json_atomic, write_text_atomic
 from circuitgnn.errors import CircuitGNNError
-from circuitgnn.reproduce.manifest import Experiment, Manifest
+from circuitgnn.reproduce.manifest import Experiment, Manifest, experiment_config
 from circuitgnn.reproduce.resources import read_resources
 from circuitgnn.reproduce.runner import FAILURE_FILE, METRICS_FILE, ExperimentPaths, run_info
 from circuitgnn.train.trainer import read_log
@@ -61,17 +61,30 @@ def _finite(v: Any) -> bool:
     return isinstance(v, int | float) and math.isfinite(v)
 
 
+def reproducing_command(exp: Experiment, paths: ExperimentPaths, budget: float | None) -> str:
+    """The command that made the row: ``--full-size`` when its saved config is the full-size one (as
+    on a GPU), ``--minutes`` when its training budget was not the manifest's."""
+    command = f"circuitgnn reproduce {exp.id}"
+    if exp.cpu_overrides and paths.config.is_file():
+        saved = load_config(paths.config).model_dump(mode="json")
+        if saved == experiment_config(exp, full_size=True).model_dump(mode="json"):
+            command += " --full-size"
+    if budget is not None and budget != exp.minutes:
+        command += f" --minutes {budget:g}"
+    return command
+
+
 def build_row(exp: Experiment, work: Path) -> dict[str, Any]:
     """Everything the scoreboard shows for one experiment."""
     paths = ExperimentPaths(Path(work) / exp.id)
     resources = read_resources(paths.root)
-    budget = resources.get("train", {}).get("budget_minutes", exp.minutes)
+    budget = resources.get("train", {}).get("budget_minutes")  # None: trained before budgets were recorded
     row: dict[str, Any] = {
         "id": exp.id,
         "title": exp.title,
         "figure": exp.figure,
         "series": list(exp.series),
-        "command": f"circuitgnn reproduce {exp.id}" + ("" if budget == exp.minutes else f" --minutes {budget:g}"),
+        "command": reproducing_command(exp, paths, budget),
         "budget_minutes": budget,
         "paper": exp.paper.model_dump(),
         "targets": exp.targets.model_dump(exclude_none=True),
@@ -185,6 +198,10 @@ def _pair(ours: Any, paper: Any) -> str:
     return f"{_f(ours)} ({_paper(paper)})"
 
 
+def _budget(minutes: float | None) -> str:
+    return "budget not recorded" if minutes is None else f"budget {minutes:g}"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """The results table, ours first and the paper's value in brackets."""
     head = (
@@ -243,7 +260,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             parts.append(f"- {r['status']}" + (f": {r['failure']}" if "failure" in r else ""))
         else:
             parts.append(
-                f"- {r['status']}; {r['train_minutes']:.1f} min of training (budget {r['budget_minutes']:g}), "
+                f"- {r['status']}; {r['train_minutes']:.1f} min of training ({_budget(r['budget_minutes'])}), "
                 f"{r['iterations']:,} iterations × {r['batch_size']} frames; the paper: {r['paper']['iterations']:,} × "
                 f"{r['paper']['batch_size']}; frames {r['frames']:,} (paper {r['paper']['frames']:,}); {r['hardware']}"
             )

@@ -1,9 +1,10 @@
 """The loss: prediction error plus the regularisers of spec 4.3.
 
-All terms are means (of squares, or with ``monotone_norm`` root mean squares for
-the two monotonicity terms), so their size does not depend on N or the batch
-size (the paper's code uses un-squared norms; coefficients are therefore not
-interchangeable with the paper's).
+The prediction error and the terms on phi* and psi* are means (of squares, or
+with ``monotone_norm`` root mean squares for the two monotonicity terms), so
+their size does not depend on N or the batch size; the L1 term on W is a sum.
+The paper's code uses un-squared norms: coefficients are not interchangeable
+with the paper's.
 """
 
 from __future__ import annotations
