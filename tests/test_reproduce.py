@@ -9,7 +9,7 @@ import yaml
 from circuitgnn.cli import main
 from circuitgnn.errors import CircuitGNNError, ConfigError
 from circuitgnn.reproduce.manifest import DEFAULT_MANIFEST, experiment_config, load_manifest
-from circuitgnn.config import dump_config
+from circuitgnn.config import Coefficient, dump_config
 from circuitgnn.reproduce.runner import ExperimentPaths, record_failure, reproduce_experiment
 from circuitgnn.reproduce.scoreboard import (
     README_BEGIN,
@@ -17,6 +17,7 @@ from circuitgnn.reproduce.scoreboard import (
     _hardware,
     _missed,
     _trend,
+    applied,
     build_row,
     diagnosis,
     markdown,
@@ -226,6 +227,9 @@ def test_failures_and_unmeasured_values_are_rows_that_say_so(tmp_path):
     assert (tmp_path / "one_point.png").stat().st_size > 0
     assert curve_label("sparsity", {"filling_factor": 0.05, "w_shrink": 0.05}) == "5% filled (proximal L1)"
     assert curve_label("sparsity", {"filling_factor": 0.5, "w_shrink": 0.0}) == "50% filled"
+    late = Coefficient(value=0.05, from_epoch=3)  # a shrink scheduled after the epochs a short run reached
+    assert applied(late, [{"epoch": 0}, {"epoch": 2}]) == 0.0 and applied(late, [{"epoch": 3}]) == 0.05
+    assert applied(late, []) == 0.0
 
 
 def test_cli_rejects_an_unnamed_restart_and_a_non_positive_budget(tmp_path, capsys):

@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from circuitgnn.config import load_config
+from circuitgnn.config import Coefficient, load_config
 from circuitgnn.data.writer import write_json_atomic, write_text_atomic
 from circuitgnn.errors import CircuitGNNError
 from circuitgnn.reproduce.manifest import Experiment, Manifest, experiment_config
@@ -46,6 +46,11 @@ def _trend(log: list[dict[str, Any]], key: str = "W_r2") -> float | None:
     last_it = points[-1][0]
     earlier = [v for it, v in points if it <= 0.75 * last_it]
     return points[-1][1] - earlier[-1] if earlier else None
+
+
+def applied(coefficient: Coefficient, log: list[dict[str, Any]]) -> float:
+    """The largest value a scheduled coefficient took in the epochs the run's log reached (0 if none)."""
+    return max((coefficient.at(e) for e in {int(line["epoch"]) for line in log}), default=0.0)
 
 
 def _hardware(info: dict[str, Any]) -> str:
@@ -116,7 +121,7 @@ def build_row(exp: Experiment, work: Path) -> dict[str, Any]:
         frames_fraction=metrics["n_frames"] / exp.paper.frames,
         samples_fraction=iterations * batch / (exp.paper.iterations * exp.paper.batch_size),
         filling_factor=config.simulation.connectivity.filling_factor,
-        w_shrink=config.training.regularization.w_shrink.value,
+        w_shrink=applied(config.training.regularization.w_shrink, log),
         resources=resources,
         wall_minutes=sum(r["wall_seconds"] for r in resources.values()) / 60 if resources else None,
         peak_memory_mb=max((r["peak_memory_mb"] for r in resources.values()), default=None),
