@@ -68,7 +68,7 @@ def test_monotone_norm_is_the_root_mean_square_with_a_gradient_that_does_not_fad
         losses.violation(diff, norm=True).backward()
         assert diff.grad.norm().item() == pytest.approx(0.5) and (diff.grad[2:] == 0).all()
     # total_loss passes the switch on
-    loss_sq, terms_sq = losses.total_loss(phi_sq, x, torch.zeros(1, 3), {"phi_zero": 0, "phi_decreasing": 1.0}, 0.5)
+    _, terms_sq = losses.total_loss(phi_sq, x, torch.zeros(1, 3), {"phi_zero": 0, "phi_decreasing": 1.0}, 0.5)
     _, terms_rms = losses.total_loss(phi_sq, x, torch.zeros(1, 3), {"phi_zero": 0, "phi_decreasing": 1.0}, 0.5, monotone_norm=True)
     assert terms_sq["phi_decreasing"] == pytest.approx(expected) and terms_rms["phi_decreasing"] == pytest.approx(expected**0.5)
 

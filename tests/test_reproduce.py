@@ -7,9 +7,9 @@ import pytest
 import yaml
 
 from circuitgnn.cli import main
+from circuitgnn.config import Coefficient, dump_config, load_config
 from circuitgnn.errors import CircuitGNNError, ConfigError
 from circuitgnn.reproduce.manifest import DEFAULT_MANIFEST, experiment_config, load_manifest
-from circuitgnn.config import Coefficient, dump_config
 from circuitgnn.reproduce.runner import ExperimentPaths, record_failure, reproduce_experiment
 from circuitgnn.reproduce.scoreboard import (
     README_BEGIN,
@@ -191,12 +191,12 @@ def test_collect_with_named_experiments_writes_their_rows_alone(tmp_path, capsys
 def test_a_rows_command_names_the_full_size_and_the_budget_it_ran_with(tmp_path):
     exp = load_manifest(write_manifest(tmp_path, cpu_overrides={"training.n_epochs": 3})).experiments[0]
     paths = ExperimentPaths(tmp_path / "work" / "tiny")
-    assert reproducing_command(exp, paths, None) == "circuitgnn reproduce tiny"  # nothing saved, budget unknown
+    assert reproducing_command(exp, None, None) == "circuitgnn reproduce tiny"  # nothing saved, budget unknown
     paths.root.mkdir(parents=True)
     paths.config.write_text(dump_config(experiment_config(exp)))
-    assert reproducing_command(exp, paths, 5) == "circuitgnn reproduce tiny"  # CPU sizing, the manifest's budget
+    assert reproducing_command(exp, load_config(paths.config), 5) == "circuitgnn reproduce tiny"  # CPU sizing, the manifest's budget
     paths.config.write_text(dump_config(experiment_config(exp, full_size=True)))
-    assert reproducing_command(exp, paths, 3) == "circuitgnn reproduce tiny --full-size --minutes 3"
+    assert reproducing_command(exp, load_config(paths.config), 3) == "circuitgnn reproduce tiny --full-size --minutes 3"
 
 
 def test_a_run_stopped_at_its_budget_is_not_trained_again(tmp_path):

@@ -169,15 +169,15 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             "--collect with experiment ids writes a scoreboard of those rows alone: give it its own --results folder "
             "(and no --readme), so that the full scoreboard and the README table are not cut down"
         )
-    args.results = args.results or "results"
-    rows = write_scoreboard(manifest, Path(args.work), Path(args.results), only)
+    results = Path(args.results or "results")
+    rows = write_scoreboard(manifest, Path(args.work), results, only)
     if args.readme:
         update_readme(Path(args.readme), rows)
         print(f"readme       {args.readme}: results table updated")
     for r in rows:
         if r["id"] in {e.id for e in chosen}:
             print(f"{r['id']:32s} {verdict(r)}")
-    print(f"scoreboard   {Path(args.results).resolve() / 'scoreboard.md'}")
+    print(f"scoreboard   {results.resolve() / 'scoreboard.md'}")
     return 1 if failed else 0
 
 

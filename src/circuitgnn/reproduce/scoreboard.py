@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from circuitgnn.config import Coefficient, load_config
+from circuitgnn.config import Coefficient, ExperimentConfig, load_config
 from circuitgnn.data.writer import write_json_atomic, write_text_atomic
 from circuitgnn.errors import CircuitGNNError
 from circuitgnn.reproduce.manifest import Experiment, Manifest, experiment_config
@@ -66,13 +66,12 @@ def _finite(v: Any) -> bool:
     return isinstance(v, int | float) and math.isfinite(v)
 
 
-def reproducing_command(exp: Experiment, paths: ExperimentPaths, budget: float | None) -> str:
+def reproducing_command(exp: Experiment, saved: ExperimentConfig | None, budget: float | None) -> str:
     """The command that made the row: ``--full-size`` when its saved config is the full-size one (as
     on a GPU), ``--minutes`` when its training budget was not the manifest's."""
     command = f"circuitgnn reproduce {exp.id}"
-    if exp.cpu_overrides and paths.config.is_file():
-        saved = load_config(paths.config).model_dump(mode="json")
-        if saved == experiment_config(exp, full_size=True).model_dump(mode="json"):
+    if exp.cpu_overrides and saved is not None:
+        if saved.model_dump(mode="json") == experiment_config(exp, full_size=True).model_dump(mode="json"):
             command += " --full-size"
     if budget is not None and budget != exp.minutes:
         command += f" --minutes {budget:g}"
@@ -84,12 +83,13 @@ def build_row(exp: Experiment, work: Path) -> dict[str, Any]:
     paths = ExperimentPaths(Path(work) / exp.id)
     resources = read_resources(paths.root)
     budget = resources.get("train", {}).get("budget_minutes")  # None: trained before budgets were recorded
+    saved = load_config(paths.config) if paths.config.is_file() else None
     row: dict[str, Any] = {
         "id": exp.id,
         "title": exp.title,
         "figure": exp.figure,
         "series": list(exp.series),
-        "command": reproducing_command(exp, paths, budget),
+        "command": reproducing_command(exp, saved, budget),
         "budget_minutes": budget,
         "paper": exp.paper.model_dump(),
         "targets": exp.targets.model_dump(exclude_none=True),
@@ -105,7 +105,7 @@ def build_row(exp: Experiment, work: Path) -> dict[str, Any]:
         row["missed"] = ["nothing measured"]
         return row
     metrics = json.loads(metrics_path.read_text())
-    config = load_config(paths.config)
+    config = saved if saved is not None else load_config(paths.config)  # raises, naming the missing file
     log = read_log(paths.run)
     batch = config.training.batch_size
     iterations = int(metrics["iterations"])
@@ -313,13 +313,12 @@ def write_scoreboard(
     """
     from circuitgnn.reproduce.series import series_figure
 
-    chosen = manifest.experiments if experiments is None else experiments
     results.mkdir(parents=True, exist_ok=True)
-    rows = collect(manifest, work, chosen)
+    rows = collect(manifest, work, experiments)
     write_json_atomic(results / "scoreboard.json", rows)
     write_text_atomic(results / "scoreboard.md", markdown(rows))
     for name in ("frames", "sparsity"):
-        members = [r for e, r in zip(chosen, rows, strict=True) if name in e.series]
+        members = [r for r in rows if name in r["series"]]
         if members:
             series_figure(name, members, results / f"series_{name}.png")
     return rows
