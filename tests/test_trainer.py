@@ -59,6 +59,35 @@ def test_run_folder_contents_and_log(small_data, tmp_path):
     assert loaded.config == run.config
 
 
+def test_clustering_stops_once_the_partition_repeats(small_data, tmp_path, monkeypatch):
+    """With clustering.stop_at_ari, a clustering that repeats the previous partition ends clustering:
+    psi* and the embeddings are no longer frozen, and a resume keeps that state."""
+    from circuitgnn.analyze.clustering import Clustering
+
+    fixed = np.arange(30) % 3
+    monkeypatch.setattr(trainer_module, "cluster_neurons", lambda *a, **k: Clustering(fixed, 3, {}))
+
+    def config(stop):
+        return small_config(n_epochs=5, clustering={"every_epochs": 1, "refit_steps": 3, "max_types": 4, "stop_at_ari": stop})
+
+    def frozen_epochs(log):
+        return sorted({line["epoch"] for line in log if line["lr_psi"] == 0.0})
+
+    def clusterings(name):
+        return json.loads((tmp_path / name / "run.json").read_text())["clusterings"]
+
+    on_schedule = Trainer(config(None), small_data, tmp_path / "schedule", progress=False).fit()
+    assert frozen_epochs(on_schedule.log) == [1, 2, 3, 4] and len(clusterings("schedule")) == 4
+    stopping = Trainer(config(0.99), small_data, tmp_path / "stop", progress=False).fit()
+    assert frozen_epochs(stopping.log) == [1]
+    assert [r.get("stable", False) for r in clusterings("stop")] == [False, True]
+    assert clusterings("stop")[1]["ari_with_previous"] == 1.0
+    Trainer(config(0.99), small_data, tmp_path / "split", progress=False).fit(max_iterations=50)
+    resumed = Trainer(config(0.99), small_data, tmp_path / "split", resume=True, progress=False).fit()
+    assert_same_params(params(resumed.model), params(stopping.model))
+    assert clusterings("split") == clusterings("stop")
+
+
 def test_stop_and_resume_equals_uninterrupted_run(small_data, tmp_path):
     full = Trainer(small_config(), small_data, tmp_path / "full", progress=False).fit()
     Trainer(small_config(), small_data, tmp_path / "split", progress=False).fit(max_iterations=27)

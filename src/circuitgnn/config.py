@@ -275,6 +275,14 @@ class ClusteringConfig(StrictModel):
     refit_steps: int = Field(20, ge=0, description="Adam steps refitting phi* to the cluster-median profiles")
     freeze_epochs: int = Field(1, ge=0, description="epochs after clustering where psi* and the embeddings are frozen")
     profile_range: float = Field(5.0, gt=0, description="phi* profiles for clustering are sampled on [-r, r] (activity units; paper: 5)")
+    stop_at_ari: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="stop clustering once a clustering agrees with the one before at least this well (adjusted Rand "
+        "index, 1 = the same partition); that one and all later epochs train psi* and the embeddings unfrozen. "
+        "null = cluster on schedule to the end (the paper's code freezes psi* for an epoch each time)",
+    )
 
 
 class TrainingConfig(StrictModel):

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.metrics import adjusted_rand_score
 from tqdm.auto import tqdm
 
 from circuitgnn.analyze.clustering import cluster_neurons, kmeans_silhouette, phi_profiles
@@ -63,6 +64,8 @@ class Counters:
     train_seconds: float = 0.0
     frozen_until_epoch: int = 0  # psi* and embeddings frozen while epoch < this
     clusterings: list[dict[str, Any]] = field(default_factory=list)
+    cluster_labels: list[int] | None = None  # the latest clustering's partition
+    clustering_stable: bool = False  # clustering.stop_at_ari was reached: no more clusterings
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
@@ -261,6 +264,7 @@ class Trainer:
                 "iterations_per_epoch": self.iters_per_epoch,
                 "global_iteration": self.counters.global_iteration,
                 "train_seconds": self.counters.train_seconds,
+                "clusterings": self.counters.clusterings,
                 "device": str(self.device),
                 "environment": environment(),
             },
@@ -300,8 +304,16 @@ class Trainer:
         m = self.model
         seed = self.config.training.seed + self.counters.epoch
         result = cluster_neurons(m, cc.features, cc.max_types, cc.profile_range, seed)
-        grid, prof = phi_profiles(m, cc.profile_range)
         labels = result.labels
+        record: dict[str, Any] = {"epoch": self.counters.epoch, "k": result.k, "silhouettes": result.silhouettes}
+        previous, self.counters.cluster_labels = self.counters.cluster_labels, labels.tolist()
+        if previous is not None and cc.stop_at_ari is not None:
+            record["ari_with_previous"] = float(adjusted_rand_score(previous, labels))
+            if record["ari_with_previous"] >= cc.stop_at_ari:
+                self.counters.clustering_stable = record["stable"] = True
+                self.counters.clusterings.append(record)
+                return record
+        grid, prof = phi_profiles(m, cc.profile_range)
         with torch.no_grad():
             a = m.a.detach().cpu().numpy().copy()
             targets = np.empty_like(prof)
@@ -320,14 +332,19 @@ class Trainer:
                 loss.backward()
                 opt.step()
         self.counters.frozen_until_epoch = self.counters.epoch + 1 + cc.freeze_epochs
-        record = {"epoch": self.counters.epoch, "k": result.k, "silhouettes": result.silhouettes}
         self.counters.clusterings.append(record)
         return record
 
     def _clustering_due(self) -> bool:
         cc = self.config.training.clustering
         e, n = self.counters.epoch, self.config.training.n_epochs
-        return cc.enabled and isinstance(self.model.a, torch.nn.Parameter) and (e + 1) % cc.every_epochs == 0 and e < n - cc.every_epochs
+        return (
+            cc.enabled
+            and not self.counters.clustering_stable
+            and isinstance(self.model.a, torch.nn.Parameter)
+            and (e + 1) % cc.every_epochs == 0
+            and e < n - cc.every_epochs
+        )
 
     def _inputs(self, idx: torch.Tensor, batch: list[torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """(omega, extra) for a batch: recorded (known), learned (field / low rank) or none."""
@@ -411,7 +428,8 @@ class Trainer:
                             self.save_checkpoint()
                     if self._clustering_due():
                         record = self._cluster()
-                        bar.write(f"epoch {c.epoch}: clustered the neurons into {record['k']} groups (no labels used)")
+                        stable = " the same groups as before: clustering stops" if record.get("stable") else ""
+                        bar.write(f"epoch {c.epoch}: clustered the neurons into {record['k']} groups (no labels used){stable}")
                     c.epoch += 1
                     c.iteration = 0
             except _Stop:
