@@ -88,6 +88,26 @@ def test_clustering_stops_once_the_partition_repeats(small_data, tmp_path, monke
     assert clusterings("split") == clusterings("stop")
 
 
+@pytest.mark.parametrize("adam_on_w", [True, False])
+def test_w_solve_replaces_w_at_epoch_ends_and_resumes_exactly(small_data, tmp_path, adam_on_w):
+    from circuitgnn.data.dataset import Dataset
+    from circuitgnn.train.wsolve import solve_connectivity
+
+    solve = {"every_epochs": 1, "frames": 100, "adam_on_w": adam_on_w}
+    config = small_config(n_epochs=2, clustering={"enabled": False}, w_solve=solve)
+    full = Trainer(config, small_data, tmp_path / "full", progress=False).fit()
+    # the last epoch ends with a solve: the final W is the least-squares W of the final phi* and psi*
+    ds = Dataset(small_data)
+    idx = np.unique(np.round(np.linspace(0, ds.n_frames - 1, 100)).astype(int))
+    x, y = (torch.as_tensor(np.asarray(a[idx])) for a in (ds.x, ds.dxdt))
+    torch.testing.assert_close(full.model.W.detach(), solve_connectivity(full.model, [(x, y)]), rtol=1e-4, atol=1e-5)
+    # after the first solve (end of epoch 0), W takes Adam steps only with adam_on_w
+    assert {line["lr_W"] > 0 for line in full.log if line["epoch"] == 1} == {adam_on_w}
+    Trainer(config, small_data, tmp_path / "split", progress=False).fit(max_iterations=30)
+    resumed = Trainer(config, small_data, tmp_path / "split", resume=True, progress=False).fit()
+    assert_same_params(params(resumed.model), params(full.model))
+
+
 def test_stop_and_resume_equals_uninterrupted_run(small_data, tmp_path):
     full = Trainer(small_config(), small_data, tmp_path / "full", progress=False).fit()
     Trainer(small_config(), small_data, tmp_path / "split", progress=False).fit(max_iterations=27)

@@ -285,6 +285,17 @@ class ClusteringConfig(StrictModel):
     )
 
 
+class WSolveConfig(StrictModel):
+    """Periodic exact least-squares W given phi* and psi* (circuitgnn.train.wsolve)."""
+
+    every_epochs: int = Field(1, ge=1, description="solve at the end of every this many epochs (the last one included)")
+    frames: int = Field(10000, ge=1, description="evenly spaced training frames the solve uses (all of them if fewer)")
+    ridge: float = Field(1e-6, ge=0, description="added to the Gram matrix's diagonal, relative to its mean eigenvalue")
+    adam_on_w: bool = Field(
+        True, description="W also takes Adam steps between solves; false: W changes only by solves, from the first one on"
+    )
+
+
 class TrainingConfig(StrictModel):
     """Optimisation: batches of random frames, Adam with per-group learning rates, schedules, checkpoints."""
 
@@ -298,6 +309,12 @@ class TrainingConfig(StrictModel):
     lr_input: float = Field(1e-5, gt=0, description="Adam learning rate of the learned external input (its own optimiser)")
     regularization: RegularizationConfig = Field(default_factory=RegularizationConfig, description="regularisers")
     clustering: ClusteringConfig = Field(default_factory=ClusteringConfig, description="type clustering")
+    w_solve: WSolveConfig | None = Field(
+        None,
+        description="replace W, every few epochs, by the exact least-squares W given phi* and psi* (noise-free data "
+        "leave W's Gram matrix ill-conditioned, and Adam slow on it); needs a dense, unmasked W, a sender-only psi*, "
+        "no external input and no W sparsity penalty. null = off (the paper trains W by gradient steps only)",
+    )
     log_every: int = Field(500, ge=1, description="iterations between log lines (and W R^2 when ground truth exists)")
     checkpoint_every: int = Field(5000, ge=1, description="iterations between checkpoints")
     max_minutes: float | None = Field(None, gt=0, description="stop (with a checkpoint) after this much wall time")
@@ -327,6 +344,24 @@ class ExperimentConfig(StrictModel):
     def _shrink_needs_dense_w(self) -> ExperimentConfig:
         if self.training.regularization.w_shrink.value > 0 and self.model.low_rank is not None:
             raise ValueError("training.regularization.w_shrink acts on a dense W: it cannot be combined with model.low_rank")
+        return self
+
+    @model_validator(mode="after")
+    def _w_solve_needs_a_linear_w(self) -> ExperimentConfig:
+        if self.training.w_solve is None:
+            return self
+        m, reg = self.model, self.training.regularization
+        clashes = {
+            "model.psi_input x_j,a_i,a_j": m.psi_input == "x_j,a_i,a_j",
+            "model.low_rank": m.low_rank is not None,
+            "model.connectivity_mask": m.connectivity_mask is not None,
+            f"model.external_input {m.external_input}": m.external_input != "none",
+            "training.regularization.w_l1": reg.w_l1.value > 0,
+            "training.regularization.w_shrink": reg.w_shrink.value > 0,
+        }
+        found = [name for name, clash in clashes.items() if clash]
+        if found:
+            raise ValueError(f"training.w_solve needs a dense, unpenalised W and a sender-only psi* without input: remove {', '.join(found)}")
         return self
 
     @field_validator("name")

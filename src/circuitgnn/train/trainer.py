@@ -39,6 +39,7 @@ from circuitgnn.model.siren import LowRankInput, StimulusField
 from circuitgnn.simulate.neurons import grid_coordinates
 from circuitgnn.train.data import FrameSource, activity_scale, check_finite
 from circuitgnn.train.losses import total_loss
+from circuitgnn.train.wsolve import solve_connectivity
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
@@ -66,6 +67,7 @@ class Counters:
     clusterings: list[dict[str, Any]] = field(default_factory=list)
     cluster_labels: list[int] | None = None  # the latest clustering's partition
     clustering_stable: bool = False  # clustering.stop_at_ari was reached: no more clusterings
+    w_solves: int = 0  # exact least-squares solves of W so far (training.w_solve)
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
@@ -184,7 +186,13 @@ class Trainer:
     def _set_learning_rates(self) -> dict[str, float]:
         tc = self.config.training
         frozen = self.counters.epoch < self.counters.frozen_until_epoch
-        base = {"W": tc.lr_w, "phi": tc.lr_mlp, "psi": 0.0 if frozen else tc.lr_mlp, "embedding": 0.0 if frozen else tc.lr_embedding}
+        w_by_solves_only = tc.w_solve is not None and not tc.w_solve.adam_on_w and self.counters.w_solves > 0
+        base = {
+            "W": 0.0 if w_by_solves_only else tc.lr_w,
+            "phi": tc.lr_mlp,
+            "psi": 0.0 if frozen else tc.lr_mlp,
+            "embedding": 0.0 if frozen else tc.lr_embedding,
+        }
         for g in self.optimizer.param_groups:
             g["lr"] = base[g["name"]]
         lrs = {g["name"]: g["lr"] for g in self.optimizer.param_groups}
@@ -346,6 +354,28 @@ class Trainer:
             and e < n - cc.every_epochs
         )
 
+    # ------------------------------------------------------------ W solves
+    def _solve_w(self) -> int:
+        """Replace W by the least-squares W given phi* and psi* on evenly spaced frames; returns their number."""
+        ws = self.config.training.w_solve
+        assert ws is not None
+        n_frames = self.dataset.n_frames
+        idx = torch.unique(torch.linspace(0, n_frames - 1, min(ws.frames, n_frames)).round().long())
+        chunk = max(1, (1 << 20) // self.dataset.n_neurons)  # about a million psi* evaluations at a time
+        batches = (self.source.batch(idx[s : s + chunk])[:2] for s in range(0, len(idx), chunk))
+        try:
+            w = solve_connectivity(self.model, batches, ws.ridge)
+        except ValueError as err:
+            raise CircuitGNNError(f"training.w_solve at epoch {self.counters.epoch}: {err}") from None
+        with torch.no_grad():
+            self.model.W.copy_(w)
+        self.counters.w_solves += 1
+        return len(idx)
+
+    def _w_solve_due(self) -> bool:
+        ws = self.config.training.w_solve
+        return ws is not None and (self.counters.epoch + 1) % ws.every_epochs == 0
+
     def _inputs(self, idx: torch.Tensor, batch: list[torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """(omega, extra) for a batch: recorded (known), learned (field / low rank) or none."""
         kind = self.config.model.external_input
@@ -430,6 +460,9 @@ class Trainer:
                         record = self._cluster()
                         stable = " the same groups as before: clustering stops" if record.get("stable") else ""
                         bar.write(f"epoch {c.epoch}: clustered the neurons into {record['k']} groups (no labels used){stable}")
+                    if self._w_solve_due():
+                        used = self._solve_w()
+                        bar.write(f"epoch {c.epoch}: W solved by least squares over {used} frames")
                     c.epoch += 1
                     c.iteration = 0
             except _Stop:
