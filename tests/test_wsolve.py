@@ -54,8 +54,33 @@ def test_the_solve_refuses_models_it_cannot_handle():
 
 @pytest.mark.parametrize(
     "model, reg",
-    [({"psi_input": "x_j,a_i,a_j"}, {}), ({"low_rank": 3}, {}), ({"external_input": "field"}, {}), ({}, {"w_l1": 1e-5})],
+    [
+        ({"psi_input": "x_j,a_i,a_j"}, {}),
+        ({"low_rank": 3}, {}),
+        ({"connectivity_mask": "mask.npy"}, {}),
+        ({"external_input": "field"}, {}),
+        ({"external_input": "known"}, {}),
+        ({"external_input": "additive_lowrank"}, {}),
+        ({}, {"w_l1": 1e-5}),
+        ({}, {"w_shrink": 0.5}),
+    ],
 )
 def test_configs_that_w_solve_cannot_serve_are_refused_by_name(model, reg):
     with pytest.raises(ValueError, match="training.w_solve needs"):
         config_from_dict({"model": model, "training": {"w_solve": {}, "regularization": reg}})
+
+
+def test_stop_at_ari_is_refused_when_no_epoch_between_clusterings_is_unfrozen():
+    with pytest.raises(ValueError, match="every_epochs"):
+        config_from_dict({"training": {"clustering": {"every_epochs": 1, "freeze_epochs": 1, "stop_at_ari": 0.99}}})
+    config_from_dict({"training": {"clustering": {"every_epochs": 2, "freeze_epochs": 1, "stop_at_ari": 0.99}}})
+
+
+@pytest.mark.parametrize("n, k", [(10, 3), (100000, 100), (7, 7), (5, 20), (1, 1)])
+def test_evenly_spaced_frames_span_the_recording(n, k):
+    from circuitgnn.data.dataset import evenly_spaced_frames
+
+    idx = evenly_spaced_frames(n, k)
+    assert len(idx) == min(n, k) and idx[0] == 0 and (idx[-1] == n - 1 or len(idx) == 1)
+    assert np.all(np.diff(idx) > 0)
+    np.testing.assert_array_equal(idx, np.linspace(0, n - 1, min(n, k)).astype(int))

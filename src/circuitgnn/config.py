@@ -347,6 +347,17 @@ class ExperimentConfig(StrictModel):
         return self
 
     @model_validator(mode="after")
+    def _stop_at_ari_needs_unfrozen_epochs(self) -> ExperimentConfig:
+        cc = self.training.clustering
+        if cc.stop_at_ari is not None and cc.every_epochs <= cc.freeze_epochs:
+            # with no unfrozen epoch between two clusterings the embeddings cannot move, so the next
+            # partition repeats the last one whatever the data say, and clustering would stop at once
+            raise ValueError(
+                f"training.clustering.stop_at_ari needs every_epochs ({cc.every_epochs}) > freeze_epochs ({cc.freeze_epochs})"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _w_solve_needs_a_linear_w(self) -> ExperimentConfig:
         if self.training.w_solve is None:
             return self

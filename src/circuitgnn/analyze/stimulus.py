@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from circuitgnn.analyze.metrics import linear_fit
-from circuitgnn.data.dataset import Dataset
+from circuitgnn.data.dataset import Dataset, evenly_spaced_frames
 from circuitgnn.model.siren import StimulusField
 
 
@@ -31,7 +31,7 @@ def stimulus_score(field: StimulusField, ds: Dataset, n_frames: int = 100) -> di
     fields (the SIREN's output before squaring), the learned one scaled so that the maxima of the
     first compared frame agree.
     """
-    frames = np.linspace(0, ds.n_frames - 1, n_frames).astype(int)
+    frames = evenly_spaced_frames(ds.n_frames, n_frames)
     learned = field_frames(field, frames, ds.n_frames).astype(np.float64)
     true = np.asarray(ds.omega[frames], dtype=np.float64)[:, : field.n_driven]
     fit = linear_fit(true / true.mean(), learned / learned.mean())
@@ -76,7 +76,7 @@ def stimulus_bandwidth(ds: Dataset, n_driven: int, fractions: tuple[float, ...] 
     of the driven neurons; temporal cycles are then over the whole recording). An implicit
     representation of the stimulus has to reach these frequencies to recover it.
     """
-    frames = np.linspace(0, ds.n_frames - 1, min(n_samples, ds.n_frames)).astype(int)
+    frames = evenly_spaced_frames(ds.n_frames, n_samples)
     side = int(round(np.sqrt(n_driven)))
     movie = np.asarray(ds.omega[frames], dtype=np.float64)[:, :n_driven].reshape(len(frames), side, side)
     return movie_bandwidth(movie, fractions)
@@ -88,7 +88,7 @@ def movie_figure(field: StimulusField, ds: Dataset, n_show: int = 6):
 
     plt = pyplot()
     g = int(ds.neurons["grid_size"])
-    frames = np.linspace(0, ds.n_frames - 1, n_show).astype(int)
+    frames = evenly_spaced_frames(ds.n_frames, n_show)
     learned = field_frames(field, frames, ds.n_frames).reshape(n_show, g, g)
     true = np.asarray(ds.omega[frames])[:, : g * g].reshape(n_show, g, g)
     learned = learned / learned.mean() * true.mean()
@@ -110,7 +110,7 @@ def write_movie_gif(field: StimulusField, ds: Dataset, out: Path, n_show: int = 
     from PIL import Image
 
     g = int(ds.neurons["grid_size"])
-    frames = np.linspace(0, ds.n_frames - 1, n_show).astype(int)
+    frames = evenly_spaced_frames(ds.n_frames, n_show)
     true = np.asarray(ds.omega[frames])[:, : g * g].reshape(n_show, g, g)
     learned = field_frames(field, frames, ds.n_frames).reshape(n_show, g, g)
     learned = learned / learned.mean() * true.mean()

@@ -160,3 +160,11 @@ class Dataset:
 def open_dataset(path: str | Path) -> Dataset:
     """Open a dataset folder for reading (see :class:`Dataset`)."""
     return Dataset(path)
+
+
+def evenly_spaced_frames(n_frames: int, k: int) -> np.ndarray:
+    """min(k, n_frames) frame indices spread evenly from the first frame to the last (integer arithmetic)."""
+    k = min(k, n_frames)
+    if k < 1:
+        raise ValueError(f"need at least one frame, got n_frames={n_frames}, k={k}")
+    return np.arange(k, dtype=np.int64) * (n_frames - 1) // max(k - 1, 1)

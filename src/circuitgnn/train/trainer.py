@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from circuitgnn.analyze.clustering import cluster_neurons, kmeans_silhouette, phi_profiles
 from circuitgnn.analyze.metrics import connectivity_score, matched_accuracy
 from circuitgnn.config import ExperimentConfig, config_from_dict, dump_config, load_config
-from circuitgnn.data.dataset import Dataset
+from circuitgnn.data.dataset import Dataset, evenly_spaced_frames
 from circuitgnn.data.writer import write_json_atomic
 from circuitgnn.device import environment, pick_device
 from circuitgnn.errors import CircuitGNNError, DatasetError
@@ -314,7 +314,7 @@ class Trainer:
         result = cluster_neurons(m, cc.features, cc.max_types, cc.profile_range, seed)
         labels = result.labels
         record: dict[str, Any] = {"epoch": self.counters.epoch, "k": result.k, "silhouettes": result.silhouettes}
-        previous, self.counters.cluster_labels = self.counters.cluster_labels, labels.tolist()
+        previous = self.counters.cluster_labels
         if previous is not None and cc.stop_at_ari is not None:
             record["ari_with_previous"] = float(adjusted_rand_score(previous, labels))
             if record["ari_with_previous"] >= cc.stop_at_ari:
@@ -339,7 +339,10 @@ class Trainer:
                 loss = torch.mean((m.phi_of(r[:, None].expand(len(r), m.n), m.a.detach()) - target) ** 2)
                 loss.backward()
                 opt.step()
+        # recorded only now: an interrupt above resumes into this clustering again, which must not
+        # find its own partition as "the previous one"
         self.counters.frozen_until_epoch = self.counters.epoch + 1 + cc.freeze_epochs
+        self.counters.cluster_labels = labels.tolist()
         self.counters.clusterings.append(record)
         return record
 
@@ -359,8 +362,7 @@ class Trainer:
         """Replace W by the least-squares W given phi* and psi* on evenly spaced frames; returns their number."""
         ws = self.config.training.w_solve
         assert ws is not None
-        n_frames = self.dataset.n_frames
-        idx = torch.unique(torch.linspace(0, n_frames - 1, min(ws.frames, n_frames)).round().long())
+        idx = torch.from_numpy(evenly_spaced_frames(self.dataset.n_frames, ws.frames))
         chunk = max(1, (1 << 20) // self.dataset.n_neurons)  # about a million psi* evaluations at a time
         batches = (self.source.batch(idx[s : s + chunk])[:2] for s in range(0, len(idx), chunk))
         try:

@@ -22,14 +22,15 @@ from circuitgnn.model.gnn import CircuitGNN
 
 
 def _constrained_rows(h: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Rows W_i = argmin w^T G w - 2 w^T b_i subject to w_i = 0, for all i at once; ``h`` = G^-1, ``b`` = (N, N) with b_i as column i.
+    """Rows W_i = argmin w^T G w - 2 w^T b_i subject to w_i = 0, for all i at once; ``h`` = G^-1
+    (overwritten), ``b`` = (N, N) with b_i as column i.
 
     The unconstrained solution h b_i moves along h e_i until its i-th entry is 0 (a Lagrange multiplier).
     """
     free = h @ b
     mult = torch.diagonal(free) / torch.diagonal(h)
-    w = (free - h * mult[None, :]).T
-    return w.fill_diagonal_(0.0)
+    free.sub_(h.mul_(mult[None, :]))  # h is spent: no further N x N temporaries (N = 8000: 512 MB each)
+    return free.T.fill_diagonal_(0.0)
 
 
 @torch.no_grad()
@@ -42,7 +43,7 @@ def solve_connectivity(
 
     ``batches``: (x, dx/dt) pairs of shape (B, N), on the model's device. ``ridge`` is added to G's
     diagonal, relative to G's mean eigenvalue (it only matters when some senders never vary).
-    Sums are kept in float64.
+    Products and sums are taken in float64.
     """
     if model.psi_input == "x_j,a_i,a_j" or model.cfg.low_rank is not None or model.masked:
         raise ValueError("solve_connectivity needs a dense, unmasked W and a sender-only psi* (psi_input x_j or x_j,a_j)")
@@ -52,17 +53,18 @@ def solve_connectivity(
     b = torch.zeros(n, n, dtype=torch.float64, device=dev)
     count = 0
     for x, y in batches:
-        psi = model.psi_of_sender(x, model.a)
-        r = y - model.phi_of(x, model.a)
-        g += (psi.T @ psi).double()
-        b += (psi.T @ r).double()
+        psi = model.psi_of_sender(x, model.a).double()  # float64 products: G's condition number can be ~1e5
+        r = (y - model.phi_of(x, model.a)).double()
+        g.addmm_(psi.T, psi)
+        b.addmm_(psi.T, r)
         count += x.shape[0]
     if count == 0:
         raise ValueError("solve_connectivity needs at least one frame")
     g /= count
     b /= count
-    g.diagonal().add_(ridge * float(torch.diagonal(g).mean()) + torch.finfo(torch.float64).tiny)
+    g.diagonal().add_(ridge * float(torch.diagonal(g).mean()))
     chol, info = torch.linalg.cholesky_ex(g)
+    del g
     if int(info) != 0:
         raise ValueError(f"the senders' psi* values are linearly dependent over these frames: raise the ridge (now {ridge:g})")
     h = torch.cholesky_inverse(chol)
