@@ -34,6 +34,41 @@ def _constrained_rows(h: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def gram_sums(pairs: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(G, B) = frame means of (f f^T, f r^T) in float64, over (features f, residuals r) pairs of shape (B, N).
+
+    Float64 products: G's condition number can be ~1e5 (noise-free data).
+    """
+    g = b = None
+    count = 0
+    for f, r in pairs:
+        f, r = f.double(), r.double()
+        if g is None:
+            g = torch.zeros(f.shape[1], f.shape[1], dtype=torch.float64, device=f.device)
+            b = torch.zeros_like(g)
+        g.addmm_(f.T, f)
+        b.addmm_(f.T, r)
+        count += f.shape[0]
+    if g is None or b is None or count == 0:
+        raise ValueError("the least-squares W needs at least one frame")
+    return g / count, b / count
+
+
+def constrained_solve(g: torch.Tensor, b: torch.Tensor, ridge: float = 1e-6) -> torch.Tensor:
+    """The W (N, N) with zero diagonal whose row i minimises w^T G w - 2 w^T b_i; ``g`` is overwritten.
+
+    ``ridge`` is added to G's diagonal, relative to its mean eigenvalue (it only matters when some
+    senders never vary).
+    """
+    g.diagonal().add_(ridge * float(torch.diagonal(g).mean()))
+    chol, info = torch.linalg.cholesky_ex(g)
+    del g
+    if int(info) != 0:
+        raise ValueError(f"the senders' psi* values are linearly dependent over these frames: raise the ridge (now {ridge:g})")
+    return _constrained_rows(torch.cholesky_inverse(chol), b)
+
+
+@torch.no_grad()
 def solve_connectivity(
     model: CircuitGNN,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
@@ -41,31 +76,11 @@ def solve_connectivity(
 ) -> torch.Tensor:
     """The W (N, N) minimising sum over the frames of |phi*(x) + W psi*(x) - dx/dt|^2 with a zero diagonal.
 
-    ``batches``: (x, dx/dt) pairs of shape (B, N), on the model's device. ``ridge`` is added to G's
-    diagonal, relative to G's mean eigenvalue (it only matters when some senders never vary).
-    Products and sums are taken in float64.
+    ``batches``: (x, dx/dt) pairs of shape (B, N), on the model's device; see :func:`constrained_solve`
+    for ``ridge``.
     """
     if model.psi_input == "x_j,a_i,a_j" or model.cfg.low_rank is not None or model.masked:
         raise ValueError("solve_connectivity needs a dense, unmasked W and a sender-only psi* (psi_input x_j or x_j,a_j)")
-    n = model.n
-    dev = model.a.device
-    g = torch.zeros(n, n, dtype=torch.float64, device=dev)
-    b = torch.zeros(n, n, dtype=torch.float64, device=dev)
-    count = 0
-    for x, y in batches:
-        psi = model.psi_of_sender(x, model.a).double()  # float64 products: G's condition number can be ~1e5
-        r = (y - model.phi_of(x, model.a)).double()
-        g.addmm_(psi.T, psi)
-        b.addmm_(psi.T, r)
-        count += x.shape[0]
-    if count == 0:
-        raise ValueError("solve_connectivity needs at least one frame")
-    g /= count
-    b /= count
-    g.diagonal().add_(ridge * float(torch.diagonal(g).mean()))
-    chol, info = torch.linalg.cholesky_ex(g)
-    del g
-    if int(info) != 0:
-        raise ValueError(f"the senders' psi* values are linearly dependent over these frames: raise the ridge (now {ridge:g})")
-    h = torch.cholesky_inverse(chol)
-    return _constrained_rows(h, b).to(model.W.dtype)
+    pairs = ((model.psi_of_sender(x, model.a), y - model.phi_of(x, model.a)) for x, y in batches)
+    g, b = gram_sums(pairs)
+    return constrained_solve(g, b, ridge).to(model.W.dtype)
