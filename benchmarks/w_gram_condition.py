@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import time
 
 import numpy as np
 import torch
@@ -63,11 +64,13 @@ def report(run_dir: str, n_frames: int) -> None:
     print(f"  least-squares W given the true functions: R^2 {linear_fit(truth.connectivity, w_true, off_diagonal=True).r2:.4f}")
     own = connectivity_score(m, truth.connectivity, gains, run.xnorm).corrected
     solved_model = copy.deepcopy(m)
+    start = time.perf_counter()
     with torch.no_grad():
         solved_model.W.copy_(solve_connectivity(m, frames()))
+    seconds = time.perf_counter() - start
     solved = connectivity_score(solved_model, truth.connectivity, gains, run.xnorm).corrected
     print(f"  the run's W: R^2 {own.r2:.4f}, slope {own.slope:.3f} (corrected)")
-    print(f"  least-squares W given the run's phi*, psi*: R^2 {solved.r2:.4f}, slope {solved.slope:.3f} (corrected)")
+    print(f"  least-squares W given the run's phi*, psi*: R^2 {solved.r2:.4f}, slope {solved.slope:.3f} (corrected), solved in {seconds:.1f} s")
 
 
 def main() -> None:
