@@ -307,7 +307,8 @@ class Trainer:
 
     # ----------------------------------------------------------- clustering
     def _cluster(self) -> dict[str, Any]:
-        """Group neurons without labels, share embeddings within groups, refit phi* to the group profiles."""
+        """Group neurons without labels, share embeddings within groups, refit phi* to the group profiles;
+        with ``clustering.stop_at_ari``, a partition that repeats the previous one ends clustering instead."""
         cc = self.config.training.clustering
         m = self.model
         seed = self.config.training.seed + self.counters.epoch
