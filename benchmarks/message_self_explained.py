@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from circuitgnn import open_dataset
+from circuitgnn.data.dataset import evenly_spaced_frames
 from circuitgnn.simulate.replay import true_circuit
 
 
@@ -26,7 +27,7 @@ def self_explained_r2(path: Path, n_frames: int, every_neuron: int) -> np.ndarra
     """Per sampled neuron, R^2 of g_i Omega_i(t) M_i(t) on (x_i, tanh x_i, 1) over ``n_frames`` evenly spaced frames."""
     ds = open_dataset(path)
     circuit = true_circuit(ds)
-    frames = np.linspace(0, ds.n_frames - 1, min(n_frames, ds.n_frames)).astype(int)
+    frames = evenly_spaced_frames(ds.n_frames, n_frames)
     x = np.asarray(ds.x[frames], dtype=np.float32)
     multiplicative = ds.omega is not None and ds.stimulus_mode == "multiplicative"  # an additive input is not coupling
     omega = np.asarray(ds.omega[frames], dtype=np.float64) if multiplicative else None

@@ -25,7 +25,7 @@ from circuitgnn.analyze.metrics import connectivity_score, linear_fit
 from circuitgnn.data.dataset import evenly_spaced_frames
 from circuitgnn.simulate.replay import true_circuit
 from circuitgnn.train.trainer import load_run
-from circuitgnn.train.wsolve import constrained_solve, gram_sums, solve_connectivity
+from circuitgnn.train.wsolve import constrained_solve, gram_sums
 
 CHUNK = 1000
 
@@ -57,7 +57,9 @@ def report(run_dir: str, n_frames: int) -> None:
             (circuit.transfer(x), (y - (-circuit.decay * x + circuit.bias + circuit.self_coupling * torch.tanh(x))) / circuit.gain)
             for x, y in frames()
         )
-        g_model, _ = gram_sums((m.psi_of_sender(x, m.a), y) for x, y in frames())
+        start = time.perf_counter()
+        g_model, b_model = gram_sums((m.psi_of_sender(x, m.a), y - m.phi_of(x, m.a)) for x, y in frames())
+        gram_seconds = time.perf_counter() - start
     print(f"{run_dir} ({len(idx)} frames, N = {ds.n_neurons})")
     print(f"  condition number of G: true psi {condition(g_true):.3g}, learned psi* {condition(g_model):.3g}")
     w_true = constrained_solve(g_true, b_true, ridge=0.0).numpy()
@@ -65,9 +67,9 @@ def report(run_dir: str, n_frames: int) -> None:
     own = connectivity_score(m, truth.connectivity, gains, run.xnorm).corrected
     solved_model = copy.deepcopy(m)
     start = time.perf_counter()
-    with torch.no_grad():
-        solved_model.W.copy_(solve_connectivity(m, frames()))
-    seconds = time.perf_counter() - start
+    with torch.no_grad():  # what solve_connectivity does, on the Gram sums taken above
+        solved_model.W.copy_(constrained_solve(g_model, b_model).to(m.W.dtype))
+    seconds = gram_seconds + time.perf_counter() - start
     solved = connectivity_score(solved_model, truth.connectivity, gains, run.xnorm).corrected
     print(f"  the run's W: R^2 {own.r2:.4f}, slope {own.slope:.3f} (corrected)")
     print(f"  least-squares W given the run's phi*, psi*: R^2 {solved.r2:.4f}, slope {solved.slope:.3f} (corrected), solved in {seconds:.1f} s")
