@@ -4,12 +4,17 @@ Part 1, cost of one training step at the paper's batch size (8 frames): our dens
 per neuron and frame, then one matrix product) against a per-edge implementation of the same model
 on the same input (psi* on each of the 8 x 999,000 edges, then a scatter-add, as graph libraries do).
 
-Part 2, time to recovery: trains with `configs/paper/fig2_baseline.yaml` and prints, against wall
+Part 2 (``--loop``), the training loop's own step: ``Trainer.fit`` for 200 and for 1,200 iterations
+on the same dataset (no log line, checkpoint or epoch end inside), the difference divided by 1,000:
+what one iteration of the real loop costs, sampling and bookkeeping included.
+
+Part 3, time to recovery: trains with `configs/paper/fig2_baseline.yaml` and prints, against wall
 time, W R^2 and slope (with the paper's correction of spec 5.1 and without it) and the type
 accuracy (K-means on the embeddings, K by silhouette, no labels; Hungarian matching to score).
 
     python benchmarks/bench_train.py                       # both parts, simulating the dataset if needed
     python benchmarks/bench_train.py --skip-edge --minutes 12 --record benchmarks/results/train.jsonl
+    python benchmarks/bench_train.py --skip-edge --skip-train --loop       # the loop's step time only
 
 Targets on 2 CPU cores (issue 3): W R^2 >= 0.99, slope in [0.9, 1.1], type accuracy >= 0.99 in
 under 30 minutes (stretch: 10).
@@ -26,7 +31,7 @@ import torch
 
 from circuitgnn import load_config, open_dataset, simulate
 from circuitgnn.device import environment
-from circuitgnn.model.gnn import CircuitGNN
+from circuitgnn.model.gnn import GNN
 from circuitgnn.train.losses import total_loss
 from circuitgnn.train.trainer import Trainer
 
@@ -34,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs/paper/fig2_baseline.yaml"
 
 
-def per_edge_forward(model: CircuitGNN, x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+def per_edge_forward(model: GNN, x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
     """The same prediction computed edge by edge over a batch of B disjoint graphs."""
     b, n = x.shape
     flat = x.reshape(-1)
@@ -50,7 +55,7 @@ def step_costs(dataset_path: Path, batch: int, repeats: int, edge_repeats: int) 
     cfg = load_config(CONFIG)
     ds = open_dataset(dataset_path)
     n = ds.n_neurons
-    model = CircuitGNN(cfg.model, n, generator=torch.Generator().manual_seed(0))
+    model = GNN(cfg.model, n, generator=torch.Generator().manual_seed(0))
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
     gen = torch.Generator().manual_seed(0)
     x_all, y_all = torch.from_numpy(ds.x[:20000].copy()), torch.from_numpy(ds.dxdt[:20000].copy())
@@ -92,6 +97,23 @@ def step_costs(dataset_path: Path, batch: int, repeats: int, edge_repeats: int) 
     return {"dense_step_ms": 1e3 * dense, "edge_step_ms": 1e3 * edge, "ratio": edge / dense, "max_abs_difference": err}
 
 
+def loop_step_ms(dataset_path: Path, run_dir: Path, short: int = 200, long: int = 1200, repeats: int = 3) -> dict[str, float]:
+    """Milliseconds per iteration of ``Trainer.fit``: (time for ``long`` - time for ``short``) / (long - short)."""
+    cfg = load_config(CONFIG)
+    cfg.training.log_every = cfg.training.checkpoint_every = 10**9
+    cfg.training.iterations_per_epoch = 10 * long  # no epoch end (clustering, freezing) inside the measurement
+
+    def wall(iterations: int) -> float:
+        trainer = Trainer(cfg, dataset_path, run_dir, overwrite=True, progress=False)
+        t = time.perf_counter()
+        trainer.fit(max_iterations=iterations)
+        return time.perf_counter() - t
+
+    wall(short)  # warm-up: page cache, allocator
+    per_step = sorted((wall(long) - wall(short)) / (long - short) for _ in range(repeats))
+    return {"loop_step_ms": 1e3 * per_step[len(per_step) // 2], "loop_step_ms_all": [1e3 * v for v in per_step]}
+
+
 def recovery_curve(dataset_path: Path, run_dir: Path, minutes: float, log_every: int) -> list[dict]:
     cfg = load_config(CONFIG)
     cfg.training.max_minutes = minutes
@@ -112,6 +134,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--skip-edge", action="store_true", help="skip the per-edge comparison (it needs about 8 GB)")
     parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--loop", action="store_true", help="measure the training loop's step (Trainer.fit)")
     parser.add_argument("--record", type=Path, default=None, help="append the results as JSON lines to this file")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
@@ -123,6 +146,10 @@ def main() -> None:
         results["step"] = costs
         print(f"one step, batch {args.batch}, N = 1000: dense {costs['dense_step_ms']:.1f} ms, per-edge "
               f"{costs['edge_step_ms']:.0f} ms, ratio {costs['ratio']:.0f}x (outputs agree to {costs['max_abs_difference']:.1e})")
+    if args.loop:
+        loop = loop_step_ms(args.data, args.run)
+        results["loop"] = loop
+        print(f"training loop: {loop['loop_step_ms']:.2f} ms per iteration (median of {loop['loop_step_ms_all']})")
     if not args.skip_train:
         log = recovery_curve(args.data, args.run, args.minutes, args.log_every)
         print(f"{'iteration':>9} {'train s':>8} {'W R2':>7} {'slope':>6} {'raw R2':>7} {'raw slope':>9} {'types':>6} {'K':>3}")

@@ -20,11 +20,11 @@ import time
 import numpy as np
 import torch
 
-from circuitgnn.analyze.evaluate import run_dataset
+from circuitgnn.train.run_folder import run_dataset
 from circuitgnn.analyze.metrics import connectivity_score, linear_fit
 from circuitgnn.data.dataset import evenly_spaced_frames
 from circuitgnn.simulate.replay import true_circuit
-from circuitgnn.train.trainer import load_run
+from circuitgnn.train.run_folder import load_run
 from circuitgnn.train.wsolve import constrained_solve, gram_sums
 
 CHUNK = 1000

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from circuitgnn.config import describe_fields, dump_config, load_config
+from circuitgnn.config import config_from_dict, describe_fields, dump_config, load_config
 from circuitgnn.errors import ConfigError
 from tests.conftest import tiny_config
 
@@ -76,7 +76,7 @@ def _write(tmp_path: Path, text: str) -> Path:
         ("simulation:\n  connectivity:\n    filling_factor: 1.5\n", "simulation.connectivity.filling_factor", "less than or equal to 1"),
         ("simulation:\n  n_neurons: 3\n", "n_types (4) is larger than n_neurons (3)", ""),
         ("simulation:\n  neurons:\n    decay: [1, 2, 3]\n", "neurons.decay has 3 values but n_types is 4", ""),
-        ("simulation:\n  neurons:\n    n_types: 2\n", "neurons.self_coupling has 4 values but n_types is 2", ""),
+        ("simulation:\n  neurons:\n    n_types: 2\n    self_coupling: [1, 2, 1]\n", "neurons.self_coupling has 3 values but n_types is 2", ""),
         ("simulation:\n  neurons:\n    width: [1, 0, 1, 1]\n", "neurons.width must be > 0", ""),
         ("simulation:\n  neurons:\n    type_fractions: [0.5, 0.5, 0.5, 0]\n", "sum to 1", ""),
         ("simulation:\n  n_neurons: 100\n  stimulus:\n    mode: multiplicative\n    grid_size: 32\n", "drives 1024 neurons but n_neurons is 100", ""),
@@ -121,3 +121,12 @@ def test_every_field_is_described_and_dump_round_trips(tmp_path):
     cfg = load_config(CONFIGS[0])
     p = _write(tmp_path, dump_config(cfg))
     assert load_config(p) == cfg
+
+
+@pytest.mark.parametrize("k", [1, 3, 7])
+def test_any_number_of_types_validates_with_the_default_per_type_parameters(k):
+    """Per-type parameters default to one number, so n_types alone is a valid config (regression: the
+    defaults were the paper's 4-element lists and n_types 3 was refused)."""
+    cfg = config_from_dict({"simulation": {"n_neurons": 20, "neurons": {"n_types": k}}})
+    for name in ("gain", "self_coupling", "decay", "bias", "width", "threshold", "leak"):
+        assert len(cfg.simulation.neurons.table(name)) == k, name

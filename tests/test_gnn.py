@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from circuitgnn.config import ModelConfig
-from circuitgnn.model.gnn import CircuitGNN
+from circuitgnn.model.gnn import GNN
 
 
-def per_edge_prediction(model: CircuitGNN, x: torch.Tensor, omega=None, extra=None) -> torch.Tensor:
+def per_edge_prediction(model: GNN, x: torch.Tensor, omega=None, extra=None) -> torch.Tensor:
     """One edge at a time, as a graph library would do it: message W_ij psi*(inputs_ij) for every j != i."""
     b, n = x.shape
     w = model.connectivity()
@@ -35,9 +35,9 @@ def per_edge_prediction(model: CircuitGNN, x: torch.Tensor, omega=None, extra=No
     return out
 
 
-def make_model(psi_input: str, n: int = 9, **kw) -> CircuitGNN:
+def make_model(psi_input: str, n: int = 9, **kw) -> GNN:
     torch.manual_seed(0)
-    model = CircuitGNN(ModelConfig(psi_input=psi_input, hidden=16, w_init_std=0.3, pair_chunk=4, **kw), n)
+    model = GNN(ModelConfig(psi_input=psi_input, hidden=16, w_init_std=0.3, pair_chunk=4, **kw), n)
     with torch.no_grad():
         model.a.copy_(torch.randn(n, 2))  # distinct embeddings, so a_i and a_j matter
     return model
@@ -72,7 +72,7 @@ def test_low_rank_equals_its_dense_product_without_diagonal():
 def test_diagonal_and_masked_weights_stay_zero_under_training():
     n = 12
     mask = (np.random.default_rng(0).random((n, n)) < 0.5).astype(np.float32)
-    model = CircuitGNN(ModelConfig(hidden=8, w_init_std=0.1), n, mask=mask)
+    model = GNN(ModelConfig(hidden=8, w_init_std=0.1), n, mask=mask)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(5):
         opt.zero_grad()
@@ -86,13 +86,13 @@ def test_diagonal_and_masked_weights_stay_zero_under_training():
 
 
 def test_fixed_embedding_is_a_constant_buffer():
-    model = CircuitGNN(ModelConfig(fixed_embedding=True, hidden=8), 5)
+    model = GNN(ModelConfig(fixed_embedding=True, hidden=8), 5)
     assert "a" not in dict(model.named_parameters())
     assert torch.all(model.a == 1)
 
 
 def test_mlp_initialisation_follows_the_paper():
-    model = CircuitGNN(ModelConfig(), 1000)
+    model = GNN(ModelConfig(), 1000)
     layers = [m for m in model.phi.net if isinstance(m, torch.nn.Linear)]
     assert len(layers) == 3 and layers[1].weight.shape == (64, 64)
     assert layers[1].weight.std().item() == pytest.approx(0.1, rel=0.05)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from circuitgnn.config import Coefficient, ModelConfig, RegularizationConfig
-from circuitgnn.model.gnn import CircuitGNN
+from circuitgnn.model.gnn import GNN
 from circuitgnn.train import losses
 
 
@@ -20,7 +20,7 @@ class Linear1(torch.nn.Module):
 
 
 def hand_model(phi, psi, n=3, psi_input="x_j"):
-    model = CircuitGNN(ModelConfig(hidden=4, psi_input=psi_input), n)
+    model = GNN(ModelConfig(hidden=4, psi_input=psi_input), n)
     model.phi = Linear1(phi)
     model.psi = Linear1(psi)
     return model
@@ -70,7 +70,7 @@ def test_monotone_norm_is_the_root_mean_square_with_a_gradient_that_does_not_fad
     # total_loss passes the switch on
     _, terms_sq = losses.total_loss(phi_sq, x, torch.zeros(1, 3), {"phi_zero": 0, "phi_decreasing": 1.0}, 0.5)
     _, terms_rms = losses.total_loss(phi_sq, x, torch.zeros(1, 3), {"phi_zero": 0, "phi_decreasing": 1.0}, 0.5, monotone_norm=True)
-    assert terms_sq["phi_decreasing"] == pytest.approx(expected) and terms_rms["phi_decreasing"] == pytest.approx(expected**0.5)
+    assert float(terms_sq["phi_decreasing"]) == pytest.approx(expected) and float(terms_rms["phi_decreasing"]) == pytest.approx(expected**0.5)
 
 
 def test_phi_decreasing_penalty():
@@ -91,7 +91,7 @@ def test_w_l1_penalty_and_total_loss():
     target = torch.zeros(1, 3)
     # prediction = W @ x = (-1, 3, -1): MSE = 11/3
     loss, terms = losses.total_loss(model, x, target, {"phi_zero": 0, "w_l1": 0.5, "psi_monotone": 0, "phi_decreasing": 0}, 0.1)
-    assert terms["prediction"] == pytest.approx(11 / 3)
+    assert float(terms["prediction"]) == pytest.approx(11 / 3)
     assert loss.item() == pytest.approx(11 / 3 + 0.5 * 7)
     assert set(terms) == {"prediction", "w_l1"}
 
@@ -107,9 +107,9 @@ def test_shrink_w_is_a_soft_threshold_with_exact_zeros():
     import torch
 
     from circuitgnn.config import ModelConfig
-    from circuitgnn.model.gnn import CircuitGNN
+    from circuitgnn.model.gnn import GNN
 
-    model = CircuitGNN(ModelConfig(), 3)
+    model = GNN(ModelConfig(), 3)
     with torch.no_grad():
         model.W.copy_(torch.tensor([[0.0, 0.5, -0.05], [-0.3, 0.0, 0.02], [0.1, -0.1, 0.0]]))
     model.shrink_w(0.1)
@@ -121,9 +121,9 @@ def test_shrink_w_keeping_the_norm_zeros_the_small_entries_and_rescales_the_rest
     import torch
 
     from circuitgnn.config import ModelConfig
-    from circuitgnn.model.gnn import CircuitGNN
+    from circuitgnn.model.gnn import GNN
 
-    model = CircuitGNN(ModelConfig(), 3)
+    model = GNN(ModelConfig(), 3)
     w = torch.tensor([[0.0, 0.5, -0.05], [-0.3, 0.0, 0.02], [0.1, -0.1, 0.0]])
     with torch.no_grad():
         model.W.copy_(w)

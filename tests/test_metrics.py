@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from circuitgnn.analyze.clustering import hierarchical, kmeans_silhouette, split_bimodal
+from circuitgnn.train.clustering import hierarchical, kmeans_silhouette, split_bimodal
 from circuitgnn.analyze.functions import function_errors
 from circuitgnn.analyze.metrics import connectivity_score, linear_fit, matched_accuracy, type_scores
 from circuitgnn.analyze.rollout import score_rollout
 from circuitgnn.config import ModelConfig
-from circuitgnn.model.gnn import CircuitGNN
+from circuitgnn.model.gnn import GNN
 
 
 def test_perfect_scaled_and_shuffled_connectivity():
@@ -39,7 +39,7 @@ def test_connectivity_score_corrects_psi_scale_and_gain():
     rs = np.random.default_rng(1)
     w_true = rs.normal(size=(n, n)) * 0.05
     np.fill_diagonal(w_true, 0)
-    model = CircuitGNN(ModelConfig(hidden=4), n)
+    model = GNN(ModelConfig(hidden=4), n)
     model.psi = TanhPsi(2.5)  # psi* = 2.5 tanh: the model's W must be g W / 2.5
     gain = np.full(n, 10.0)
     with torch.no_grad():
@@ -77,7 +77,7 @@ def test_function_errors_zero_for_true_functions():
     types = np.array([0, 0, 1, 1, 2, 2, 3, 3])
     table = [{"gain": 10, "self_coupling": s, "decay": c, "bias": 0, "width": 1, "threshold": 0, "leak": 0}
              for s, c in ((1, 1), (2, 1), (1, 2), (2, 2))]
-    model = CircuitGNN(ModelConfig(hidden=4), n)
+    model = GNN(ModelConfig(hidden=4), n)
 
     class TruePhi(torch.nn.Module):
         def forward(self, z):  # embedding a_0 holds the type index
@@ -140,10 +140,10 @@ def test_blockwise_off_diagonal_fit_matches_the_masked_fit():
 def test_clustering_both_views_never_merges_what_one_view_separates():
     """phi* that ignores the embedding sees one group; the embeddings hold four. ``both`` keeps the
     four (regression: phi*-profile clustering alone merged the types of the 5 % sparse network)."""
-    from circuitgnn.analyze.clustering import cluster_neurons
+    from circuitgnn.train.clustering import cluster_neurons
 
     n = 200
-    model = CircuitGNN(ModelConfig(hidden=8), n)
+    model = GNN(ModelConfig(hidden=8), n)
     true = np.repeat(np.arange(4), n // 4)
     centres = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0], [3.0, 3.0]])
     rs = np.random.default_rng(0)
@@ -158,7 +158,7 @@ def test_clustering_both_views_never_merges_what_one_view_separates():
 
 
 def test_meet_separates_what_either_labelling_separates():
-    from circuitgnn.analyze.clustering import meet
+    from circuitgnn.train.clustering import meet
 
     first = np.array([0, 0, 0, 1, 1, 1])
     second = np.array([5, 5, 7, 7, 9, 9])

@@ -39,7 +39,7 @@ def test_positions_grid_layout():
 
 
 def test_type_table_expansion():
-    table = TypeTable.from_config(NeuronConfig(width=[1, 2, 4, 8]))
+    table = TypeTable.from_config(NeuronConfig(width=[1, 2, 4, 8], decay=[1, 1, 2, 2]))
     per = table.per_neuron(np.array([0, 3, 1]))
     assert list(per["width"]) == [1, 8, 2]
     assert list(per["decay"]) == [1, 2, 1]

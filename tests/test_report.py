@@ -68,7 +68,7 @@ def test_missing_dataset_or_checkpoint_is_a_clear_error(tiny_run, tmp_path):
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     info["dataset"] = str(tmp_path / "gone")
     (tmp_path / "run" / "run.json").write_text(json.dumps(info))
-    with pytest.raises(DatasetError, match="missing or incomplete"):
+    with pytest.raises(DatasetError, match="is not a dataset folder: it was moved or deleted"):
         evaluate_run(tmp_path / "run")
     (tmp_path / "empty").mkdir()
     assert main(["report", str(tmp_path / "empty")]) == 2
@@ -84,7 +84,7 @@ def test_demo_default_config_runs_end_to_end_in_a_test_sized_variant(tmp_path, c
     small.write_text(dump_config(cfg))
     assert main(["run", str(small), "--out", str(tmp_path / "demo"), "--quiet"]) == 0
     out = capsys.readouterr().out
-    for words in ("W            R^2", "types        K =", "forecast     400 steps", "generalize   S5", "report"):
+    for words in ("W R^2 (corrected", "number of types found (K-means)", "forecast R^2 at 400 steps", "generalisation S5", "report"):
         assert words in out, words
     assert (tmp_path / "demo" / "run" / "report.html").is_file() and (tmp_path / "demo" / "run" / "metrics.json").is_file()
     # a second call reuses the dataset and the finished run

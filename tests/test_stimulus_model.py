@@ -12,7 +12,8 @@ from circuitgnn.errors import DatasetError
 from circuitgnn.model.siren import LowRankInput, Siren, StimulusField
 from circuitgnn.report.html import build_report
 from circuitgnn.simulate.neurons import grid_coordinates
-from circuitgnn.train.trainer import Trainer, load_run, read_log
+from circuitgnn.train.run_folder import load_run, read_log
+from circuitgnn.train.trainer import Trainer
 from tests.conftest import tiny_config
 
 STIM = {"mode": "multiplicative", "grid_size": 4, "source": "moving_blobs", "n_movie_frames": 20}
@@ -94,7 +95,7 @@ def test_additive_lowrank_input_trains(tmp_path):
 
 def test_field_needs_a_stimulus_grid(tmp_path):
     simulate(tiny_config(n_frames=100), tmp_path / "d", progress=False, figure=False)
-    with pytest.raises(DatasetError, match="external_input is 'field' but the dataset .* has no stimulus grid"):
+    with pytest.raises(DatasetError, match=r"external_input is 'field' but the data .* have no stimulus grid"):
         Trainer(field_config(), tmp_path / "d", tmp_path / "r")
 
 

@@ -10,8 +10,12 @@ from circuitgnn import simulate
 from circuitgnn.config import config_from_dict
 from circuitgnn.device import pick_device
 from circuitgnn.errors import DatasetError
+from circuitgnn.analyze.evaluate import training_scorer
+from circuitgnn.data.dataset import Dataset
+from circuitgnn.train import events as events_module
 from circuitgnn.train import trainer as trainer_module
-from circuitgnn.train.trainer import ResumeError, Trainer, TrainingDiverged, load_run, read_log
+from circuitgnn.train.run_folder import ResumeError, load_run, read_log
+from circuitgnn.train.trainer import Trainer, TrainingDiverged
 from tests.conftest import tiny_config
 
 
@@ -42,7 +46,8 @@ def assert_same_params(a, b):
 
 
 def test_run_folder_contents_and_log(small_data, tmp_path):
-    run = Trainer(small_config(), small_data, tmp_path / "r", progress=False).fit()
+    ds = Dataset(small_data)
+    run = Trainer(small_config(), ds, tmp_path / "r", progress=False, scorer=training_scorer(ds, small_config())).fit()
     files = {p.name for p in (tmp_path / "r").iterdir()}
     assert {"config.yaml", "run.json", "log.jsonl", "checkpoint.pt"} <= files
     info = json.loads((tmp_path / "r" / "run.json").read_text())
@@ -59,16 +64,36 @@ def test_run_folder_contents_and_log(small_data, tmp_path):
     assert loaded.config == run.config
 
 
+def test_training_never_reads_the_truth_unless_a_scorer_is_passed(small_data, tmp_path, monkeypatch):
+    """Without a scorer the log holds no ground-truth score, and the trained model is the same as with one."""
+    monkeypatch.setattr(Dataset, "truth", property(lambda self: pytest.fail("training read the ground truth")))
+    plain = Trainer(small_config(), small_data, tmp_path / "plain", progress=False).fit()
+    assert not any(k.startswith(("W_", "type_")) for line in plain.log for k in line)
+    monkeypatch.undo()
+    ds = Dataset(small_data)
+    scored = Trainer(small_config(), ds, tmp_path / "scored", progress=False, scorer=training_scorer(ds, small_config())).fit()
+    assert "W_r2" in scored.log[-1]
+    assert_same_params(params(plain.model), params(scored.model))
+
+
+def test_a_run_without_a_folder_writes_nothing(small_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = Trainer(small_config(), small_data, None, progress=False).fit()
+    assert run.path is None and len(run.log) == 12 and list(tmp_path.iterdir()) == []
+    with pytest.raises(ResumeError, match="needs a run folder"):
+        Trainer(small_config(), small_data, None, resume=True)
+
+
 def test_clustering_stops_once_the_partition_repeats(small_data, tmp_path, monkeypatch):
     """With clustering.stop_at_ari, a clustering that repeats the previous partition ends clustering:
     psi* and the embeddings are no longer frozen, and a resume keeps that state."""
-    from circuitgnn.analyze.clustering import Clustering
+    from circuitgnn.train.clustering import Clustering
 
     fixed = np.arange(30) % 3
-    monkeypatch.setattr(trainer_module, "cluster_neurons", lambda *a, **k: Clustering(fixed, 3, {}))
+    monkeypatch.setattr(events_module, "cluster_neurons", lambda *a, **k: Clustering(fixed, 3, {}))
 
     def config(stop):
-        return small_config(n_epochs=8, clustering={"every_epochs": 2, "refit_steps": 3, "max_types": 4, "stop_at_ari": stop})
+        return small_config(n_epochs=8, clustering={"every_epochs": 2, "refit_steps": 3, "max_types": 4}, extensions={"stop_clustering_at_ari": stop})
 
     def frozen_epochs(log):
         return sorted({line["epoch"] for line in log if line["lr_psi"] == 0.0})
@@ -89,11 +114,11 @@ def test_clustering_stops_once_the_partition_repeats(small_data, tmp_path, monke
 
 
 def test_clustering_goes_on_while_the_partition_changes(small_data, tmp_path, monkeypatch):
-    from circuitgnn.analyze.clustering import Clustering
+    from circuitgnn.train.clustering import Clustering
 
     partitions = iter([np.arange(30) % 3, np.arange(30) % 2, np.arange(30) % 2])
-    monkeypatch.setattr(trainer_module, "cluster_neurons", lambda *a, **k: Clustering(next(partitions), 3, {}))
-    config = small_config(n_epochs=8, clustering={"every_epochs": 2, "refit_steps": 3, "max_types": 4, "stop_at_ari": 0.99})
+    monkeypatch.setattr(events_module, "cluster_neurons", lambda *a, **k: Clustering(next(partitions), 3, {}))
+    config = small_config(n_epochs=8, clustering={"every_epochs": 2, "refit_steps": 3, "max_types": 4}, extensions={"stop_clustering_at_ari": 0.99})
     Trainer(config, small_data, tmp_path / "r", progress=False).fit()
     records = json.loads((tmp_path / "r" / "run.json").read_text())["clusterings"]
     assert [r.get("stable", False) for r in records] == [False, False, True]
@@ -106,7 +131,7 @@ def test_w_solve_replaces_w_at_epoch_ends_and_resumes_exactly(small_data, tmp_pa
     from circuitgnn.train.wsolve import solve_connectivity
 
     solve = {"every_epochs": 1, "frames": 100, "adam_on_w": adam_on_w}
-    config = small_config(n_epochs=2, clustering={"enabled": False}, w_solve=solve)
+    config = small_config(n_epochs=2, clustering={"enabled": False}, extensions={"w_solve": solve})
     full = Trainer(config, small_data, tmp_path / "full", progress=False).fit()
     # the last epoch ends with a solve: the final W is the least-squares W of the final phi* and psi*
     ds = Dataset(small_data)
@@ -140,8 +165,8 @@ def test_the_trainer_passes_monotone_norm_to_the_loss(small_data, tmp_path, monk
         return original(*args, **kwargs)
 
     monkeypatch.setattr(trainer_module, "total_loss", spy)
-    reg = {"psi_monotone": 1.0, "monotone_norm": norm}
-    Trainer(small_config(n_epochs=1, iterations_per_epoch=3, regularization=reg), small_data, tmp_path / "r", progress=False).fit()
+    cfg = small_config(n_epochs=1, iterations_per_epoch=3, regularization={"psi_monotone": 1.0}, extensions={"monotone_norm": norm})
+    Trainer(cfg, small_data, tmp_path / "r", progress=False).fit()
     assert seen == [norm] * 3
 
 
@@ -194,7 +219,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(small_data, tmp_path,
         return (loss * float("nan"), terms) if calls["n"] == 17 else (loss, terms)
 
     monkeypatch.setattr(trainer_module, "total_loss", nan_loss)
-    with pytest.raises(TrainingDiverged, match="iteration 16"):
+    # checked once per log line (no wait for the device on every step): found at iteration 20, before the next checkpoint
+    with pytest.raises(TrainingDiverged, match="before iteration 20 .* the last good checkpoint in .* is kept"):
         Trainer(small_config(), small_data, tmp_path / "r", progress=False).fit()
     state = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)
     assert state["counters"]["global_iteration"] == 10
@@ -206,7 +232,7 @@ def test_bad_inputs_are_named(small_data, tmp_path):
         Trainer(small_config(), tmp_path / "missing", tmp_path / "r")
     cfg = small_config()
     cfg.model.external_input = "known"
-    with pytest.raises(DatasetError, match="external_input is 'known' but the dataset .* has no omega.npy"):
+    with pytest.raises(DatasetError, match=r"external_input is 'known' but the data .* have no recorded input \(omega.npy"):
         Trainer(cfg, small_data, tmp_path / "r")
     np.save(tmp_path / "mask.npy", np.ones((5, 5)))
     cfg = small_config()

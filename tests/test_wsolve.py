@@ -5,13 +5,13 @@ import pytest
 import torch
 
 from circuitgnn.config import ModelConfig, config_from_dict
-from circuitgnn.model.gnn import CircuitGNN
+from circuitgnn.model.gnn import GNN
 from circuitgnn.train.wsolve import solve_connectivity
 
 
 def _model(n, **cfg):
     torch.manual_seed(0)
-    m = CircuitGNN(ModelConfig(hidden=8, psi_input="x_j,a_j", **cfg), n)
+    m = GNN(ModelConfig(hidden=8, psi_input="x_j,a_j", **cfg), n)
     with torch.no_grad():
         m.a.copy_(torch.randn(n, 2))
         m.W.copy_(torch.randn(n, n) * 0.1).fill_diagonal_(0.0)
@@ -47,7 +47,7 @@ def test_each_row_is_the_least_squares_fit_over_the_other_senders():
 
 def test_the_solve_refuses_models_it_cannot_handle():
     with pytest.raises(ValueError, match="sender-only psi"):
-        solve_connectivity(CircuitGNN(ModelConfig(hidden=4, psi_input="x_j,a_i,a_j"), 5), [])
+        solve_connectivity(GNN(ModelConfig(hidden=4, psi_input="x_j,a_i,a_j"), 5), [])
     with pytest.raises(ValueError, match="at least one frame"):
         solve_connectivity(_model(5), [])
 
@@ -66,14 +66,14 @@ def test_the_solve_refuses_models_it_cannot_handle():
     ],
 )
 def test_configs_that_w_solve_cannot_serve_are_refused_by_name(model, reg):
-    with pytest.raises(ValueError, match="training.w_solve needs"):
-        config_from_dict({"model": model, "training": {"w_solve": {}, "regularization": reg}})
+    with pytest.raises(ValueError, match="training.extensions.w_solve needs"):
+        config_from_dict({"model": model, "training": {"extensions": {"w_solve": {}}, "regularization": reg}})
 
 
 def test_stop_at_ari_is_refused_when_no_epoch_between_clusterings_is_unfrozen():
     with pytest.raises(ValueError, match="every_epochs"):
-        config_from_dict({"training": {"clustering": {"every_epochs": 1, "freeze_epochs": 1, "stop_at_ari": 0.99}}})
-    config_from_dict({"training": {"clustering": {"every_epochs": 2, "freeze_epochs": 1, "stop_at_ari": 0.99}}})
+        config_from_dict({"training": {"clustering": {"every_epochs": 1, "freeze_epochs": 1}, "extensions": {"stop_clustering_at_ari": 0.99}}})
+    config_from_dict({"training": {"clustering": {"every_epochs": 2, "freeze_epochs": 1}, "extensions": {"stop_clustering_at_ari": 0.99}}})
 
 
 @pytest.mark.parametrize("n, k", [(10, 3), (100000, 100), (7, 7), (5, 20), (1, 1)])

@@ -1,21 +1,40 @@
 """circuitgnn: recover connectivity, neuron types, functions and hidden stimuli of neural assemblies
-with an interpretable graph neural network, proven against ground truth from its own simulator.
+with an interpretable graph neural network.
 
 Public API::
 
+    from circuitgnn import CircuitGNN
+    est = CircuitGNN().fit(x, dt=0.01)          # x: (frames, neurons) array
+    est.connectivity_, est.types_, est.equations(), est.predict(x), est.simulate(x[0], 800)
+    est.save("model.pt"); CircuitGNN.load("model.pt")
+
     from circuitgnn import load_config, simulate, open_dataset
     cfg = load_config("configs/quick.yaml")
-    result = simulate(cfg, "datasets/quick")
-    ds = open_dataset("datasets/quick")      # ds.x, ds.dxdt (memory-mapped), ds.truth
-    run = Trainer(cfg, "datasets/quick", "runs/quick").fit()
-    run = load_run("runs/quick")             # run.model, run.log, run.config
+    simulate(cfg, "datasets/quick")             # ground truth to test on
+    ds = open_dataset("datasets/quick")         # ds.x, ds.dxdt (memory-mapped), ds.truth
+    CircuitGNN(cfg.model, cfg.training).fit_dataset(ds)
 """
 
-__version__ = "0.1.0"
+from circuitgnn.config import ExperimentConfig, ModelConfig, TrainingConfig, load_config
+from circuitgnn.data.dataset import Dataset, open_dataset
+from circuitgnn.estimator import CircuitGNN, NotFittedError
+from circuitgnn.simulate.run import simulate
+from circuitgnn.train.run_folder import load_run
+from circuitgnn.train.trainer import Trainer, train
+from circuitgnn.version import __version__
 
-from circuitgnn.config import ExperimentConfig, load_config  # noqa: E402
-from circuitgnn.data.dataset import Dataset, open_dataset  # noqa: E402
-from circuitgnn.simulate.run import simulate  # noqa: E402
-from circuitgnn.train.trainer import Trainer, load_run, train  # noqa: E402
-
-__all__ = ["ExperimentConfig", "Dataset", "Trainer", "load_config", "load_run", "open_dataset", "simulate", "train", "__version__"]
+__all__ = [
+    "CircuitGNN",
+    "Dataset",
+    "ExperimentConfig",
+    "ModelConfig",
+    "NotFittedError",
+    "Trainer",
+    "TrainingConfig",
+    "__version__",
+    "load_config",
+    "load_run",
+    "open_dataset",
+    "simulate",
+    "train",
+]

@@ -27,9 +27,18 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trainer(config, data: Path, out: Path, resume: bool, overwrite: bool, quiet: bool):
+    """A trainer whose log scores the model against the dataset's ground truth, when it has one."""
+    from circuitgnn.analyze.evaluate import training_scorer
+    from circuitgnn.data.dataset import Dataset
+    from circuitgnn.train.trainer import Trainer
+
+    dataset = Dataset(data)
+    return Trainer(config, dataset, out, resume=resume, overwrite=overwrite, progress=not quiet, scorer=training_scorer(dataset, config))
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from circuitgnn.config import load_config
-    from circuitgnn.train.trainer import Trainer
 
     config = load_config(args.config)
     tc = config.training
@@ -37,37 +46,32 @@ def _cmd_train(args: argparse.Namespace) -> int:
         tc.device = args.device
     if args.max_minutes is not None:
         tc.max_minutes = args.max_minutes
-    trainer = Trainer(config, args.data, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    trainer = _trainer(config, Path(args.data), Path(args.out), args.resume, args.overwrite, args.quiet)
     try:
         run = trainer.fit(max_iterations=args.max_iterations)
     except KeyboardInterrupt:
         print(f"interrupted: checkpoint saved in {Path(args.out).resolve()}; continue with --resume", file=sys.stderr)
         return 130
-    last = run.log[-1] if run.log else {}
-    print(f"run          {run.path.resolve()} ({trainer.counters.global_iteration} iterations, "
+    print(f"run          {Path(args.out).resolve()} ({trainer.counters.global_iteration} iterations, "
           f"{trainer.counters.train_seconds:.0f} s of training)")
-    if "W_r2" in last:
-        print(f"W            R^2 {last['W_r2']:.4f}, slope {last['W_slope']:.3f} (corrected for psi* scale and gain); "
-              f"raw R^2 {last['W_r2_raw']:.4f}")
-    if "type_accuracy" in last:
-        print(f"types        {last['n_clusters']} clusters, accuracy {last['type_accuracy']:.3f} (K-means on embeddings, no labels)")
+    last = run.log[-1] if run.log else {}
+    _print_metrics({k: v for k, v in last.items() if k not in ("iteration", "train_seconds")})
     return 0
 
 
+_SUMMARY = ("W_r2", "W_slope", "W_r2_raw", "type_accuracy", "n_clusters", "types_kmeans_accuracy", "types_kmeans_k",
+            "types_kmeans_ari", "phi_error_max", "psi_error_max", "rollout_r2_400", "rollout_r2_800", "generalization_S5_r2_400",
+            "generalization_S5_r2_800", "generalization_S6_r2_400", "generalization_S6_r2_800", "omega_r2", "omega_sqrt_r2")
+
+
 def _print_metrics(m: dict) -> None:
-    if "W_r2" in m:
-        print(f"W            R^2 {m['W_r2']:.4f}, slope {m['W_slope']:.3f} (corrected); raw R^2 {m['W_r2_raw']:.4f}")
-    if "types_kmeans_accuracy" in m:
-        print(f"types        K = {m['types_kmeans_k']}, accuracy {m['types_kmeans_accuracy']:.3f}, ARI {m['types_kmeans_ari']:.3f} (K-means, no labels)")
-    if "phi_error_max" in m:
-        print(f"functions    worst relative error: phi* {m['phi_error_max']:.3f}, psi* {m['psi_error_max']:.3f}")
-    for h in (400, 800):
-        if f"rollout_r2_{h}" in m:
-            print(f"forecast     {h} steps: R^2 {m[f'rollout_r2_{h}']:.3f}, slope {m[f'rollout_slope_{h}']:.3f}")
-    for name in ("S5", "S6"):
-        if f"generalization_{name}_r2_400" in m:
-            print(f"generalize   {name}: new W and type proportions, forecast R^2 {m[f'generalization_{name}_r2_400']:.3f} at 400 steps, "
-                  f"{m.get(f'generalization_{name}_r2_800', float('nan')):.3f} at 800")
+    """One line per headline metric present in ``m`` (labels from the metric registry), then what was skipped."""
+    from circuitgnn.analyze.registry import metric
+
+    for name in _SUMMARY:
+        if name in m:
+            info = metric(name)
+            print(f"{info.format(m[name]):>10}   {info.label}")
     for name, why in m.get("skipped", {}).items():
         print(f"skipped      {name}: {why}")
 
@@ -94,10 +98,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from circuitgnn.config import load_config
     from circuitgnn.report.html import build_report
     from circuitgnn.simulate.run import format_summary, simulate
-    from circuitgnn.train.trainer import Trainer
+
+    from circuitgnn.device import pick_device
 
     t0 = time.perf_counter()
     config = load_config(args.config)
+    pick_device(config.training.device)  # an unavailable device is refused before the dataset is replaced
     out = Path(args.out) if args.out else Path("runs") / config.name
     data, run_dir = out / "data", out / "run"
     if (data / "meta.json").is_file() and not args.overwrite:
@@ -105,7 +111,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     else:
         print(format_summary(simulate(config, data, overwrite=args.overwrite, progress=not args.quiet).summary))
     resume = (run_dir / "checkpoint.pt").is_file() and not args.overwrite
-    trainer = Trainer(config, data, run_dir, resume=resume, overwrite=args.overwrite, progress=not args.quiet)
+    trainer = _trainer(config, data, run_dir, resume, args.overwrite, args.quiet)
     try:
         trainer.fit()
     except KeyboardInterrupt:

@@ -11,14 +11,20 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from circuitgnn.errors import ConfigError
+from circuitgnn.version import __version__
+
 
 def pick_device(requested: str | None = None) -> torch.device:
     """``None`` or ``"auto"``: CUDA when available, else CPU; otherwise the named device."""
     if requested in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(requested)
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise ConfigError(f"device {requested!r} is not a device name: use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {requested!r} was requested but CUDA is not available on this machine")
+        raise ConfigError(f"device {requested!r} was requested but CUDA is not available on this machine (use 'auto' or 'cpu')")
     return device
 
 
@@ -34,8 +40,6 @@ def _cpu_model() -> str:
 
 def environment() -> dict[str, str]:
     """Versions and machine, recorded in metadata so results can be traced."""
-    from circuitgnn import __version__
-
     env = {
         "circuitgnn": __version__,
         "python": sys.version.split()[0],

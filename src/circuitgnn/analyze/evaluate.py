@@ -16,28 +16,48 @@ import torch
 
 from circuitgnn.analyze.functions import function_errors
 from circuitgnn.analyze.generalization import PAPER_TESTS, generalization_test
-from circuitgnn.analyze.metrics import connectivity_score, type_scores
+from circuitgnn.analyze.metrics import connectivity_score, matched_accuracy, type_scores
+from circuitgnn.analyze.registry import METRICS as REGISTERED
 from circuitgnn.analyze.rollout import RolloutScore, rollout_model, score_rollout
 from circuitgnn.analyze.stimulus import stimulus_bandwidth, stimulus_score, write_movie_gif
+from circuitgnn.analyze.symbolic import symbolic_formulas
+from circuitgnn.config import ExperimentConfig
 from circuitgnn.data.dataset import Dataset
 from circuitgnn.data.writer import save_npz_atomic, write_json_atomic
-from circuitgnn.errors import DatasetError
+from circuitgnn.model.gnn import GNN
 from circuitgnn.simulate.replay import held_out_state, true_circuit, true_trajectory
-from circuitgnn.train.trainer import RUN_INFO, TrainedRun, load_run
+from circuitgnn.train.clustering import kmeans_silhouette
+from circuitgnn.train.run_folder import RUN_INFO, TrainedRun, load_run, run_dataset
+from circuitgnn.train.trainer import Scorer
 
 METRICS = "metrics.json"
 HORIZONS = (400, 800)
 
 
-def run_dataset(run: TrainedRun) -> Dataset:
-    """The dataset a run was trained on, with a clear error when it has moved or gone."""
-    info_path = run.path / RUN_INFO
-    if not info_path.is_file():
-        raise DatasetError(f"{run.path} has no {RUN_INFO}: not a finished or started training run")
-    path = Path(json.loads(info_path.read_text())["dataset"])
-    if not (path / "meta.json").is_file():
-        raise DatasetError(f"the run's dataset {path} is missing or incomplete: it was moved or deleted")
-    return Dataset(path)
+def training_scorer(dataset: Dataset, config: ExperimentConfig) -> Scorer | None:
+    """Scores of a model during training against the dataset's ground truth, or None without truth.
+
+    For the log's learning curves only: training itself never reads the truth. W R^2 and slope (raw
+    and corrected), the hidden stimulus' R^2 for a learned field, and the type accuracy of K-means on
+    the embeddings (K by silhouette, no labels; the labels are used only to score).
+    """
+    truth = dataset.truth
+    if truth is None:
+        return None
+    gains = np.array([t["gain"] for t in truth.functions["types"]])[truth.types]
+    field = config.model.external_input == "field" and dataset.omega is not None
+
+    def score(model: GNN, input_model: torch.nn.Module | None, xnorm: float) -> dict[str, float]:
+        out: dict[str, float] = connectivity_score(model, truth.connectivity, gains, xnorm, n_points=200).as_dict()
+        if field and input_model is not None:
+            out["omega_r2"] = stimulus_score(input_model, dataset)["omega_r2"]
+        if isinstance(model.a, torch.nn.Parameter):
+            found = kmeans_silhouette(model.a.detach().cpu().numpy(), config.training.clustering.max_types, seed=0)
+            out["type_accuracy"] = matched_accuracy(truth.types, found.labels)
+            out["n_clusters"] = found.k
+        return out
+
+    return score
 
 
 def _rollout(run: TrainedRun, ds: Dataset, steps: int, seed: int) -> tuple[RolloutScore, str]:
@@ -98,6 +118,7 @@ def _generalization(run: TrainedRun, ds: Dataset, metrics: dict[str, Any], steps
 def evaluate_run(run_dir: str | Path, rollout_steps: int = 800, seed: int = 1) -> dict[str, Any]:
     """Compute the metrics of a run, write them to ``RUN/metrics.json`` and return them."""
     run = load_run(run_dir)
+    assert run.path is not None
     ds = run_dataset(run)
     info = json.loads((run.path / RUN_INFO).read_text())
     model = run.model
@@ -139,13 +160,14 @@ def evaluate_run(run_dir: str | Path, rollout_steps: int = 800, seed: int = 1) -
         else:
             metrics["skipped"][f"rollout_{h}"] = f"the dataset has only {ds.n_frames} frames"
     if run.config.analysis.symbolic:
-        from circuitgnn.analyze.symbolic import symbolic_run
-
-        formulas = symbolic_run(run.path, backend=run.config.analysis.symbolic_backend)
+        formulas = symbolic_formulas(model, run.xnorm, run.config.training.clustering.max_types, truth, run.config.analysis.symbolic_backend)
+        write_json_atomic(run.path / "symbolic.json", formulas)
         metrics["symbolic_phi"] = [e["formula"] for e in formulas["phi"]]
         metrics["symbolic_psi"] = [e["formula"] for e in formulas["psi"]]
     else:
         metrics["skipped"]["symbolic"] = "analysis.symbolic is off in the config"
+    order = {m.name: k for k, m in enumerate(REGISTERED)}
+    metrics = dict(sorted(metrics.items(), key=lambda kv: order.get(kv[0], len(order))))  # registered metrics first, in registry order
     metrics["rollout_curve"] = {"steps": score.horizons.tolist(), "r2": score.r2.tolist(), "slope": score.slope.tolist()}
     write_json_atomic(run.path / METRICS, metrics)
     save_npz_atomic(run.path / "rollout.npz", predicted=score.predicted, true=score.true)

@@ -7,19 +7,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from circuitgnn.model.gnn import CircuitGNN
+from circuitgnn.model.gnn import GNN
 from circuitgnn.simulate.neuron_models import true_phi, true_psi
 
 
 @torch.no_grad()
-def phi_curves(model: CircuitGNN, grid: np.ndarray) -> np.ndarray:
+def phi_curves(model: GNN, grid: np.ndarray) -> np.ndarray:
     """phi*(x, a_n) for every neuron on ``grid``: (P, N)."""
     x = torch.as_tensor(grid, dtype=torch.float32, device=model.a.device)[:, None].expand(len(grid), model.n)
     return model.phi_of(x, model.a).cpu().numpy()
 
 
 @torch.no_grad()
-def psi_curves(model: CircuitGNN, grid: np.ndarray, receivers: np.ndarray | None = None) -> np.ndarray:
+def psi_curves(model: GNN, grid: np.ndarray, receivers: np.ndarray | None = None) -> np.ndarray:
     """psi* on ``grid`` for every sender: (P, N). For the pair form, sender n is paired with receiver
     ``receivers[n]`` (default: itself)."""
     dev = model.a.device
@@ -42,7 +42,7 @@ def _scale_aligned(curve: np.ndarray, true: np.ndarray) -> np.ndarray:
     return curve * (float(curve @ true) / denom if denom > 0 else 0.0)
 
 
-def function_errors(model: CircuitGNN, types: np.ndarray, functions: dict[str, Any], xnorm: float, n_points: int = 200) -> dict[str, Any]:
+def function_errors(model: GNN, types: np.ndarray, functions: dict[str, Any], xnorm: float, n_points: int = 200) -> dict[str, Any]:
     """Per true type, the median over its neurons of the RMSE between learned and true function
     on [-xnorm, xnorm], relative to the true function's std.
 

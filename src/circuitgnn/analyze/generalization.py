@@ -16,10 +16,10 @@ import torch
 from circuitgnn.analyze.rollout import RolloutScore, rollout_model, score_rollout
 from circuitgnn.config import config_from_dict
 from circuitgnn.data.dataset import Dataset
-from circuitgnn.model.gnn import CircuitGNN
+from circuitgnn.model.gnn import GNN
 from circuitgnn.simulate.replay import held_out_state, true_trajectory
 from circuitgnn.simulate.run import build_network
-from circuitgnn.train.trainer import TrainedRun
+from circuitgnn.train.run_folder import TrainedRun
 
 # (name, filling factor, type fractions) of the paper's two tests, for 4-type networks
 PAPER_TESTS = (("S5", 0.25, (0.1, 0.2, 0.3, 0.4)), ("S6", 0.5, (0.6, 0.4, 0.0, 0.0)))
@@ -41,7 +41,7 @@ def generalization_test(
     cfg = config_from_dict(data, source=f"{ds.path}/meta.json (generalisation test)")
     net = build_network(cfg.simulation, torch.device("cpu"))
 
-    model = CircuitGNN(run.config.model, ds.n_neurons)
+    model = GNN(run.config.model, ds.n_neurons)
     model.phi.load_state_dict(run.model.phi.state_dict())
     model.psi.load_state_dict(run.model.psi.state_dict())
     rng = np.random.default_rng(seed)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from circuitgnn.model.gnn import CircuitGNN
+from circuitgnn.model.gnn import GNN
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def linear_fit(true: np.ndarray, learned: np.ndarray, off_diagonal: bool = False
 
 
 @torch.no_grad()
-def psi_plateau(model: CircuitGNN, xnorm: float, n_points: int = 1000) -> np.ndarray:
+def psi_plateau(model: GNN, xnorm: float, n_points: int = 1000) -> np.ndarray:
     """Per sender j, the median of psi* over activity in [0.8 xnorm, xnorm] (spec 5.1): psi*'s saturation scale.
 
     For the pair form the receiver embedding is taken equal to the sender's, as in the paper.
@@ -101,7 +101,7 @@ class ConnectivityScore:
 
 @torch.no_grad()
 def connectivity_score(
-    model: CircuitGNN, true_w: np.ndarray, gain: np.ndarray, xnorm: float, n_points: int = 1000
+    model: GNN, true_w: np.ndarray, gain: np.ndarray, xnorm: float, n_points: int = 1000
 ) -> ConnectivityScore:
     """Compare the learned W with the true one.
 
@@ -136,7 +136,7 @@ def type_scores(embeddings: np.ndarray, true_types: np.ndarray, max_k: int = 10,
     accuracy and adjusted Rand index."""
     from sklearn.metrics import adjusted_rand_score
 
-    from circuitgnn.analyze.clustering import hierarchical, kmeans_silhouette
+    from circuitgnn.train.clustering import hierarchical, kmeans_silhouette
 
     km = kmeans_silhouette(embeddings, max_k, seed)
     hc = hierarchical(embeddings)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from circuitgnn.analyze.metrics import linear_fit
-from circuitgnn.model.gnn import CircuitGNN
+from circuitgnn.model.gnn import GNN
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class RolloutScore:
 
 
 @torch.no_grad()
-def rollout_model(model: CircuitGNN, x0: np.ndarray, n_steps: int, dt: float, inputs: np.ndarray | None = None, mode: str = "none") -> np.ndarray:
+def rollout_model(model: GNN, x0: np.ndarray, n_steps: int, dt: float, inputs: np.ndarray | None = None, mode: str = "none") -> np.ndarray:
     """Integrate the model with explicit Euler and no noise from ``x0`` (N,): returns (n_steps + 1, N).
 
     ``inputs`` (n_steps, N) is the known multiplicative (``mode='multiplicative'``) or additive input.

@@ -84,7 +84,7 @@ def stimulus_bandwidth(ds: Dataset, n_driven: int, fractions: tuple[float, ...] 
 
 def movie_figure(field: StimulusField, ds: Dataset, n_show: int = 6):
     """True and recovered stimulus side by side at a few frames."""
-    from circuitgnn.report.simulation_figure import pyplot
+    from circuitgnn.simulate.figure import pyplot
 
     plt = pyplot()
     g = int(ds.neurons["grid_size"])

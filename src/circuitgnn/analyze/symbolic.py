@@ -17,10 +17,17 @@ from typing import Any
 
 import numpy as np
 import sympy
-from scipy.optimize import least_squares
+import torch
+from scipy.optimize import least_squares, linear_sum_assignment
 
+from circuitgnn.analyze.functions import phi_curves, psi_curves
+from circuitgnn.analyze.metrics import psi_plateau
+from circuitgnn.data.dataset import GroundTruth
 from circuitgnn.data.writer import write_json_atomic
 from circuitgnn.errors import CircuitGNNError
+from circuitgnn.model.gnn import GNN
+from circuitgnn.train.clustering import kmeans_silhouette
+from circuitgnn.train.run_folder import load_run, run_dataset
 
 X = sympy.Symbol("x")
 
@@ -228,47 +235,36 @@ def _true_formula(kind: str, signal: str, receiver: dict[str, float], sender: di
     return str(sympy.nsimplify(expr, tolerance=1e-9, rational=False))
 
 
-def symbolic_run(run_dir: str | Path, backend: str = "grammar", n_points: int = 400) -> dict[str, Any]:
+def symbolic_formulas(
+    model: GNN, xnorm: float, max_types: int, truth: GroundTruth | None = None, backend: str = "grammar", n_points: int = 400
+) -> dict[str, Any]:
     """Formulas for the learned phi* of each neuron cluster and for psi* (per cluster or cluster pair).
 
-    Clusters come from the embeddings without labels. Each cluster's curve is the median over its
-    neurons on [-xnorm, xnorm]; psi* curves are divided by their plateau (median on [0.8, 1] xnorm;
-    for the pair form by their largest magnitude), since W absorbs psi*'s scale. With ground truth,
-    clusters are matched to true types (Hungarian) and the true formula is shown next to each.
-    Writes ``RUN/symbolic.json``.
+    Clusters come from the embeddings without labels (K-means, at most ``max_types``). Each
+    cluster's curve is the median over its neurons on [-xnorm, xnorm]; psi* curves are divided by
+    their plateau (median on [0.8, 1] xnorm; for the pair form by their largest magnitude), since W
+    absorbs psi*'s scale. With ``truth``, clusters are matched to true types (Hungarian) and the true
+    formula is shown next to each; truth is read only for that.
     """
-    import torch
-    from scipy.optimize import linear_sum_assignment
-
-    from circuitgnn.analyze.clustering import kmeans_silhouette
-    from circuitgnn.analyze.evaluate import run_dataset
-    from circuitgnn.analyze.functions import phi_curves, psi_curves
-    from circuitgnn.analyze.metrics import psi_plateau
-    from circuitgnn.train.trainer import load_run
-
-    run = load_run(run_dir)
-    ds = run_dataset(run)
-    model = run.model
     n = model.n
     if isinstance(model.a, torch.nn.Parameter):
-        labels = kmeans_silhouette(model.a.detach().cpu().numpy(), run.config.training.clustering.max_types, seed=0).labels
+        labels = kmeans_silhouette(model.a.detach().cpu().numpy(), max_types, seed=0).labels
     else:
         labels = np.zeros(n, dtype=np.int64)
     k = int(labels.max()) + 1
-    grid = np.linspace(-run.xnorm, run.xnorm, n_points)
-    truth = ds.truth
+    grid = np.linspace(-xnorm, xnorm, n_points)
     match: dict[int, int] = {}
     if truth is not None:
         counts = np.zeros((k, int(truth.types.max()) + 1))
         np.add.at(counts, (labels, truth.types), 1)
-        match = dict(zip(*(r.tolist() for r in linear_sum_assignment(-counts))))
+        match = dict(zip(*(r.tolist() for r in linear_sum_assignment(-counts)), strict=True))
     table = truth.functions["types"] if truth is not None else None
     signal = truth.functions["signal"] if truth is not None else None
 
     def entry(kind: str, curve: np.ndarray, receiver: int | None, sender: int | None) -> dict[str, Any]:
         f = fit_formula(grid, curve, backend=backend)
         out: dict[str, Any] = {"formula": f.text, "error": f.error}
-        if table is not None:
+        if table is not None and signal is not None:
             r = match.get(receiver) if receiver is not None else None
             s = match.get(sender) if sender is not None else None
             if kind == "phi" and r is not None:
@@ -293,10 +289,20 @@ def symbolic_run(run_dir: str | Path, backend: str = "grammar", n_points: int = 
                 curve = np.median(curves[:, labels == s], axis=1)
                 result["psi"].append({"receiver_cluster": r, "sender_cluster": s, **entry("psi", curve / (np.abs(curve).max() or 1.0), r, s)})
     else:
-        curves = psi_curves(model, grid) / psi_plateau(model, run.xnorm)[None, :]
-        groups = range(k) if model.psi_input == "x_j,a_j" else [None]
+        curves = psi_curves(model, grid) / psi_plateau(model, xnorm)[None, :]
+        groups: list[int | None] = list(range(k)) if model.psi_input == "x_j,a_j" else [None]
         for c in groups:
             members = labels == c if c is not None else np.ones(n, dtype=bool)
             result["psi"].append({"sender_cluster": c, **entry("psi", np.median(curves[:, members], axis=1), None, c)})
-    write_json_atomic(Path(run.path) / "symbolic.json", result)
+    return result
+
+
+def symbolic_run(run_dir: str | Path, backend: str = "grammar", n_points: int = 400) -> dict[str, Any]:
+    """:func:`symbolic_formulas` for a run folder (true formulas shown when its dataset has ground truth);
+    writes ``RUN/symbolic.json``."""
+    run = load_run(run_dir)
+    assert run.path is not None
+    truth = run_dataset(run).truth
+    result = symbolic_formulas(run.model, run.xnorm, run.config.training.clustering.max_types, truth, backend, n_points)
+    write_json_atomic(run.path / "symbolic.json", result)
     return result

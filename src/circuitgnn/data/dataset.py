@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from circuitgnn.data.activity import Activity
 from circuitgnn.data.writer import FORMAT_NAME, META_FILE
 from circuitgnn.errors import DatasetError
 
@@ -141,6 +142,20 @@ class Dataset:
             types=np.load(t / "types.npy"),
             functions=json.loads((t / "functions.json").read_text()),
             movie=np.load(movie) if movie.is_file() else None,
+        )
+
+    def activity(self) -> Activity:
+        """The folder's arrays as an :class:`Activity` (memory-mapped, nothing copied): what training reads."""
+        omega = self.omega
+        return Activity(
+            x=self.x,
+            dxdt=self.dxdt,
+            dt=self.dt,
+            inputs=omega,
+            input_mode="none" if omega is None else ("multiplicative" if self.stimulus_mode == "multiplicative" else "additive"),
+            grid_size=int(self.neurons.get("grid_size", 0)),
+            source=str(self.path),
+            fingerprint=self.meta["arrays"]["x"].get("sha256"),
         )
 
     def verify_checksums(self, block_rows: int = 4096) -> None:

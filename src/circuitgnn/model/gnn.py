@@ -29,7 +29,7 @@ from circuitgnn.config import ModelConfig
 from circuitgnn.model.mlp import MLP
 
 
-class CircuitGNN(nn.Module):
+class GNN(nn.Module):
     """The GNN for ``n_neurons`` neurons; ``mask`` (N, N) marks entries of W allowed to be non-zero."""
 
     def __init__(self, cfg: ModelConfig, n_neurons: int, mask: np.ndarray | None = None, generator: torch.Generator | None = None):

@@ -14,6 +14,9 @@ import math
 import torch
 from torch import nn
 
+from circuitgnn.config import ModelConfig
+from circuitgnn.simulate.neurons import grid_coordinates
+
 
 class SineLayer(nn.Module):
     """sin(omega_0 (W z + b)) with the SIREN initialisation."""
@@ -84,3 +87,15 @@ class LowRankInput(nn.Module):
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         return self.U[frames] @ self.V
+
+
+def make_input_model(
+    cfg: ModelConfig, n_frames: int, n_neurons: int, grid_size: int, generator: torch.Generator | None
+) -> nn.Module | None:
+    """The learned external input that ``cfg.external_input`` asks for, or None (none, or a known input)."""
+    if cfg.external_input == "field":
+        coords = torch.as_tensor(grid_coordinates(grid_size), dtype=torch.float32)
+        return StimulusField(coords, n_neurons, cfg.siren_hidden, cfg.siren_layers, cfg.siren_omega0)
+    if cfg.external_input == "additive_lowrank":
+        return LowRankInput(n_frames, n_neurons, cfg.input_rank, generator)
+    return None

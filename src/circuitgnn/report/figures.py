@@ -6,13 +6,13 @@ from typing import Any
 
 import numpy as np
 
-from circuitgnn.analyze.clustering import kmeans_silhouette
+from circuitgnn.train.clustering import kmeans_silhouette
 from circuitgnn.analyze.functions import phi_curves, psi_curves
 from circuitgnn.analyze.metrics import psi_plateau
 from circuitgnn.data.dataset import Dataset
-from circuitgnn.report.simulation_figure import draw_raster, draw_traces, draw_w_heatmap, pyplot
+from circuitgnn.simulate.figure import draw_raster, draw_traces, draw_w_heatmap, pyplot
 from circuitgnn.simulate.neuron_models import true_phi, true_psi
-from circuitgnn.train.trainer import TrainedRun
+from circuitgnn.train.run_folder import TrainedRun
 
 _MAX_CURVES = 400
 _MAX_SCATTER = 200_000

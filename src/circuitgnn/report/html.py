@@ -13,38 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from circuitgnn.analyze.evaluate import METRICS, evaluate_run, run_dataset
+from circuitgnn.analyze.evaluate import METRICS, evaluate_run
+from circuitgnn.analyze.registry import summary_rows
+from circuitgnn.analyze.stimulus import movie_figure
 from circuitgnn.config import dump_config
 from circuitgnn.report import figures
-from circuitgnn.report.simulation_figure import pyplot
-from circuitgnn.train.trainer import load_run
+from circuitgnn.simulate.figure import pyplot
+from circuitgnn.train.run_folder import load_run, run_dataset
 
 REPORT = "report.html"
-
-_SUMMARY_ROWS = [
-    ("W_r2", "W R^2 (corrected for psi* scale and gain)", "1.00"),
-    ("W_slope", "W slope (corrected)", "0.99"),
-    ("W_r2_raw", "W R^2 (raw)", ""),
-    ("types_kmeans_accuracy", "type accuracy (K-means, K by silhouette)", "1.00"),
-    ("types_kmeans_k", "number of types found", "4"),
-    ("types_kmeans_ari", "adjusted Rand index", ""),
-    ("types_hierarchical_accuracy", "type accuracy (hierarchical)", ""),
-    ("phi_error_max", "phi* error, worst type (relative RMSE)", ""),
-    ("psi_error_max", "psi* error, worst type (relative RMSE, scale aligned)", ""),
-    ("rollout_r2_400", "forecast R^2 at 400 steps", "0.94"),
-    ("rollout_r2_800", "forecast R^2 at 800 steps", "0.36"),
-    ("generalization_S5_r2_400", "new W (25 %) and types 10/20/30/40 %: forecast R^2 at 400", "1.0"),
-    ("generalization_S5_r2_800", "... at 800 steps", "0.996"),
-    ("generalization_S6_r2_400", "new W (50 %) and types 60/40/0/0 %: forecast R^2 at 400", "1.0"),
-    ("generalization_S6_r2_800", "... at 800 steps", "0.975"),
-    ("omega_r2", "hidden stimulus R^2 (each field divided by its mean)", ""),
-    ("omega_slope", "hidden stimulus slope (each field divided by its mean)", ""),
-    ("omega_sqrt_r2", "hidden stimulus R^2, the paper's metric (Fig. 3): sqrt(Omega), first-frame maxima matched", "0.99"),
-    ("omega_sqrt_slope", "hidden stimulus slope, the paper's metric", "1.02"),
-    ("iterations", "training iterations", "1.25 M"),
-    ("train_seconds", "training time (s)", ""),
-]
-
 
 def _png(fig) -> str:
     buf = io.BytesIO()
@@ -53,14 +30,12 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return html.escape(str(v))
+def build_report(run_dir: str | Path, recompute: bool = False, reference: dict[str, Any] | None = None, reference_name: str = "") -> Path:
+    """Write ``RUN/report.html`` (evaluating the run first when metrics.json is missing or ``recompute``).
 
-
-def build_report(run_dir: str | Path, recompute: bool = False) -> Path:
-    """Write ``RUN/report.html`` (evaluating the run first when metrics.json is missing or ``recompute``)."""
+    ``reference``: published values of the same experiment (the reproduce manifest's paper values),
+    shown in a column named ``reference_name`` beside this run's; a user's run has none.
+    """
     run_dir = Path(run_dir)
     metrics_path = run_dir / METRICS
     metrics = evaluate_run(run_dir) if recompute or not metrics_path.is_file() else json.loads(metrics_path.read_text())
@@ -84,8 +59,6 @@ def build_report(run_dir: str | Path, recompute: bool = False) -> Path:
         add("embeddings", "Neuron types: embeddings", lambda: figures.embeddings(run, ds, run.config.training.clustering.max_types))
     add("functions", "Functions: phi* and psi*", lambda: figures.functions(run, ds))
     if run.config.model.external_input == "field" and ds.omega is not None:
-        from circuitgnn.analyze.stimulus import movie_figure
-
         add("stimulus", "Hidden stimulus: true (top) and recovered (bottom), scaled to the true mean", lambda: movie_figure(run.input_model, ds))
     rollout_file = run_dir / "rollout.npz"
     if rollout_file.is_file():
@@ -110,10 +83,13 @@ def build_report(run_dir: str | Path, recompute: bool = False) -> Path:
                          "(its scale is absorbed by W). Error: relative RMSE of the formula on the curve.</p>"
                          "<table><tr><th>function</th><th>neurons</th><th>learned</th><th>true</th><th>error</th></tr>"
                          + "".join(lines) + "</table></section>")
+    ref = {k: v for k, v in (reference or {}).items() if v is not None}
+    ref_head = f"<th>{html.escape(reference_name or 'reference')}</th>" if ref else ""
     rows = "".join(
-        f"<tr><td>{html.escape(label)}</td><td>{_fmt(metrics[key])}</td><td>{paper}</td></tr>"
-        for key, label, paper in _SUMMARY_ROWS
-        if key in metrics
+        f"<tr><td>{html.escape(m.label)}</td><td>{html.escape(m.format(value))}</td>"
+        + (f"<td>{html.escape(m.format(ref[m.name])) if m.name in ref else ''}</td>" if ref else "")
+        + "</tr>"
+        for m, value in summary_rows(metrics)
     )
     skipped_html = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in skipped.items())
     body = "".join(
@@ -128,7 +104,7 @@ pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body>
 <h1>circuitgnn report: {html.escape(metrics['name'])}</h1>
 <p>dataset <code>{html.escape(metrics['dataset'])}</code>: N = {metrics['n_neurons']} neurons, T = {metrics['n_frames']} frames.
 Forecast: {html.escape(metrics.get('rollout_method', ''))}.</p>
-<section id="summary"><h2>Summary</h2><table><tr><th>metric</th><th>this run</th><th>paper (Fig. 2)</th></tr>{rows}</table>
+<section id="summary"><h2>Summary</h2><table><tr><th>metric</th><th>this run</th>{ref_head}</tr>{rows}</table>
 {f'<h3>Skipped</h3><ul>{skipped_html}</ul>' if skipped_html else ''}</section>
 {body}
 {formulas_html}

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
-from circuitgnn.config import ExperimentConfig, StrictModel, _format_validation_error, config_from_dict, load_config
+from circuitgnn.config import ExperimentConfig, StrictModel, format_validation_error, config_from_dict, load_config
 from circuitgnn.errors import ConfigError
 
 DEFAULT_MANIFEST = Path(__file__).resolve().parent.parent / "configs" / "reproduce.yaml"
@@ -99,7 +99,7 @@ def load_manifest(path: str | Path = DEFAULT_MANIFEST) -> Manifest:
     except yaml.YAMLError as err:
         raise ConfigError(f"manifest {path} is not valid YAML: {err}") from None
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(err, str(path))) from None
+        raise ConfigError(format_validation_error(err, str(path))) from None
     ids = [e.id for e in manifest.experiments]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"manifest {path}: experiment ids must be unique, got {ids}")

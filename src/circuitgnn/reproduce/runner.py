@@ -26,7 +26,7 @@ from circuitgnn.device import pick_device
 from circuitgnn.errors import ConfigError
 from circuitgnn.reproduce.manifest import Experiment, experiment_config
 from circuitgnn.reproduce.resources import measure, read_resources
-from circuitgnn.train.trainer import CHECKPOINT, RUN_INFO
+from circuitgnn.train.run_folder import CHECKPOINT, RUN_INFO
 
 METRICS_FILE = "metrics.json"
 FAILURE_FILE = "failure.json"
@@ -122,13 +122,16 @@ def reproduce_experiment(
     ``restart`` deletes the experiment's folder first (dataset, run and metrics). ``full_size``
     ignores the manifest's CPU sizing; by default it does so when training will run on CUDA.
     """
-    from circuitgnn.analyze.evaluate import evaluate_run
+    from circuitgnn.analyze.evaluate import evaluate_run, training_scorer
+    from circuitgnn.data.dataset import Dataset
+    from circuitgnn.report.html import build_report
     from circuitgnn.simulate.run import simulate
     from circuitgnn.train.trainer import Trainer
 
     if full_size is None:
         full_size = pick_device(device).type == "cuda"
     config = experiment_config(exp, full_size)
+    pick_device(device or config.training.device)  # refuses an unavailable device before anything is deleted
     paths = ExperimentPaths(Path(work) / exp.id)
     if restart and paths.root.exists():
         say(f"[{exp.id}] restarting: deleting {paths.root}")
@@ -158,7 +161,10 @@ def reproduce_experiment(
         config.training.max_minutes = left
         # Without a checkpoint, whatever a killed first attempt left in the run folder is worthless.
         with measure(paths.root, "train", budget_minutes=budget):
-            Trainer(config, paths.data, paths.run, resume=resume, overwrite=not resume, progress=progress).fit()
+            dataset = Dataset(paths.data)
+            trainer = Trainer(config, dataset, paths.run, resume=resume, overwrite=not resume, progress=progress,
+                              scorer=training_scorer(dataset, config))
+            trainer.fit()
     else:
         say(f"[{exp.id}] training done for a {budget:g}-minute budget")
 
@@ -166,6 +172,7 @@ def reproduce_experiment(
         say(f"[{exp.id}] evaluating")
         with measure(paths.root, "evaluate"):
             evaluate_run(paths.run)
+        build_report(paths.run, reference=exp.paper.model_dump(), reference_name=f"paper ({exp.figure})")
     return paths
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from circuitgnn.report.simulation_figure import pyplot, save_figure
+from circuitgnn.simulate.figure import pyplot, save_figure
 
 AXES = {
     "frames": ("frames in the training set", lambda r: r["frames"], "{:,.0f} frames"),

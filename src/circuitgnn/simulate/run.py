@@ -146,7 +146,7 @@ def simulate(
             "device": str(dev),
         }
         if figure:
-            from circuitgnn.report.simulation_figure import plot_simulation
+            from circuitgnn.simulate.figure import plot_simulation
 
             plot_simulation(writer.tmp, net.connectivity, net.types, writer.file("simulation.png"))
         summary["total_seconds"] = time.perf_counter() - t0

@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from circuitgnn.model.gnn import CircuitGNN
+from circuitgnn.model.gnn import GNN
 
 
 def prediction_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -21,7 +21,7 @@ def prediction_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.mean((pred - target) ** 2)
 
 
-def phi_zero_penalty(model: CircuitGNN) -> torch.Tensor:
+def phi_zero_penalty(model: GNN) -> torch.Tensor:
     """alpha term: mean_i phi*(0, a_i)^2, a steady state at zero activity."""
     zeros = torch.zeros(model.n, device=model.a.device)
     return torch.mean(model.phi_of(zeros, model.a) ** 2)
@@ -40,13 +40,13 @@ def violation(diff: torch.Tensor, norm: bool = False) -> torch.Tensor:
     return torch.mean(r**2)
 
 
-def phi_decreasing_penalty(model: CircuitGNN, x: torch.Tensor, delta: float, norm: bool = False) -> torch.Tensor:
+def phi_decreasing_penalty(model: GNN, x: torch.Tensor, delta: float, norm: bool = False) -> torch.Tensor:
     """beta term: ReLU(phi*(x + delta) - phi*(x)) at the batch's activity x (B, N), by :func:`violation`."""
     x = x.detach()
     return violation(model.phi_of(x + delta, model.a) - model.phi_of(x, model.a), norm)
 
 
-def psi_monotone_penalty(model: CircuitGNN, x: torch.Tensor, delta: float, norm: bool = False) -> torch.Tensor:
+def psi_monotone_penalty(model: GNN, x: torch.Tensor, delta: float, norm: bool = False) -> torch.Tensor:
     """gamma term: ReLU(psi*(x) - psi*(x + delta)) at the batch's activity, by :func:`violation`: psi* increasing.
 
     For the pair form it is evaluated on the pairs (a_j, a_j), as in the paper's code.
@@ -55,7 +55,7 @@ def psi_monotone_penalty(model: CircuitGNN, x: torch.Tensor, delta: float, norm:
     return violation(model.psi_of_own_type(x) - model.psi_of_own_type(x + delta), norm)
 
 
-def w_l1_penalty(model: CircuitGNN) -> torch.Tensor:
+def w_l1_penalty(model: GNN) -> torch.Tensor:
     """zeta term: sum_ij |W_ij| (the diagonal is zero); for a low-rank W = L R, sum |L| + sum |R|."""
     if model.cfg.low_rank is not None:
         return model.L.abs().sum() + model.R.abs().sum()
@@ -63,7 +63,7 @@ def w_l1_penalty(model: CircuitGNN) -> torch.Tensor:
 
 
 def total_loss(
-    model: CircuitGNN,
+    model: GNN,
     x: torch.Tensor,
     target: torch.Tensor,
     coefficients: dict[str, float],
@@ -71,8 +71,9 @@ def total_loss(
     omega: torch.Tensor | None = None,
     extra: torch.Tensor | None = None,
     monotone_norm: bool = False,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """Loss and its terms (as floats, unweighted) for a batch; terms with a zero coefficient are skipped.
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Loss and its terms (unweighted, detached 0-d tensors on the model's device, so that reading them is the
+    caller's choice of when to wait for the device) for a batch; terms with a zero coefficient are skipped.
 
     ``monotone_norm`` measures the two monotonicity terms by their root mean square (see :func:`violation`).
     """
@@ -90,4 +91,4 @@ def total_loss(
     for name, value in terms.items():
         if name != "prediction":
             loss = loss + coefficients[name] * value
-    return loss, {name: float(v.detach()) for name, v in terms.items()}
+    return loss, {name: v.detach() for name, v in terms.items()}

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 import torch
 
-from circuitgnn.model.gnn import CircuitGNN
+from circuitgnn.model.gnn import GNN
 
 
 def _constrained_rows(h: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -70,7 +70,7 @@ def constrained_solve(g: torch.Tensor, b: torch.Tensor, ridge: float = 1e-6) -> 
 
 @torch.no_grad()
 def solve_connectivity(
-    model: CircuitGNN,
+    model: GNN,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     ridge: float = 1e-6,
 ) -> torch.Tensor:

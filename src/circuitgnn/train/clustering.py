@@ -10,7 +10,7 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.metrics import silhouette_score
 
-from circuitgnn.model.gnn import CircuitGNN
+from circuitgnn.model.gnn import GNN
 
 _SILHOUETTE_SAMPLE = 2000  # neurons used to score each K (silhouette is quadratic in the sample)
 
@@ -85,7 +85,7 @@ def kmeans_silhouette(features: np.ndarray, max_k: int, seed: int) -> Clustering
 
 
 @torch.no_grad()
-def phi_profiles(model: CircuitGNN, half_range: float, n_points: int = 200) -> tuple[np.ndarray, np.ndarray]:
+def phi_profiles(model: GNN, half_range: float, n_points: int = 200) -> tuple[np.ndarray, np.ndarray]:
     """phi*(r, a_i) on r in [-half_range, half_range] for every neuron: (grid (P,), profiles (N, P))."""
     r = torch.linspace(-half_range, half_range, n_points, device=model.a.device)
     prof = model.phi_of(r[:, None].expand(n_points, model.n), model.a).T
@@ -98,7 +98,7 @@ def meet(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     return labels.reshape(-1).astype(np.int64)
 
 
-def cluster_neurons(model: CircuitGNN, features: str, max_k: int, half_range: float, seed: int) -> Clustering:
+def cluster_neurons(model: GNN, features: str, max_k: int, half_range: float, seed: int) -> Clustering:
     """Cluster neurons by their learned phi* profiles (reduced by PCA), by their embeddings, or by both.
 
     ``both`` keeps two neurons together only when both clusterings do (:func:`meet`; its K can

@@ -1,0 +1,163 @@
+"""Settings of the simulate layer: network size, time, integrator, noise, connectivity, neuron types, stimulus."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from circuitgnn.config.base import StrictModel
+
+
+ScalarOrList = float | list[float]
+
+class ConnectivityConfig(StrictModel):
+    """How the ground-truth connectivity matrix W is generated."""
+
+    kind: Literal["cauchy", "gaussian", "file"] = Field(
+        "cauchy", description="cauchy: truncated Cauchy (paper); gaussian: N(0, scale^2); file: a user .npy matrix"
+    )
+    truncation: float = Field(25.0, gt=0, description="Cauchy samples with |s| above this are set to 0 (paper: 25)")
+    scale: float | None = Field(
+        None, gt=0, description="multiplier of the samples; null = paper's N-dependent N^-p (cauchy) or 1/sqrt(N) (gaussian)"
+    )
+    filling_factor: float = Field(
+        1.0, gt=0, le=1, description="fraction of entries kept, each independently (1 = dense; paper sparse: 0.05 to 0.5)"
+    )
+    dale_excitatory_fraction: float | None = Field(
+        None, ge=0, le=1, description="Dale's law: this fraction of senders (first columns) excitatory, the rest inhibitory; null = off"
+    )
+    path: Path | None = Field(None, description="kind=file: path of an (N, N) .npy matrix, W[i, j] = weight from j to i")
+
+    @model_validator(mode="after")
+    def _file_needs_path(self) -> ConnectivityConfig:
+        if self.kind == "file" and self.path is None:
+            raise ValueError("connectivity.kind is 'file' but connectivity.path is not set")
+        return self
+
+class NeuronConfig(StrictModel):
+    """Neuron types, their parameters and the form of the signal they send.
+
+    The drift of neuron i of type k is
+    ``dx_i/dt = -decay_k x_i + bias_k + self_coupling_k tanh(x_i) + gain_k * Omega_i(t) * sum_j W_ij psi_ij + e_i(t)``
+    with ``psi_ij`` set by ``signal``.
+    """
+
+    n_types: int = Field(4, ge=1, description="number of neuron types K")
+    signal: Literal["tanh", "sender", "pair"] = Field(
+        "tanh",
+        description="tanh: psi = tanh(x_j) (paper 2.3); sender: tanh((x_j - h_j)/w_j) (2.4); "
+        "pair: tanh((x_j - h_j)/w_i) - theta_j x_j (2.5)",
+    )
+    type_layout: Literal["contiguous", "shuffled"] = Field(
+        "contiguous", description="contiguous index blocks per type (paper) or a seeded random permutation of them"
+    )
+    type_fractions: list[float] | None = Field(
+        None, description="fraction of neurons of each type (sums to 1); null = equal blocks, remainder to the last type"
+    )
+    gain: ScalarOrList = Field(10.0, description="g_k, gain of the summed synaptic input (paper: 10)")
+    self_coupling: ScalarOrList = Field(1.0, description="s_k, weight of tanh(x_i) in the update (paper Fig. 2: [1, 2, 1, 2])")
+    decay: ScalarOrList = Field(1.0, description="c_k = 1/tau_k, linear decay rate of the update (paper Fig. 2: [1, 1, 2, 2])")
+    bias: ScalarOrList = Field(0.0, description="b_k, constant drive of the update")
+    width: ScalarOrList = Field(1.0, description="w_k, width of the transfer function tanh((x - h)/w) (gamma in the paper)")
+    threshold: ScalarOrList = Field(0.0, description="h_k, threshold of the transfer function")
+    leak: ScalarOrList | None = Field(
+        None, description="theta_k, linear leak of the pair form's transfer; null = ln(width_k)/50 as in the paper"
+    )
+
+    _per_type = ("gain", "self_coupling", "decay", "bias", "width", "threshold", "leak")
+
+    @model_validator(mode="after")
+    def _tables_match_types(self) -> NeuronConfig:
+        k = self.n_types
+        for name in self._per_type:
+            value = getattr(self, name)
+            if isinstance(value, list) and len(value) != k:
+                raise ValueError(
+                    f"neurons.{name} has {len(value)} values but n_types is {k}: give one value per type or a single number"
+                )
+        widths = self.table("width")
+        if any(w <= 0 for w in widths):
+            raise ValueError(f"neurons.width must be > 0 for every type, got {widths}")
+        if self.type_fractions is not None:
+            fr = self.type_fractions
+            if len(fr) != k:
+                raise ValueError(f"neurons.type_fractions has {len(fr)} values but n_types is {k}")
+            if any(f < 0 for f in fr) or not math.isclose(sum(fr), 1.0, abs_tol=1e-6):
+                raise ValueError(f"neurons.type_fractions must be >= 0 and sum to 1, got {fr} (sum {sum(fr):.6g})")
+        return self
+
+    def table(self, name: str) -> list[float]:
+        """One value per type for a per-type parameter (scalars broadcast; leak defaults to ln(w)/50)."""
+        value = getattr(self, name)
+        if name == "leak" and value is None:
+            return [math.log(w) / 50.0 for w in self.table("width")]
+        if isinstance(value, list):
+            return [float(v) for v in value]
+        return [float(value)] * self.n_types
+
+class StimulusConfig(StrictModel):
+    """External input: a field Omega_i(t) over a 2-D grid of the first neurons (paper 2.6)."""
+
+    mode: Literal["none", "multiplicative", "additive"] = Field(
+        "none", description="none; multiplicative: Omega_i(t) scales the summed input (Fig. 3); additive: e_i(t) is added"
+    )
+    source: Literal["image_pan", "drifting_grating", "moving_blobs", "file", "oscillation"] = Field(
+        "image_pan",
+        description="image_pan: a photograph panned and zoomed; drifting_grating; moving_blobs; "
+        "file: a user movie (.npy or .tif); oscillation: A_i cos(2 pi f t) per driven neuron (no grid)",
+    )
+    grid_size: int = Field(32, ge=1, description="the first grid_size^2 neurons sit on a grid_size x grid_size layout and are driven")
+    n_movie_frames: int = Field(256, ge=1, description="number of distinct movie frames spread over the saved frames")
+    value_range: tuple[float, float] = Field((0.5, 1.5), description="movie values are rescaled to this range (paper: 0.5 to 1.5)")
+    normalize: bool = Field(True, description="rescale the movie (also a user movie) to value_range")
+    path: Path | None = Field(None, description="source=file: movie of shape (frames, grid_size, grid_size), .npy or multi-page .tif")
+    burn_in_value: float = Field(0.0, description="Omega of every neuron during burn-in (paper: 0, i.e. no coupling)")
+    frequency: float = Field(0.5, gt=0, description="source=oscillation: frequency f in cycles per time unit")
+    amplitude: float = Field(1.0, ge=0, description="source=oscillation: A_i drawn uniformly in [-amplitude, amplitude]")
+
+    @model_validator(mode="after")
+    def _check(self) -> StimulusConfig:
+        lo, hi = self.value_range
+        if not lo < hi:
+            raise ValueError(f"stimulus.value_range must be (low, high) with low < high, got {self.value_range}")
+        if self.mode == "multiplicative" and self.source == "oscillation":
+            raise ValueError("stimulus.source 'oscillation' is an additive input: set stimulus.mode to 'additive'")
+        if self.mode != "none" and self.source == "file" and self.path is None:
+            raise ValueError("stimulus.source is 'file' but stimulus.path is not set")
+        return self
+
+    @property
+    def n_driven(self) -> int:
+        """Number of neurons that receive the stimulus (the first ``grid_size**2``)."""
+        return self.grid_size**2 if self.mode != "none" else 0
+
+class SimulationConfig(StrictModel):
+    """The ground-truth simulation: network size, time, integrator, noise, seed."""
+
+    n_neurons: int = Field(1000, ge=2, description="number of neurons N")
+    n_frames: int = Field(100_000, ge=1, description="number of saved frames T (after burn-in)")
+    burn_in: int = Field(1000, ge=0, description="integration steps run before the first saved frame, not saved")
+    dt: float = Field(0.01, gt=0, description="integration time step")
+    integrator: Literal["euler", "rk4"] = Field("euler", description="euler (paper) or rk4")
+    noise_std: float = Field(0.0, ge=0, description="per-step std of the additive process noise, not scaled by dt (paper's sigma)")
+    init_std: float = Field(5.0, ge=0, description="initial state x_i(0) ~ N(0, init_std^2)")
+    seed: int = Field(42, description="seed of every random draw of the simulation")
+    connectivity: ConnectivityConfig = Field(default_factory=ConnectivityConfig, description="connectivity generator")
+    neurons: NeuronConfig = Field(default_factory=NeuronConfig, description="neuron types and signal form")
+    stimulus: StimulusConfig = Field(default_factory=StimulusConfig, description="external input")
+
+    @model_validator(mode="after")
+    def _sizes(self) -> SimulationConfig:
+        if self.neurons.n_types > self.n_neurons:
+            raise ValueError(
+                f"neurons.n_types ({self.neurons.n_types}) is larger than n_neurons ({self.n_neurons}): every type needs a neuron"
+            )
+        if self.stimulus.n_driven > self.n_neurons:
+            raise ValueError(
+                f"stimulus.grid_size {self.stimulus.grid_size} drives {self.stimulus.n_driven} neurons "
+                f"but n_neurons is {self.n_neurons}"
+            )
+        return self

@@ -1,0 +1,122 @@
+"""Settings of the train layer: optimisation, regularisers, clustering, checkpoints, and the extensions beyond the paper."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from circuitgnn.config.base import StrictModel
+
+
+class Coefficient(StrictModel):
+    """A regulariser coefficient active from ``from_epoch`` (included) until ``until_epoch`` (excluded)."""
+
+    value: float = Field(0.0, ge=0, description="the coefficient while active")
+    from_epoch: int = Field(0, ge=0, description="first epoch where it is active")
+    until_epoch: int | None = Field(None, ge=0, description="first epoch where it is no longer active; null = never stops")
+
+    def at(self, epoch: int) -> float:
+        active = epoch >= self.from_epoch and (self.until_epoch is None or epoch < self.until_epoch)
+        return self.value if active else 0.0
+
+def _coefficient(value: Any) -> Any:
+    return {"value": value} if isinstance(value, int | float) else value
+
+class RegularizationConfig(StrictModel):
+    """Loss terms besides the prediction error (spec 4.3); each a number or {value, from_epoch, until_epoch}."""
+
+    phi_zero: Coefficient = Field(Coefficient(value=1.0), description="alpha: mean phi*(0, a_i)^2, a steady state at zero")
+    phi_decreasing: Coefficient = Field(Coefficient(), description="beta: mean ReLU(phi*(x + d) - phi*(x))^2 (see extensions.monotone_norm), phi* decreasing in x")
+    psi_monotone: Coefficient = Field(
+        Coefficient(), description="gamma: mean ReLU(psi*(x) - psi*(x + d))^2 (see extensions.monotone_norm), psi* increasing (fixes the sign of W)"
+    )
+    w_l1: Coefficient = Field(Coefficient(), description="zeta: sum |W_ij|, sparsity of W")
+    w_shrink: Coefficient = Field(
+        Coefficient(),
+        description="proximal L1 for a dense W: after each step every W_ij moves toward 0 by this x lr_w, stopping at 0 "
+        "(in units of an Adam step: about 0.5 holds at exactly 0 the weights whose gradient has no steady sign)",
+    )
+    delta_fraction: float = Field(1 / 150, gt=0, description="d = delta_fraction * xnorm, the step of the two monotonicity terms")
+    _coerce = field_validator("phi_zero", "phi_decreasing", "psi_monotone", "w_l1", "w_shrink", mode="before")(_coefficient)
+
+
+class ClusteringConfig(StrictModel):
+    """Periodic unsupervised type clustering (spec 4.5), never reading true labels."""
+
+    enabled: bool = Field(True, description="cluster the neurons during training and share embeddings within clusters")
+    every_epochs: int = Field(4, ge=1, description="cluster at the end of every this many epochs (not after the last ones)")
+    features: Literal["phi", "embedding", "both"] = Field(
+        "phi", description="cluster the learned phi* profiles, the embeddings, or both (neurons stay together only when both agree)"
+    )
+    max_types: int = Field(10, ge=2, description="K-means tries K = 2 .. max_types and keeps the best silhouette")
+    refit_steps: int = Field(20, ge=0, description="Adam steps refitting phi* to the cluster-median profiles")
+    freeze_epochs: int = Field(1, ge=0, description="epochs after clustering where psi* and the embeddings are frozen")
+    profile_range: float = Field(5.0, gt=0, description="phi* profiles for clustering are sampled on [-r, r] (activity units; paper: 5)")
+
+
+class WSolveConfig(StrictModel):
+    """Periodic exact least-squares W given phi* and psi* (circuitgnn.train.wsolve)."""
+
+    every_epochs: int = Field(1, ge=1, description="solve at the end of every this many epochs (the last one included)")
+    frames: int = Field(10000, ge=1, description="evenly spaced training frames the solve uses (all of them if fewer)")
+    ridge: float = Field(1e-6, ge=0, description="added to the Gram matrix's diagonal, relative to its mean eigenvalue")
+    adam_on_w: bool = Field(
+        True, description="W also takes Adam steps between solves; false: W changes only by solves, from the first one on"
+    )
+
+
+class ExtensionsConfig(StrictModel):
+    """Settings beyond the paper's method, added to reach its harder experiments (docs/training.md, "Extensions").
+
+    Each was added after a measured failure of the paper's recipe on one experiment; all but
+    ``w_shrink_keep_norm`` are off by default, so the paper's method is what runs unless a config asks.
+    """
+
+    monotone_norm: bool = Field(
+        False,
+        description="measure the two monotonicity terms (regularization.phi_decreasing, psi_monotone) by the root mean "
+        "square of their violations (the paper code's un-squared norm) instead of the mean square: the gradient does not "
+        "fade as a violation shrinks (Supp. 13: without it psi* ended decreasing and W's sign flipped)",
+    )
+    w_shrink_keep_norm: bool = Field(
+        True,
+        description="regularization.w_shrink: rescale W after each shrink to its norm before it. The data fix the scale of W only jointly with "
+        "psi* (W psi* = (cW)(psi*/c)), so a shrink alone drifts W down and psi* up, and the loss rises while psi* follows",
+    )
+    stop_clustering_at_ari: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="stop clustering once a clustering agrees with the one before at least this well (adjusted Rand "
+        "index, 1 = the same partition); that one and all later epochs train psi* and the embeddings unfrozen. "
+        "null = cluster on schedule to the end (the paper's code freezes psi* for an epoch each time)",
+    )
+    w_solve: WSolveConfig | None = Field(
+        None,
+        description="replace W, every few epochs, by the exact least-squares W given phi* and psi* (noise-free data "
+        "leave W's Gram matrix ill-conditioned, and Adam slow on it); needs a dense, unmasked W, a sender-only psi*, "
+        "no external input and no W sparsity penalty. null = off (the paper trains W by gradient steps only)",
+    )
+
+
+class TrainingConfig(StrictModel):
+    """Optimisation: batches of random frames, Adam with per-group learning rates, schedules, checkpoints."""
+
+    seed: int = Field(16, description="seed of initialisation, frame sampling and clustering")
+    batch_size: int = Field(8, ge=1, description="frames per iteration")
+    n_epochs: int = Field(10, ge=1, description="number of epochs")
+    iterations_per_epoch: int | None = Field(None, ge=1, description="null = n_frames // batch_size (one pass over the frames)")
+    lr_w: float = Field(1e-3, gt=0, description="Adam learning rate of W")
+    lr_mlp: float = Field(5e-4, gt=0, description="Adam learning rate of phi* and psi*")
+    lr_embedding: float = Field(7.5e-4, gt=0, description="Adam learning rate of the embeddings")
+    lr_input: float = Field(1e-5, gt=0, description="Adam learning rate of the learned external input (its own optimiser)")
+    regularization: RegularizationConfig = Field(default_factory=RegularizationConfig, description="regularisers")
+    clustering: ClusteringConfig = Field(default_factory=ClusteringConfig, description="type clustering")
+    extensions: ExtensionsConfig = Field(
+        default_factory=ExtensionsConfig, description="settings beyond the paper's method, for its harder experiments"
+    )
+    log_every: int = Field(500, ge=1, description="iterations between log lines (and W R^2 when ground truth exists)")
+    checkpoint_every: int = Field(5000, ge=1, description="iterations between checkpoints")
+    max_minutes: float | None = Field(None, gt=0, description="stop (with a checkpoint) after this much wall time")
+    device: str = Field("auto", description="auto (CUDA when available), cpu, cuda, cuda:1 ...")

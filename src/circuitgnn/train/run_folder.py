@@ -1,0 +1,175 @@
+"""A run folder: what training writes and analysis reads, and the checks made before resuming.
+
+A run folder holds::
+
+    config.yaml            the resolved config
+    run.json               data source, xnorm, status (running / stopped / interrupted / finished), environment
+    log.jsonl              one line per log interval: iteration, epoch, loss terms, learning rates, time,
+                           and whatever the caller's scorer adds (W R^2 ... when ground truth exists)
+    checkpoint.pt          the latest checkpoint (model, optimiser, random state, counters), written atomically
+
+This module sits below both the training loop and the analysis, which read runs through :func:`load_run`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from circuitgnn.config import ExperimentConfig, config_from_dict, dump_config
+from circuitgnn.data.dataset import Dataset
+from circuitgnn.data.writer import write_json_atomic, write_text_atomic
+from circuitgnn.device import pick_device
+from circuitgnn.errors import CircuitGNNError, DatasetError
+from circuitgnn.model.gnn import GNN
+from circuitgnn.model.siren import make_input_model
+
+CHECKPOINT = "checkpoint.pt"
+LOG = "log.jsonl"
+RUN_INFO = "run.json"
+CONFIG = "config.yaml"
+
+
+class ResumeError(CircuitGNNError):
+    """A checkpoint cannot be resumed with this config or data."""
+
+
+class RunExistsError(CircuitGNNError, FileExistsError):
+    """The run folder already holds a run and neither resume nor overwrite was asked for."""
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary name, then rename it into place."""
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class RunFolder:
+    """The files of one training run; nothing is written or deleted until :meth:`start`."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / CHECKPOINT
+
+    def check(self, resume: bool, overwrite: bool) -> None:
+        """Refuse, before any side effect, a resume without a checkpoint or a run that would be overwritten silently."""
+        if resume:
+            if not self.checkpoint.is_file():
+                raise ResumeError(f"--resume: no checkpoint in {self.path} ({CHECKPOINT} is missing)")
+        elif self.path.exists() and not self.path.is_dir():
+            raise RunExistsError(f"{self.path} exists and is not a folder")
+        elif self.path.is_dir() and any(self.path.iterdir()) and not overwrite:
+            raise RunExistsError(f"{self.path} already holds a run: pass --resume to continue it or --overwrite to replace it")
+
+    def start(self, config: ExperimentConfig, resume: bool, at_iteration: int) -> None:
+        """Create the folder (replacing an old run when not resuming) and write the config, or trim the log on resume."""
+        if resume:
+            self.truncate_log(at_iteration)
+            return
+        if self.path.is_dir():
+            shutil.rmtree(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.path / CONFIG, dump_config(config))
+
+    def write_info(self, info: dict[str, Any]) -> None:
+        write_json_atomic(self.path / RUN_INFO, info)
+
+    def append_log(self, line: dict[str, Any]) -> None:
+        with (self.path / LOG).open("a") as f:
+            f.write(json.dumps(line) + "\n")
+
+    def truncate_log(self, iteration: int) -> None:
+        """Drop log lines written after the checkpoint (that work is redone on resume)."""
+        keep = [line for line in read_log(self.path) if line["iteration"] <= iteration]
+        write_text_atomic(self.path / LOG, "".join(json.dumps(line) + "\n" for line in keep))
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        save_atomic(state, self.checkpoint)
+
+    def load_checkpoint(self) -> dict[str, Any]:
+        try:
+            # Loaded on the CPU: load_state_dict moves model and optimizer tensors to their parameters'
+            # device, and a sampler (a CPU generator) needs its state as a CPU ByteTensor.
+            return torch.load(self.checkpoint, map_location="cpu", weights_only=False)
+        except Exception as err:  # a truncated or foreign file
+            raise ResumeError(f"{self.checkpoint} is not a readable circuitgnn checkpoint ({err})") from None
+
+
+def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The log lines of a run folder; a last line cut short (a kill or a full disk mid-write) is dropped."""
+    path = Path(run_dir) / LOG
+    if not path.is_file():
+        return []
+    lines = [line for line in path.read_text().splitlines() if line]
+    out = []
+    for k, line in enumerate(lines):
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            if k < len(lines) - 1:
+                raise ResumeError(f"{path}: line {k + 1} is not valid JSON") from None
+    return out
+
+
+@dataclass
+class TrainedRun:
+    """A trained model with its config, activity scale and log; ``path`` is its run folder (None when trained without one)."""
+
+    path: Path | None
+    config: ExperimentConfig
+    model: GNN
+    xnorm: float
+    log: list[dict[str, Any]]
+    input_model: torch.nn.Module | None = None  # the learned external input, when the config has one
+    data: dict[str, Any] = field(default_factory=dict)  # what the model was fitted on: n_neurons, n_frames, dt, grid_size ...
+
+
+def load_run(path: str | Path, device: str | None = "cpu") -> TrainedRun:
+    """Load a run folder's config and latest checkpoint."""
+    folder = RunFolder(path)
+    if not folder.checkpoint.is_file():
+        raise ResumeError(f"{folder.path} has no checkpoint ({CHECKPOINT}): train first, or check the path")
+    dev = pick_device(device)
+    state = folder.load_checkpoint()
+    config = config_from_dict(state["config"], source=str(folder.checkpoint))
+    data = state["dataset"]
+    mask = None
+    if config.model.connectivity_mask is not None:
+        mask = np.load(config.model.connectivity_mask)
+    model = GNN(config.model, data["n_neurons"], mask=mask)
+    model.load_state_dict(state["model"])
+    model.to(dev).eval()
+    input_model = None
+    if state.get("input_model") is not None:
+        grid = data["grid_size"] if "grid_size" in data else int(Dataset(data["path"]).neurons["grid_size"])  # older checkpoints
+        input_model = make_input_model(config.model, data["n_frames"], data["n_neurons"], grid, None)
+        assert input_model is not None
+        input_model.load_state_dict(state["input_model"])
+        input_model.to(dev).eval()
+    return TrainedRun(folder.path, config, model, float(state["xnorm"]), read_log(folder.path), input_model, dict(data))
+
+
+def run_dataset(run: TrainedRun) -> Dataset:
+    """The dataset folder a run was trained on, with a clear error when it has moved or gone."""
+    info_path = run.path / RUN_INFO
+    if not info_path.is_file():
+        raise DatasetError(f"{run.path} has no {RUN_INFO}: not a finished or started training run")
+    path = Path(json.loads(info_path.read_text())["dataset"])
+    if not (path / "meta.json").is_file():
+        raise DatasetError(f"the run's data {path} is not a dataset folder: it was moved or deleted, or the run was fitted on arrays")
+    return Dataset(path)
