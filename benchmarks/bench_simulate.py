@@ -80,8 +80,11 @@ def main() -> None:
         for n in args.sizes:
             r = run_one(n, args.frames, workdir)
             r["frames_per_s"] = r["n_frames"] / r["wall_s"]
-            print(f"{n:>6} {r['n_frames']:>8} {r['wall_s']:>8.1f} {r['integration_s']:>9.1f} {r['steps_per_s']:>9.0f} "
-                  f"{r['frames_per_s']:>9.0f} {r['peak_rss_mb']:>8.0f} {r['bytes_written'] / 1e9:>10.2f}", flush=True)
+            print(
+                f"{n:>6} {r['n_frames']:>8} {r['wall_s']:>8.1f} {r['integration_s']:>9.1f} {r['steps_per_s']:>9.0f} "
+                f"{r['frames_per_s']:>9.0f} {r['peak_rss_mb']:>8.0f} {r['bytes_written'] / 1e9:>10.2f}",
+                flush=True,
+            )
             if args.record:
                 args.record.parent.mkdir(parents=True, exist_ok=True)
                 with args.record.open("a") as f:

@@ -75,8 +75,14 @@ def main() -> None:
         loss.backward()
         opt.step()
     if args.record:
-        record = {"benchmark": "siren_fit", "lr": args.lr, "batch_frames": args.batch_frames, "threads": args.threads,
-                  "curve": curve, "environment": environment()}
+        record = {
+            "benchmark": "siren_fit",
+            "lr": args.lr,
+            "batch_frames": args.batch_frames,
+            "threads": args.threads,
+            "curve": curve,
+            "environment": environment(),
+        }
         with open(args.record, "a") as f:
             f.write(json.dumps(record) + "\n")
 

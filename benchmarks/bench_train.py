@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -97,7 +98,7 @@ def step_costs(dataset_path: Path, batch: int, repeats: int, edge_repeats: int) 
     return {"dense_step_ms": 1e3 * dense, "edge_step_ms": 1e3 * edge, "ratio": edge / dense, "max_abs_difference": err}
 
 
-def loop_step_ms(dataset_path: Path, run_dir: Path, short: int = 200, long: int = 1200, repeats: int = 3) -> dict[str, float]:
+def loop_step_ms(dataset_path: Path, run_dir: Path, short: int = 200, long: int = 1200, repeats: int = 5) -> dict[str, float]:
     """Milliseconds per iteration of ``Trainer.fit``: (time for ``long`` - time for ``short``) / (long - short)."""
     cfg = load_config(CONFIG)
     cfg.training.log_every = cfg.training.checkpoint_every = 10**9
@@ -140,12 +141,15 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if not (args.data / "meta.json").is_file():
         simulate(load_config(CONFIG), args.data)
-    results: dict = {"benchmark": "train_fig2", "threads": torch.get_num_threads(), "environment": environment()}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    results: dict = {"benchmark": "train_fig2", "commit": commit, "threads": torch.get_num_threads(), "environment": environment()}
     if not args.skip_edge:
         costs = step_costs(args.data, args.batch, repeats=200, edge_repeats=2)
         results["step"] = costs
-        print(f"one step, batch {args.batch}, N = 1000: dense {costs['dense_step_ms']:.1f} ms, per-edge "
-              f"{costs['edge_step_ms']:.0f} ms, ratio {costs['ratio']:.0f}x (outputs agree to {costs['max_abs_difference']:.1e})")
+        print(
+            f"one step, batch {args.batch}, N = 1000: dense {costs['dense_step_ms']:.1f} ms, per-edge "
+            f"{costs['edge_step_ms']:.0f} ms, ratio {costs['ratio']:.0f}x (outputs agree to {costs['max_abs_difference']:.1e})"
+        )
     if args.loop:
         loop = loop_step_ms(args.data, args.run)
         results["loop"] = loop
@@ -154,9 +158,11 @@ def main() -> None:
         log = recovery_curve(args.data, args.run, args.minutes, args.log_every)
         print(f"{'iteration':>9} {'train s':>8} {'W R2':>7} {'slope':>6} {'raw R2':>7} {'raw slope':>9} {'types':>6} {'K':>3}")
         for line in log:
-            print(f"{line['iteration']:>9} {line['train_seconds']:>8.0f} {line['W_r2']:>7.4f} {line['W_slope']:>6.3f} "
-                  f"{line['W_r2_raw']:>7.4f} {line['W_slope_raw']:>9.3f} {line.get('type_accuracy', float('nan')):>6.3f} "
-                  f"{line.get('n_clusters', 0):>3}")
+            print(
+                f"{line['iteration']:>9} {line['train_seconds']:>8.0f} {line['W_r2']:>7.4f} {line['W_slope']:>6.3f} "
+                f"{line['W_r2_raw']:>7.4f} {line['W_slope_raw']:>9.3f} {line.get('type_accuracy', float('nan')):>6.3f} "
+                f"{line.get('n_clusters', 0):>3}"
+            )
         results["curve"] = log
     if args.record:
         args.record.parent.mkdir(parents=True, exist_ok=True)

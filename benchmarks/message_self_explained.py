@@ -55,7 +55,7 @@ def main() -> None:
     print(f"{'dataset':60s} {'median R^2':>10s} {'10th pct':>9s} {'90th pct':>9s}")
     for path in args.datasets:
         r2 = self_explained_r2(path, args.frames, args.every)
-        print(f"{str(path):60s} {np.median(r2):10.3f} {np.percentile(r2, 10):9.3f} {np.percentile(r2, 90):9.3f}")
+        print(f"{path!s:60s} {np.median(r2):10.3f} {np.percentile(r2, 10):9.3f} {np.percentile(r2, 90):9.3f}")
 
 
 if __name__ == "__main__":

@@ -20,11 +20,10 @@ import time
 import numpy as np
 import torch
 
-from circuitgnn.train.run_folder import run_dataset
 from circuitgnn.analyze.metrics import connectivity_score, linear_fit
 from circuitgnn.data.dataset import evenly_spaced_frames
 from circuitgnn.simulate.replay import true_circuit
-from circuitgnn.train.run_folder import load_run
+from circuitgnn.train.run_folder import load_run, run_dataset
 from circuitgnn.train.wsolve import constrained_solve, gram_sums
 
 CHUNK = 1000
@@ -72,7 +71,9 @@ def report(run_dir: str, n_frames: int) -> None:
     seconds = gram_seconds + time.perf_counter() - start
     solved = connectivity_score(solved_model, truth.connectivity, gains, run.xnorm).corrected
     print(f"  the run's W: R^2 {own.r2:.4f}, slope {own.slope:.3f} (corrected)")
-    print(f"  least-squares W given the run's phi*, psi*: R^2 {solved.r2:.4f}, slope {solved.slope:.3f} (corrected), solved in {seconds:.1f} s")
+    print(
+        f"  least-squares W given the run's phi*, psi*: R^2 {solved.r2:.4f}, slope {solved.slope:.3f} (corrected), solved in {seconds:.1f} s"
+    )
 
 
 def main() -> None:

@@ -11,7 +11,12 @@ from circuitgnn.config import ExperimentConfig, config_from_dict
 
 def tiny_config(**sim: Any) -> ExperimentConfig:
     """A small experiment; keyword arguments override the `simulation` section (nested dicts allowed)."""
-    base: dict[str, Any] = {"n_neurons": 40, "n_frames": 300, "burn_in": 50, "neurons": {"n_types": 4, "self_coupling": [1, 2, 1, 2], "decay": [1, 1, 2, 2]}}
+    base: dict[str, Any] = {
+        "n_neurons": 40,
+        "n_frames": 300,
+        "burn_in": 50,
+        "neurons": {"n_types": 4, "self_coupling": [1, 2, 1, 2], "decay": [1, 1, 2, 2]},
+    }
     for key, value in sim.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
             base[key] = {**base[key], **value}

@@ -13,9 +13,17 @@ CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if p.name != "rep
 def test_every_shipped_config_validates():
     names = {p.stem for p in CONFIGS}
     expected = {
-        "quick", "fig2_baseline", "supp3_fixed_embedding", "supp10_high_noise", "supp11_n8000", "supp12_32types",
-        "supp13_transmitters", "supp14_transmitters_receptors", "fig3_external_inputs",
-        *(f"supp7_frames_{k}k" for k in (10, 20, 30, 40, 50)), *(f"supp8_sparse_{p:02d}" for p in (5, 10, 20, 50)),
+        "quick",
+        "fig2_baseline",
+        "supp3_fixed_embedding",
+        "supp10_high_noise",
+        "supp11_n8000",
+        "supp12_32types",
+        "supp13_transmitters",
+        "supp14_transmitters_receptors",
+        "fig3_external_inputs",
+        *(f"supp7_frames_{k}k" for k in (10, 20, 30, 40, 50)),
+        *(f"supp8_sparse_{p:02d}" for p in (5, 10, 20, 50)),
     }
     assert expected <= names
     for path in CONFIGS:
@@ -43,7 +51,7 @@ def test_paper_configs_follow_the_spec_table():
     assert s32.n_types == 32 and sorted(set(s32.table("decay"))) == [1, 2, 3, 4]
     assert sorted(set(s32.table("self_coupling"))) == list(range(1, 9))
     # each (s, c) pair appears exactly once among the first 16 and the last 16 types
-    assert len({(s, c) for s, c in zip(s32.table("self_coupling"), s32.table("decay"))}) == 32
+    assert len({(s, c) for s, c in zip(s32.table("self_coupling"), s32.table("decay"), strict=True)}) == 32
     assert sim["supp13_transmitters"].neurons.signal == "sender"
     assert sim["supp13_transmitters"].neurons.table("width") == [1, 2, 4, 8]
     assert sim["supp14_transmitters_receptors"].neurons.signal == "pair"
@@ -76,10 +84,18 @@ def _write(tmp_path: Path, text: str) -> Path:
         ("simulation:\n  connectivity:\n    filling_factor: 1.5\n", "simulation.connectivity.filling_factor", "less than or equal to 1"),
         ("simulation:\n  n_neurons: 3\n", "n_types (4) is larger than n_neurons (3)", ""),
         ("simulation:\n  neurons:\n    decay: [1, 2, 3]\n", "neurons.decay has 3 values but n_types is 4", ""),
-        ("simulation:\n  neurons:\n    n_types: 2\n    self_coupling: [1, 2, 1]\n", "neurons.self_coupling has 3 values but n_types is 2", ""),
+        (
+            "simulation:\n  neurons:\n    n_types: 2\n    self_coupling: [1, 2, 1]\n",
+            "neurons.self_coupling has 3 values but n_types is 2",
+            "",
+        ),
         ("simulation:\n  neurons:\n    width: [1, 0, 1, 1]\n", "neurons.width must be > 0", ""),
         ("simulation:\n  neurons:\n    type_fractions: [0.5, 0.5, 0.5, 0]\n", "sum to 1", ""),
-        ("simulation:\n  n_neurons: 100\n  stimulus:\n    mode: multiplicative\n    grid_size: 32\n", "drives 1024 neurons but n_neurons is 100", ""),
+        (
+            "simulation:\n  n_neurons: 100\n  stimulus:\n    mode: multiplicative\n    grid_size: 32\n",
+            "drives 1024 neurons but n_neurons is 100",
+            "",
+        ),
         ("simulation:\n  stimulus:\n    mode: multiplicative\n    source: oscillation\n", "set stimulus.mode to 'additive'", ""),
         ("simulation:\n  connectivity:\n    kind: file\n", "connectivity.path is not set", ""),
         ("simulation: [1, 2]\n", "simulation", "valid dictionary"),

@@ -50,9 +50,11 @@ def test_numpy_torch_and_memory_mapped_inputs_give_the_same_model(data, fitted):
 
 
 def test_without_dxdt_forward_differences_are_used(data):
-    ds, x, dxdt = data
+    ds, x, _dxdt = data
     est = small(n_epochs=1).fit(x, dt=ds.dt)
-    ref = small(n_epochs=1).fit(x, dt=ds.dt, dxdt=np.vstack([np.diff(x, axis=0) / np.float32(ds.dt), (x[-1:] - x[-2:-1]) / np.float32(ds.dt)]))
+    ref = small(n_epochs=1).fit(
+        x, dt=ds.dt, dxdt=np.vstack([np.diff(x, axis=0) / np.float32(ds.dt), (x[-1:] - x[-2:-1]) / np.float32(ds.dt)])
+    )
     np.testing.assert_array_equal(est.connectivity_, ref.connectivity_)
 
 
@@ -105,8 +107,15 @@ def test_a_run_folder_checkpoints_resumes_and_loads(data, tmp_path, fitted):
 def test_every_method_needs_a_fit_first(tmp_path):
     est = small()
     x = np.zeros((10, 30), dtype=np.float32)
-    for call in (lambda: est.predict(x), lambda: est.simulate(x[0], 3), lambda: est.score(x), lambda: est.equations(),
-                 lambda: est.save(tmp_path / "m.pt"), lambda: est.phi_(x), lambda: est.connectivity_):
+    for call in (
+        lambda: est.predict(x),
+        lambda: est.simulate(x[0], 3),
+        lambda: est.score(x),
+        lambda: est.equations(),
+        lambda: est.save(tmp_path / "m.pt"),
+        lambda: est.phi_(x),
+        lambda: est.connectivity_,
+    ):
         with pytest.raises((NotFittedError, AttributeError)):
             call()
     with pytest.raises(NotFittedError, match="call fit"):

@@ -75,7 +75,7 @@ def test_every_import_points_down_or_sideways():
         f"{src} (layer {_layer(src)}) imports {dst} (layer {_layer(dst)})"
         for src, targets in _graph().items()
         for dst in targets
-        if _layer(dst) > _layer(src) and not dst == "circuitgnn"
+        if _layer(dst) > _layer(src) and dst != "circuitgnn"
     ]
     assert not wrong, "imports from a lower layer to a higher one:\n" + "\n".join(sorted(wrong))
 

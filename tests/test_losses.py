@@ -70,7 +70,9 @@ def test_monotone_norm_is_the_root_mean_square_with_a_gradient_that_does_not_fad
     # total_loss passes the switch on
     _, terms_sq = losses.total_loss(phi_sq, x, torch.zeros(1, 3), {"phi_zero": 0, "phi_decreasing": 1.0}, 0.5)
     _, terms_rms = losses.total_loss(phi_sq, x, torch.zeros(1, 3), {"phi_zero": 0, "phi_decreasing": 1.0}, 0.5, monotone_norm=True)
-    assert float(terms_sq["phi_decreasing"]) == pytest.approx(expected) and float(terms_rms["phi_decreasing"]) == pytest.approx(expected**0.5)
+    assert float(terms_sq["phi_decreasing"]) == pytest.approx(expected) and float(terms_rms["phi_decreasing"]) == pytest.approx(
+        expected**0.5
+    )
 
 
 def test_phi_decreasing_penalty():

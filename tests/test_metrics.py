@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from circuitgnn.train.clustering import hierarchical, kmeans_silhouette, split_bimodal
 from circuitgnn.analyze.functions import function_errors
 from circuitgnn.analyze.metrics import connectivity_score, linear_fit, matched_accuracy, type_scores
 from circuitgnn.analyze.rollout import score_rollout
 from circuitgnn.config import ModelConfig
 from circuitgnn.model.gnn import GNN
+from circuitgnn.train.clustering import hierarchical, kmeans_silhouette, split_bimodal
 
 
 def test_perfect_scaled_and_shuffled_connectivity():
@@ -75,8 +75,10 @@ def test_clustering_finds_separated_groups_without_labels():
 def test_function_errors_zero_for_true_functions():
     n = 8
     types = np.array([0, 0, 1, 1, 2, 2, 3, 3])
-    table = [{"gain": 10, "self_coupling": s, "decay": c, "bias": 0, "width": 1, "threshold": 0, "leak": 0}
-             for s, c in ((1, 1), (2, 1), (1, 2), (2, 2))]
+    table = [
+        {"gain": 10, "self_coupling": s, "decay": c, "bias": 0, "width": 1, "threshold": 0, "leak": 0}
+        for s, c in ((1, 1), (2, 1), (1, 2), (2, 2))
+    ]
     model = GNN(ModelConfig(hidden=4), n)
 
     class TruePhi(torch.nn.Module):

@@ -44,7 +44,10 @@ def test_train_command_runs_and_resumes(tmp_path, capsys):
         "model:\n  hidden: 8\ntraining:\n  n_epochs: 2\n  iterations_per_epoch: 20\n  log_every: 10\n  checkpoint_every: 10\n"
     )
     assert main(["simulate", str(cfg_path), "--out", str(tmp_path / "d"), "--quiet", "--no-figure"]) == 0
-    assert main(["train", str(cfg_path), "--data", str(tmp_path / "d"), "--out", str(tmp_path / "r"), "--quiet", "--max-iterations", "25"]) == 0
+    assert (
+        main(["train", str(cfg_path), "--data", str(tmp_path / "d"), "--out", str(tmp_path / "r"), "--quiet", "--max-iterations", "25"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "25 iterations" in out and "W R^2" in out
     assert main(["train", str(cfg_path), "--data", str(tmp_path / "d"), "--out", str(tmp_path / "r"), "--quiet"]) == 2

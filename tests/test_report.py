@@ -15,8 +15,14 @@ from circuitgnn.report.html import build_report
 from circuitgnn.train.trainer import Trainer
 from tests.conftest import tiny_config
 
-TRAINING = {"n_epochs": 2, "iterations_per_epoch": 30, "log_every": 10, "checkpoint_every": 30, "batch_size": 4,
-            "clustering": {"every_epochs": 1, "refit_steps": 2, "max_types": 4}}
+TRAINING = {
+    "n_epochs": 2,
+    "iterations_per_epoch": 30,
+    "log_every": 10,
+    "checkpoint_every": 30,
+    "batch_size": 4,
+    "clustering": {"every_epochs": 1, "refit_steps": 2, "max_types": 4},
+}
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +37,26 @@ def tiny_run(tmp_path_factory):
 
 def test_evaluate_writes_every_metric(tiny_run):
     m = evaluate_run(tiny_run / "run")
-    for key in ("W_r2", "W_slope", "W_r2_raw", "W_slope_raw", "types_kmeans_k", "types_kmeans_accuracy", "types_kmeans_ari",
-                "types_hierarchical_accuracy", "phi_error_per_type", "psi_error_per_type", "rollout_r2_400", "rollout_slope_400",
-                "rollout_r2_800", "rollout_curve", "generalization_S5_r2_400", "generalization_S6_r2_800", "symbolic_phi",
-                "symbolic_psi"):
+    for key in (
+        "W_r2",
+        "W_slope",
+        "W_r2_raw",
+        "W_slope_raw",
+        "types_kmeans_k",
+        "types_kmeans_accuracy",
+        "types_kmeans_ari",
+        "types_hierarchical_accuracy",
+        "phi_error_per_type",
+        "psi_error_per_type",
+        "rollout_r2_400",
+        "rollout_slope_400",
+        "rollout_r2_800",
+        "rollout_curve",
+        "generalization_S5_r2_400",
+        "generalization_S6_r2_800",
+        "symbolic_phi",
+        "symbolic_psi",
+    ):
         assert key in m, key
     assert len(m["phi_error_per_type"]) == 4 and m["skipped"] == {}
     assert json.loads((tiny_run / "run" / "metrics.json").read_text())["W_r2"] == m["W_r2"]

@@ -30,9 +30,21 @@ from circuitgnn.reproduce.series import curve_label, series_figure
 
 TINY = {
     "name": "tiny",
-    "simulation": {"n_neurons": 40, "n_frames": 400, "burn_in": 50, "seed": 3, "neurons": {"n_types": 2, "self_coupling": [1, 2], "decay": [1, 2]}},
-    "training": {"batch_size": 4, "n_epochs": 2, "iterations_per_epoch": 30, "log_every": 10, "checkpoint_every": 30,
-                 "clustering": {"every_epochs": 1}},
+    "simulation": {
+        "n_neurons": 40,
+        "n_frames": 400,
+        "burn_in": 50,
+        "seed": 3,
+        "neurons": {"n_types": 2, "self_coupling": [1, 2], "decay": [1, 2]},
+    },
+    "training": {
+        "batch_size": 4,
+        "n_epochs": 2,
+        "iterations_per_epoch": 30,
+        "log_every": 10,
+        "checkpoint_every": 30,
+        "clustering": {"every_epochs": 1},
+    },
     "analysis": {"symbolic": False},
 }
 
@@ -40,8 +52,13 @@ TINY = {
 def write_manifest(tmp_path: Path, **entry) -> Path:
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
     exp = {
-        "id": "tiny", "title": "Tiny", "figure": "none", "config": "tiny.yaml", "minutes": 5,
-        "series": ["frames"], "paper": {"W_r2": 1.0, "frames": 800, "iterations": 100, "batch_size": 8},
+        "id": "tiny",
+        "title": "Tiny",
+        "figure": "none",
+        "config": "tiny.yaml",
+        "minutes": 5,
+        "series": ["frames"],
+        "paper": {"W_r2": 1.0, "frames": 800, "iterations": 100, "batch_size": 8},
         "targets": {"W_r2": 0.999, "type_accuracy": 0.5},
     } | entry
     path = tmp_path / "manifest.yaml"
@@ -158,7 +175,7 @@ def test_unrun_experiments_get_a_plain_row_and_the_readme_block_is_replaced(tmp_
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\n{README_BEGIN}\nold table\n{README_END}\n\nafter\n")
     args = ["reproduce", "--manifest", str(path), "--work", str(tmp_path / "w"), "--results", str(tmp_path / "r"), "--collect"]
-    assert main(args + ["--readme", str(readme)]) == 0
+    assert main([*args, "--readme", str(readme)]) == 0
     text = readme.read_text()
     assert "old table" not in text and "not run" in text and text.endswith("after\n")
     assert "tiny" in capsys.readouterr().out
@@ -177,10 +194,10 @@ def test_collect_with_named_experiments_writes_their_rows_alone(tmp_path, capsys
     (tmp_path / "w" / "other").mkdir(parents=True)  # trained with another budget than the manifest's 5 minutes
     (tmp_path / "w" / "other" / "resources.json").write_text(json.dumps({"train": {"wall_seconds": 1, "budget_minutes": 3}}))
     capsys.readouterr()
-    assert main(args[:-3] + ["--collect", "other"]) == 2  # into the default results folder: refused
-    assert main(args + ["other", "--readme", str(tmp_path / "README.md")]) == 2
+    assert main([*args[:-3], "--collect", "other"]) == 2  # into the default results folder: refused
+    assert main([*args, "other", "--readme", str(tmp_path / "README.md")]) == 2
     assert capsys.readouterr().err.count("its own --results folder") == 2
-    assert main(args + ["other"]) == 0
+    assert main([*args, "other"]) == 0
     [row] = json.loads((results / "scoreboard.json").read_text())
     assert row["id"] == "other" and row["command"] == "circuitgnn reproduce other --minutes 3"
     assert not (results / "series_frames.png").exists() and "series_frames" not in (results / "scoreboard.md").read_text()
@@ -221,8 +238,10 @@ def test_failures_and_unmeasured_values_are_rows_that_say_so(tmp_path):
     assert _missed({"W_r2": float("nan"), "type_accuracy": None}, exp) == ["W_r2: nan", "type_accuracy: not measured"]
     assert "Tesla" in _hardware({"device": "cuda:0", "environment": {"cuda_device": "Tesla X", "cpu_count": "2"}})
     assert "2 cores" in _hardware({"device": "cpu", "environment": {"cpu_model": "EPYC", "cpu_count": "2"}})
-    rows = [{"W_r2": None, "frames": 10}, {"W_r2": 0.5, "frames": 20, "paper": {"W_r2": 0.9}, "batch_size": 8,
-             "curve": [{"iteration": 1, "W_r2": 0.5}]}]
+    rows = [
+        {"W_r2": None, "frames": 10},
+        {"W_r2": 0.5, "frames": 20, "paper": {"W_r2": 0.9}, "batch_size": 8, "curve": [{"iteration": 1, "W_r2": 0.5}]},
+    ]
     series_figure("frames", rows, tmp_path / "one_point.png")  # one measured point, one without W R^2
     assert (tmp_path / "one_point.png").stat().st_size > 0
     assert curve_label("sparsity", {"filling_factor": 0.05, "w_shrink": 0.05}) == "5% filled (proximal L1)"
@@ -243,8 +262,15 @@ def test_cli_rejects_an_unnamed_restart_and_a_non_positive_budget(tmp_path, caps
 def test_diagnosis_names_the_missed_metric_and_tells_rising_from_flat():
     rising = [{"iteration": i, "W_r2": 0.5 + 0.01 * i, "type_accuracy": 0.7} for i in range(1, 21)]
     assert _trend(rising) == pytest.approx(0.05)
-    base = {"status": "stopped at its budget", "missed": ["W_r2 0.7 < 0.95"], "samples_fraction": 0.01, "train_minutes": 5,
-            "targets": {"W_r2": 0.95, "type_accuracy": 0.95}, "W_r2": 0.7, "type_accuracy": 1.0}
+    base = {
+        "status": "stopped at its budget",
+        "missed": ["W_r2 0.7 < 0.95"],
+        "samples_fraction": 0.01,
+        "train_minutes": 5,
+        "targets": {"W_r2": 0.95, "type_accuracy": 0.95},
+        "W_r2": 0.7,
+        "type_accuracy": 1.0,
+    }
     text = diagnosis(base | {"trends": {"W_r2": _trend(rising), "type_accuracy": _trend(rising, "type_accuracy")}})
     assert "W_r2 still rose" in text and "more training would help" in text and "type_accuracy" not in text
     text = diagnosis(base | {"type_accuracy": 0.7, "trends": {"W_r2": 0.0, "type_accuracy": 0.0}})

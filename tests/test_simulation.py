@@ -46,9 +46,7 @@ def test_saved_drift_is_the_noise_free_vector_field(tmp_path, signal):
     elif signal == "sender":
         m = np.tanh((x - p["threshold"][types]) / p["width"][types]) @ w.T
     else:
-        m = np.stack(
-            [(np.tanh(x[k] / p["width"][types][:, None]) - p["leak"][types] * x[k]) @ w.T for k in range(len(x))]
-        )
+        m = np.stack([(np.tanh(x[k] / p["width"][types][:, None]) - p["leak"][types] * x[k]) @ w.T for k in range(len(x))])
         m = np.einsum("kii->ki", m) if m.ndim == 3 else m
     expected = -p["decay"][types] * x + p["bias"][types] + p["self_coupling"][types] * np.tanh(x) + p["gain"][types] * m
     np.testing.assert_allclose(f, expected, rtol=1e-4, atol=2e-4)
@@ -71,9 +69,15 @@ def test_rk4_is_more_accurate_than_euler_on_relaxation(tmp_path):
     np.save(tmp_path / "zero.npy", np.zeros((n, n)))
     results = {}
     for method in ("euler", "rk4"):
-        cfg = tiny_config(n_neurons=n, n_frames=50, burn_in=0, dt=0.2, integrator=method,
-                          connectivity={"kind": "file", "path": str(tmp_path / "zero.npy")},
-                          neurons={"self_coupling": 0.0})
+        cfg = tiny_config(
+            n_neurons=n,
+            n_frames=50,
+            burn_in=0,
+            dt=0.2,
+            integrator=method,
+            connectivity={"kind": "file", "path": str(tmp_path / "zero.npy")},
+            neurons={"self_coupling": 0.0},
+        )
         results[method] = simulate(cfg, tmp_path / method, progress=False, figure=False).dataset
     x0 = np.asarray(results["euler"].x[0], np.float64)
     c = np.array([1, 1, 2, 2])[results["euler"].truth.types]
@@ -157,8 +161,12 @@ def test_interrupted_simulation_leaves_nothing_that_looks_complete(tmp_path, mon
 
     monkeypatch.setattr(integrate.Integrator, "run", run_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        simulate(tiny_config(n_neurons=2000, n_frames=5000, neurons={"n_types": 2, "self_coupling": 1, "decay": 1}),
-                 tmp_path / "d", progress=False, figure=False)
+        simulate(
+            tiny_config(n_neurons=2000, n_frames=5000, neurons={"n_types": 2, "self_coupling": 1, "decay": 1}),
+            tmp_path / "d",
+            progress=False,
+            figure=False,
+        )
     assert calls["n"] == 1
     assert list(tmp_path.iterdir()) == []
 
@@ -198,9 +206,8 @@ def test_sigterm_while_writing_removes_the_partial_folder(tmp_path):
     from circuitgnn.data.writer import DatasetWriter
 
     before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(KeyboardInterrupt):
-        with DatasetWriter(tmp_path / "d") as w:
-            w.save("x.npy", np.zeros(3))
-            os.kill(os.getpid(), signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt), DatasetWriter(tmp_path / "d") as w:
+        w.save("x.npy", np.zeros(3))
+        os.kill(os.getpid(), signal.SIGTERM)
     assert not list(tmp_path.glob(".*partial*")) and not (tmp_path / "d").exists()
     assert signal.getsignal(signal.SIGTERM) == before

@@ -46,7 +46,9 @@ def test_stimulus_is_off_during_burn_in():
 
 
 def test_oscillation_is_an_additive_cosine(tmp_path):
-    cfg = tiny_config(n_frames=200, stimulus={"mode": "additive", "source": "oscillation", "grid_size": 3, "frequency": 2.0, "amplitude": 1.5})
+    cfg = tiny_config(
+        n_frames=200, stimulus={"mode": "additive", "source": "oscillation", "grid_size": 3, "frequency": 2.0, "amplitude": 1.5}
+    )
     ds = simulate(cfg, tmp_path / "d", progress=False, figure=False).dataset
     e = np.asarray(ds.omega)
     amp = e[0, :9]  # cos(0) = 1

@@ -20,12 +20,21 @@ STIM = {"mode": "multiplicative", "grid_size": 4, "source": "moving_blobs", "n_m
 
 
 def field_config(**model):
-    return config_from_dict({
-        "name": "f",
-        "model": {"hidden": 8, "external_input": "field", "siren_hidden": 16, "siren_layers": 2, **model},
-        "training": {"n_epochs": 2, "iterations_per_epoch": 20, "batch_size": 4, "log_every": 10, "checkpoint_every": 10,
-                     "lr_input": 1e-4, "clustering": {"enabled": False}},
-    })
+    return config_from_dict(
+        {
+            "name": "f",
+            "model": {"hidden": 8, "external_input": "field", "siren_hidden": 16, "siren_layers": 2, **model},
+            "training": {
+                "n_epochs": 2,
+                "iterations_per_epoch": 20,
+                "batch_size": 4,
+                "log_every": 10,
+                "checkpoint_every": 10,
+                "lr_input": 1e-4,
+                "clustering": {"enabled": False},
+            },
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +60,7 @@ def test_field_trains_resumes_exactly_and_is_scored(stim_data, tmp_path):
     full = Trainer(field_config(), stim_data, tmp_path / "full", progress=False).fit()
     Trainer(field_config(), stim_data, tmp_path / "split", progress=False).fit(max_iterations=15)
     resumed = Trainer(field_config(), stim_data, tmp_path / "split", resume=True, progress=False).fit()
-    for a, b in zip(full.input_model.state_dict().values(), resumed.input_model.state_dict().values()):
+    for a, b in zip(full.input_model.state_dict().values(), resumed.input_model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     faster = field_config()
     faster.training.lr_input = 3e-4  # a resumed run takes the config's input learning rate, not the checkpoint's
@@ -85,8 +94,12 @@ def test_stimulus_score_is_one_for_a_perfect_field(stim_data):
 
 
 def test_additive_lowrank_input_trains(tmp_path):
-    simulate(tiny_config(n_neurons=30, n_frames=300, stimulus={"mode": "additive", "source": "oscillation", "grid_size": 3}),
-             tmp_path / "d", progress=False, figure=False)
+    simulate(
+        tiny_config(n_neurons=30, n_frames=300, stimulus={"mode": "additive", "source": "oscillation", "grid_size": 3}),
+        tmp_path / "d",
+        progress=False,
+        figure=False,
+    )
     cfg = field_config(external_input="additive_lowrank", input_rank=2)
     run = Trainer(cfg, tmp_path / "d", tmp_path / "r", progress=False).fit()
     assert isinstance(run.input_model, LowRankInput) and run.input_model.U.shape == (300, 2)

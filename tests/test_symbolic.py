@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import sympy
 
-from circuitgnn.analyze.symbolic import X, Formula, SymbolicBackendMissing, fit_formula, load_formula, save_formulas
+from circuitgnn.analyze.symbolic import Formula, SymbolicBackendMissing, X, fit_formula, load_formula, save_formulas
 
 
 def coefficient(expr, term):

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from circuitgnn import simulate
+from circuitgnn.analyze.evaluate import training_scorer
 from circuitgnn.config import config_from_dict
+from circuitgnn.data.dataset import Dataset
 from circuitgnn.device import pick_device
 from circuitgnn.errors import DatasetError
-from circuitgnn.analyze.evaluate import training_scorer
-from circuitgnn.data.dataset import Dataset
 from circuitgnn.train import events as events_module
 from circuitgnn.train import trainer as trainer_module
 from circuitgnn.train.run_folder import ResumeError, load_run, read_log
@@ -28,7 +28,11 @@ def small_data(tmp_path_factory):
 
 def small_config(**training):
     base = {
-        "n_epochs": 3, "iterations_per_epoch": 20, "batch_size": 4, "log_every": 5, "checkpoint_every": 10,
+        "n_epochs": 3,
+        "iterations_per_epoch": 20,
+        "batch_size": 4,
+        "log_every": 5,
+        "checkpoint_every": 10,
         "clustering": {"every_epochs": 1, "refit_steps": 3, "max_types": 4},
     }
     base.update(training)
@@ -54,7 +58,17 @@ def test_run_folder_contents_and_log(small_data, tmp_path):
     assert info["status"] == "finished" and info["global_iteration"] == 60 and info["device"] == str(pick_device())
     log = read_log(tmp_path / "r")
     assert [line["iteration"] for line in log] == list(range(5, 61, 5))
-    for key in ("loss_prediction", "loss_phi_zero", "lr_W", "lr_embedding", "train_seconds", "W_r2", "W_slope", "W_r2_raw", "type_accuracy"):
+    for key in (
+        "loss_prediction",
+        "loss_phi_zero",
+        "lr_W",
+        "lr_embedding",
+        "train_seconds",
+        "W_r2",
+        "W_slope",
+        "W_r2_raw",
+        "type_accuracy",
+    ):
         assert key in log[-1], key
     # clustering after epochs 0 and 1 freezes psi* and the embeddings for the next epoch
     assert [line["lr_psi"] for line in log if line["epoch"] == 1] == [0.0] * 4
@@ -93,7 +107,9 @@ def test_clustering_stops_once_the_partition_repeats(small_data, tmp_path, monke
     monkeypatch.setattr(events_module, "cluster_neurons", lambda *a, **k: Clustering(fixed, 3, {}))
 
     def config(stop):
-        return small_config(n_epochs=8, clustering={"every_epochs": 2, "refit_steps": 3, "max_types": 4}, extensions={"stop_clustering_at_ari": stop})
+        return small_config(
+            n_epochs=8, clustering={"every_epochs": 2, "refit_steps": 3, "max_types": 4}, extensions={"stop_clustering_at_ari": stop}
+        )
 
     def frozen_epochs(log):
         return sorted({line["epoch"] for line in log if line["lr_psi"] == 0.0})
@@ -118,7 +134,9 @@ def test_clustering_goes_on_while_the_partition_changes(small_data, tmp_path, mo
 
     partitions = iter([np.arange(30) % 3, np.arange(30) % 2, np.arange(30) % 2])
     monkeypatch.setattr(events_module, "cluster_neurons", lambda *a, **k: Clustering(next(partitions), 3, {}))
-    config = small_config(n_epochs=8, clustering={"every_epochs": 2, "refit_steps": 3, "max_types": 4}, extensions={"stop_clustering_at_ari": 0.99})
+    config = small_config(
+        n_epochs=8, clustering={"every_epochs": 2, "refit_steps": 3, "max_types": 4}, extensions={"stop_clustering_at_ari": 0.99}
+    )
     Trainer(config, small_data, tmp_path / "r", progress=False).fit()
     records = json.loads((tmp_path / "r" / "run.json").read_text())["clusterings"]
     assert [r.get("stable", False) for r in records] == [False, False, True]
@@ -305,3 +323,22 @@ def test_proximal_shrink_makes_exact_zeros_that_the_l1_term_does_not(small_data,
 
     assert zeros(w_shrink=0.5) > 100
     assert zeros(w_l1=1e-3) == 0
+
+
+def test_overwrite_deletes_nothing_until_every_check_has_passed(small_data, tmp_path):
+    """--overwrite replaces an old run only once config, device and data have passed (regression: the old
+    run was deleted before the device and the data's values were checked)."""
+    Trainer(small_config(n_epochs=1), small_data, tmp_path / "r", progress=False).fit()
+    before = sorted(p.name for p in (tmp_path / "r").iterdir())
+    bad_mask = small_config()
+    np.save(tmp_path / "mask.npy", np.ones((5, 5)))
+    bad_mask.model.connectivity_mask = tmp_path / "mask.npy"
+    bad_device = small_config(device="cuda:7" if torch.cuda.is_available() else "cuda")
+    for cfg, err in ((bad_mask, DatasetError), (bad_device, Exception)):
+        with pytest.raises(err):
+            Trainer(cfg, small_data, tmp_path / "r", overwrite=True, progress=False)
+        assert sorted(p.name for p in (tmp_path / "r").iterdir()) == before
+    trainer = Trainer(small_config(), small_data, tmp_path / "r", overwrite=True, progress=False)
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == before  # still there until fit starts
+    trainer.fit()
+    assert read_log(tmp_path / "r")[-1]["iteration"] == 60

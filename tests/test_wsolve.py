@@ -72,7 +72,9 @@ def test_configs_that_w_solve_cannot_serve_are_refused_by_name(model, reg):
 
 def test_stop_at_ari_is_refused_when_no_epoch_between_clusterings_is_unfrozen():
     with pytest.raises(ValueError, match="every_epochs"):
-        config_from_dict({"training": {"clustering": {"every_epochs": 1, "freeze_epochs": 1}, "extensions": {"stop_clustering_at_ari": 0.99}}})
+        config_from_dict(
+            {"training": {"clustering": {"every_epochs": 1, "freeze_epochs": 1}, "extensions": {"stop_clustering_at_ari": 0.99}}}
+        )
     config_from_dict({"training": {"clustering": {"every_epochs": 2, "freeze_epochs": 1}, "extensions": {"stop_clustering_at_ari": 0.99}}})
 
 

@@ -52,16 +52,35 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"interrupted: checkpoint saved in {Path(args.out).resolve()}; continue with --resume", file=sys.stderr)
         return 130
-    print(f"run          {Path(args.out).resolve()} ({trainer.counters.global_iteration} iterations, "
-          f"{trainer.counters.train_seconds:.0f} s of training)")
+    print(
+        f"run          {Path(args.out).resolve()} ({trainer.counters.global_iteration} iterations, "
+        f"{trainer.counters.train_seconds:.0f} s of training)"
+    )
     last = run.log[-1] if run.log else {}
     _print_metrics({k: v for k, v in last.items() if k not in ("iteration", "train_seconds")})
     return 0
 
 
-_SUMMARY = ("W_r2", "W_slope", "W_r2_raw", "type_accuracy", "n_clusters", "types_kmeans_accuracy", "types_kmeans_k",
-            "types_kmeans_ari", "phi_error_max", "psi_error_max", "rollout_r2_400", "rollout_r2_800", "generalization_S5_r2_400",
-            "generalization_S5_r2_800", "generalization_S6_r2_400", "generalization_S6_r2_800", "omega_r2", "omega_sqrt_r2")
+_SUMMARY = (
+    "W_r2",
+    "W_slope",
+    "W_r2_raw",
+    "type_accuracy",
+    "n_clusters",
+    "types_kmeans_accuracy",
+    "types_kmeans_k",
+    "types_kmeans_ari",
+    "phi_error_max",
+    "psi_error_max",
+    "rollout_r2_400",
+    "rollout_r2_800",
+    "generalization_S5_r2_400",
+    "generalization_S5_r2_800",
+    "generalization_S6_r2_400",
+    "generalization_S6_r2_800",
+    "omega_r2",
+    "omega_sqrt_r2",
+)
 
 
 def _print_metrics(m: dict) -> None:
@@ -96,10 +115,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from circuitgnn.analyze.evaluate import evaluate_run
     from circuitgnn.config import load_config
+    from circuitgnn.device import pick_device
     from circuitgnn.report.html import build_report
     from circuitgnn.simulate.run import format_summary, simulate
-
-    from circuitgnn.device import pick_device
 
     t0 = time.perf_counter()
     config = load_config(args.config)
@@ -158,12 +176,19 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         for exp in chosen:
             try:
                 reproduce_experiment(
-                    exp, Path(args.work), minutes=args.minutes, device=args.device, restart=args.restart,
-                    full_size=True if args.full_size else None, progress=not args.quiet,
+                    exp,
+                    Path(args.work),
+                    minutes=args.minutes,
+                    device=args.device,
+                    restart=args.restart,
+                    full_size=True if args.full_size else None,
+                    progress=not args.quiet,
                 )
             except KeyboardInterrupt:
-                print(f"interrupted during {exp.id}: run the same command to resume (training resumes from its last checkpoint)",
-                      file=sys.stderr)
+                print(
+                    f"interrupted during {exp.id}: run the same command to resume (training resumes from its last checkpoint)",
+                    file=sys.stderr,
+                )
                 return 130
             except Exception as err:  # one experiment's failure (bad config, divergence, out of memory) must not stop the others
                 failed.append(exp.id)
@@ -251,8 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_symbolic)
 
     p = sub.add_parser("run", help="the whole method: simulate, train, evaluate, report")
-    p.add_argument("config", nargs="?", default=str(Path(__file__).resolve().parent / "configs" / "quick.yaml"),
-                   help="experiment YAML (default: the packaged configs/quick.yaml)")
+    p.add_argument(
+        "config",
+        nargs="?",
+        default=str(Path(__file__).resolve().parent / "configs" / "quick.yaml"),
+        help="experiment YAML (default: the packaged configs/quick.yaml)",
+    )
     p.add_argument("--out", help="output folder (default: runs/NAME); holds data/ and run/")
     p.add_argument("--overwrite", action="store_true", help="start over instead of reusing or resuming")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -263,9 +292,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work", default="runs/reproduce", help="folder for datasets and runs (one subfolder per experiment)")
     p.add_argument("--results", help="folder for scoreboard.md, scoreboard.json and the series figures (default: results)")
     p.add_argument("--minutes", type=float, help="training budget per experiment, instead of the manifest's")
-    p.add_argument("--manifest", help="the experiments, their CPU sizing and the paper's values (default: the packaged configs/reproduce.yaml)")
-    p.add_argument("--collect", action="store_true", help="run nothing: rebuild the scoreboard from the work folder "
-                   "(with experiment ids: a scoreboard of those experiments alone)")
+    p.add_argument(
+        "--manifest", help="the experiments, their CPU sizing and the paper's values (default: the packaged configs/reproduce.yaml)"
+    )
+    p.add_argument(
+        "--collect",
+        action="store_true",
+        help="run nothing: rebuild the scoreboard from the work folder (with experiment ids: a scoreboard of those experiments alone)",
+    )
     p.add_argument("--readme", help="also replace the generated results table in this README")
     p.add_argument("--list", action="store_true", help="list the experiments and their budgets")
     p.add_argument("--restart", action="store_true", help="delete the chosen experiments' folders and start them again")

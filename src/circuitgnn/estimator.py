@@ -21,7 +21,7 @@ import torch
 
 from circuitgnn.analyze.rollout import rollout_model
 from circuitgnn.analyze.symbolic import symbolic_formulas
-from circuitgnn.config import ExperimentConfig, ModelConfig, TrainingConfig, format_validation_error
+from circuitgnn.config import ExperimentConfig, ModelConfig, StrictModel, TrainingConfig, format_validation_error
 from circuitgnn.data.activity import Activity, InputMode, as_float32_frames, finite_differences
 from circuitgnn.data.dataset import Dataset
 from circuitgnn.device import pick_device
@@ -41,7 +41,7 @@ class NotFittedError(CircuitGNNError, AttributeError):
     """A method that needs a fitted model was called before :meth:`CircuitGNN.fit`."""
 
 
-def _section(value: Any, cls: type, name: str) -> Any:
+def _section(value: Any, cls: type[StrictModel], name: str) -> Any:
     if value is None:
         return cls()
     if isinstance(value, cls):
@@ -287,11 +287,17 @@ class CircuitGNN:
         inp, mode = self._input_terms(frames, inputs, n_steps)
         return rollout_model(self.model_, x0a, n_steps, self.dt_ if dt is None else float(dt), inp, mode)
 
-    def score(self, x: Any, dt: float | None = None, dxdt: Any | None = None, inputs: Any | None = None, frames: Any | None = None) -> float:
+    def score(
+        self, x: Any, dt: float | None = None, dxdt: Any | None = None, inputs: Any | None = None, frames: Any | None = None
+    ) -> float:
         """R^2 of the predicted drift against ``dxdt`` (estimated from ``x`` by forward differences when not given), over all entries."""
         self._check_fitted()
         xa = as_float32_frames(x, "x", self.n_neurons_)
-        target = finite_differences(xa, self.dt_ if dt is None else float(dt)) if dxdt is None else as_float32_frames(dxdt, "dxdt", self.n_neurons_)
+        target = (
+            finite_differences(xa, self.dt_ if dt is None else float(dt))
+            if dxdt is None
+            else as_float32_frames(dxdt, "dxdt", self.n_neurons_)
+        )
         pred = self.predict(xa, inputs, frames).astype(np.float64)
         y = np.asarray(target, dtype=np.float64)
         ss_tot = float(((y - y.mean()) ** 2).sum())
@@ -304,7 +310,10 @@ class CircuitGNN:
         out = []
         for kind in ("phi", "psi"):
             for e in found[kind]:
-                where = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in e.items() if k.endswith("cluster") and v is not None) or "all neurons"
+                where = (
+                    ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in e.items() if k.endswith("cluster") and v is not None)
+                    or "all neurons"
+                )
                 text = e["formula"]
                 try:
                     import sympy
@@ -335,8 +344,13 @@ class CircuitGNN:
                 "model": self.model_.state_dict(),
                 "input_model": self.input_model_.state_dict() if self.input_model_ is not None else None,
                 "fitted": {
-                    "xnorm": self.xnorm_, "n_neurons": self.n_neurons_, "n_frames": self.n_frames_, "dt": self.dt_,
-                    "grid_size": self.grid_size_, "input_mode": self.input_mode_, "types": self.types_.tolist(),
+                    "xnorm": self.xnorm_,
+                    "n_neurons": self.n_neurons_,
+                    "n_frames": self.n_frames_,
+                    "dt": self.dt_,
+                    "grid_size": self.grid_size_,
+                    "input_mode": self.input_mode_,
+                    "types": self.types_.tolist(),
                 },
                 "history": self.history_,
             },

@@ -160,7 +160,9 @@ def evaluate_run(run_dir: str | Path, rollout_steps: int = 800, seed: int = 1) -
         else:
             metrics["skipped"][f"rollout_{h}"] = f"the dataset has only {ds.n_frames} frames"
     if run.config.analysis.symbolic:
-        formulas = symbolic_formulas(model, run.xnorm, run.config.training.clustering.max_types, truth, run.config.analysis.symbolic_backend)
+        formulas = symbolic_formulas(
+            model, run.xnorm, run.config.training.clustering.max_types, truth, run.config.analysis.symbolic_backend
+        )
         write_json_atomic(run.path / "symbolic.json", formulas)
         metrics["symbolic_phi"] = [e["formula"] for e in formulas["phi"]]
         metrics["symbolic_psi"] = [e["formula"] for e in formulas["psi"]]

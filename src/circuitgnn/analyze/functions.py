@@ -55,8 +55,11 @@ def function_errors(model: GNN, types: np.ndarray, functions: dict[str, Any], xn
     signal = functions["signal"]
     k_types = len(table)
     phi = phi_curves(model, grid)
-    phi_err = [float(np.median([_relative_rmse(phi[:, n], true_phi(grid, table[k])) for n in np.flatnonzero(types == k)]))
-               for k in range(k_types) if np.any(types == k)]
+    phi_err = [
+        float(np.median([_relative_rmse(phi[:, n], true_phi(grid, table[k])) for n in np.flatnonzero(types == k)]))
+        for k in range(k_types)
+        if np.any(types == k)
+    ]
     out: dict[str, Any] = {"phi_error_per_type": phi_err, "phi_error_max": max(phi_err)}
     if signal != "pair" or model.psi_input != "x_j,a_i,a_j":
         psi = psi_curves(model, grid)

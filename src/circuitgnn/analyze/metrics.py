@@ -100,9 +100,7 @@ class ConnectivityScore:
 
 
 @torch.no_grad()
-def connectivity_score(
-    model: GNN, true_w: np.ndarray, gain: np.ndarray, xnorm: float, n_points: int = 1000
-) -> ConnectivityScore:
+def connectivity_score(model: GNN, true_w: np.ndarray, gain: np.ndarray, xnorm: float, n_points: int = 1000) -> ConnectivityScore:
     """Compare the learned W with the true one.
 
     The model can only learn ``gain_i * W_ij * scale_j`` where ``scale_j`` is
@@ -113,9 +111,7 @@ def connectivity_score(
     learned = model.connectivity().detach().cpu().numpy()
     plateau = psi_plateau(model, xnorm, n_points).astype(learned.dtype)
     corrected = learned * plateau[None, :] / np.asarray(gain, dtype=learned.dtype)[:, None]
-    return ConnectivityScore(
-        raw=linear_fit(true_w, learned, off_diagonal=True), corrected=linear_fit(true_w, corrected, off_diagonal=True)
-    )
+    return ConnectivityScore(raw=linear_fit(true_w, learned, off_diagonal=True), corrected=linear_fit(true_w, corrected, off_diagonal=True))
 
 
 def matched_accuracy(true_labels: np.ndarray, found_labels: np.ndarray) -> float:

@@ -38,9 +38,14 @@ def stimulus_score(field: StimulusField, ds: Dataset, n_frames: int = 100) -> di
     root_true, root_learned = np.sqrt(true), np.sqrt(learned)
     peak = root_learned[0].max()
     root_fit = linear_fit(root_true, root_learned * (root_true[0].max() / peak if peak > 0 else 1.0))
-    return {"omega_r2": fit.r2, "omega_slope": fit.slope, "omega_frames_compared": n_frames,
-            "omega_normalisation": "each field divided by its mean over the compared frames and driven neurons",
-            "omega_sqrt_r2": root_fit.r2, "omega_sqrt_slope": root_fit.slope}
+    return {
+        "omega_r2": fit.r2,
+        "omega_slope": fit.slope,
+        "omega_frames_compared": n_frames,
+        "omega_normalisation": "each field divided by its mean over the compared frames and driven neurons",
+        "omega_sqrt_r2": root_fit.r2,
+        "omega_sqrt_slope": root_fit.slope,
+    }
 
 
 def _cumulative_crossing(freqs: np.ndarray, power: np.ndarray, fraction: float) -> float:

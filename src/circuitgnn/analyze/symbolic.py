@@ -106,8 +106,14 @@ def _sym_term(name: str, g: float, h: float) -> sympy.Expr:
     gs, hs = sympy.Float(g, 4), sympy.Float(h, 4)
     inner = X if (g == 1.0 and h == 0.0) else ((X - hs) / gs if h != 0.0 else X / gs)
     return {
-        "1": sympy.Integer(1), "x": X, "tanh": sympy.tanh(inner), "x2": X**2, "x3": X**3,
-        "sin": sympy.sin(X), "cos": sympy.cos(X), "gauss": sympy.exp(-(X**2)),
+        "1": sympy.Integer(1),
+        "x": X,
+        "tanh": sympy.tanh(inner),
+        "x2": X**2,
+        "x3": X**3,
+        "sin": sympy.sin(X),
+        "cos": sympy.cos(X),
+        "gauss": sympy.exp(-(X**2)),
     }[name]
 
 
@@ -144,7 +150,7 @@ def _fit_structure(structure: _Structure, x: np.ndarray, y: np.ndarray) -> tuple
 
 def _expression(structure: _Structure, coef: np.ndarray, g: float, h: float, scale: float) -> sympy.Expr:
     expr = sympy.Integer(0)
-    for t, c in zip(structure.terms, coef):
+    for t, c in zip(structure.terms, coef, strict=True):
         if abs(c) * scale > 0:
             expr += sympy.Float(c, 4) * _sym_term(t, g, h)
     return expr
@@ -171,11 +177,7 @@ def fit_formula(x: np.ndarray, y: np.ndarray, tolerance: float = 0.01, backend: 
     threshold = best_rmse + tolerance * scale
     structure, rmse, coef, g, h = next(f for f in fits if f[1] <= threshold)
     # drop terms whose contribution is below the noise level, then refit the remaining ones
-    keep = [
-        i
-        for i, t in enumerate(structure.terms)
-        if abs(coef[i]) * (1.0 if t == "1" else _term(t, x, g, h).std()) > 1e-3 * scale
-    ]
+    keep = [i for i, t in enumerate(structure.terms) if abs(coef[i]) * (1.0 if t == "1" else _term(t, x, g, h).std()) > 1e-3 * scale]
     if len(keep) < len(structure.terms) and keep:
         reduced = _Structure(structure.name, tuple(structure.terms[i] for i in keep), structure.inner)
         coef, pred = _linear(reduced, x, y, g, h)
@@ -191,8 +193,15 @@ def _fit_pysr(x: np.ndarray, y: np.ndarray) -> Formula:
             "symbolic backend 'pysr' needs the pysr package and Julia, which are not installed here: "
             "use backend 'grammar' (the default) or `pip install pysr`"
         ) from err
-    model = PySRRegressor(niterations=30, binary_operators=["+", "*"], unary_operators=["tanh", "sin", "cos", "exp"],
-                          random_state=0, deterministic=True, parallelism="serial", verbosity=0)
+    model = PySRRegressor(
+        niterations=30,
+        binary_operators=["+", "*"],
+        unary_operators=["tanh", "sin", "cos", "exp"],
+        random_state=0,
+        deterministic=True,
+        parallelism="serial",
+        verbosity=0,
+    )
     model.fit(x[:, None], y)
     expr = sympy.sympify(str(model.sympy()).replace("x0", "x"), locals={"x": X})
     pred = np.asarray(sympy.lambdify(X, expr, "numpy")(x), dtype=np.float64)
@@ -225,13 +234,19 @@ def load_formula(data: dict[str, Any] | str) -> Formula:
 def _true_formula(kind: str, signal: str, receiver: dict[str, float], sender: dict[str, float]) -> str:
     """Text of a true function from the dataset's parameter table."""
     if kind == "phi":
-        expr = -sympy.Float(receiver["decay"], 4) * X + sympy.Float(receiver["bias"], 4) + sympy.Float(receiver["self_coupling"], 4) * sympy.tanh(X)
+        expr = (
+            -sympy.Float(receiver["decay"], 4) * X
+            + sympy.Float(receiver["bias"], 4)
+            + sympy.Float(receiver["self_coupling"], 4) * sympy.tanh(X)
+        )
     elif signal == "tanh":
         expr = sympy.tanh(X)
     elif signal == "sender":
         expr = sympy.tanh((X - sympy.Float(sender["threshold"], 4)) / sympy.Float(sender["width"], 4))
     else:
-        expr = sympy.tanh((X - sympy.Float(sender["threshold"], 4)) / sympy.Float(receiver["width"], 4)) - sympy.Float(sender["leak"], 4) * X
+        expr = (
+            sympy.tanh((X - sympy.Float(sender["threshold"], 4)) / sympy.Float(receiver["width"], 4)) - sympy.Float(sender["leak"], 4) * X
+        )
     return str(sympy.nsimplify(expr, tolerance=1e-9, rational=False))
 
 
@@ -287,7 +302,9 @@ def symbolic_formulas(
             curves = psi_curves(model, grid, receivers=np.full(n, rep_r))
             for s in range(k):
                 curve = np.median(curves[:, labels == s], axis=1)
-                result["psi"].append({"receiver_cluster": r, "sender_cluster": s, **entry("psi", curve / (np.abs(curve).max() or 1.0), r, s)})
+                result["psi"].append(
+                    {"receiver_cluster": r, "sender_cluster": s, **entry("psi", curve / (np.abs(curve).max() or 1.0), r, s)}
+                )
     else:
         curves = psi_curves(model, grid) / psi_plateau(model, xnorm)[None, :]
         groups: list[int | None] = list(range(k)) if model.psi_input == "x_j,a_j" else [None]

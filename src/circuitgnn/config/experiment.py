@@ -53,7 +53,9 @@ class ExperimentConfig(StrictModel):
         }
         found = [name for name, clash in clashes.items() if clash]
         if found:
-            raise ValueError(f"training.extensions.w_solve needs a dense, unpenalised W and a sender-only psi* without input: remove {', '.join(found)}")
+            raise ValueError(
+                f"training.extensions.w_solve needs a dense, unpenalised W and a sender-only psi* without input: remove {', '.join(found)}"
+            )
         return self
 
     @field_validator("name")

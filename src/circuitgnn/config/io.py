@@ -22,6 +22,7 @@ def format_validation_error(err: ValidationError, source: str) -> str:
         lines.append(f"  {loc or '<top level>'}: {msg}")
     return "\n".join(lines)
 
+
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:
     """Make relative file paths in the config relative to the config file's folder."""
     sim = data.get("simulation")
@@ -34,6 +35,7 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
             if not p.is_absolute():
                 sec[key] = str((base / p).resolve())
 
+
 def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> ExperimentConfig:
     """Validate a plain dict as an :class:`ExperimentConfig`, raising :class:`ConfigError` naming the fields."""
     if not isinstance(data, dict):
@@ -42,6 +44,7 @@ def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Experiment
         return ExperimentConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, source)) from None
+
 
 def load_config(path: str | Path) -> ExperimentConfig:
     """Load and validate a YAML experiment config.
@@ -60,9 +63,11 @@ def load_config(path: str | Path) -> ExperimentConfig:
         _resolve_paths(data, path.parent.resolve())
     return config_from_dict(data, source=str(path))
 
+
 def dump_config(config: ExperimentConfig) -> str:
     """The config as YAML text (all fields, defaults included)."""
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
 
 def describe_fields(model: type[BaseModel] = ExperimentConfig, prefix: str = "") -> list[tuple[str, str, str]]:
     """(dotted name, default, description) for every field, recursing into sections."""

@@ -10,8 +10,8 @@ from pydantic import Field, model_validator
 
 from circuitgnn.config.base import StrictModel
 
-
 ScalarOrList = float | list[float]
+
 
 class ConnectivityConfig(StrictModel):
     """How the ground-truth connectivity matrix W is generated."""
@@ -36,6 +36,7 @@ class ConnectivityConfig(StrictModel):
         if self.kind == "file" and self.path is None:
             raise ValueError("connectivity.kind is 'file' but connectivity.path is not set")
         return self
+
 
 class NeuronConfig(StrictModel):
     """Neuron types, their parameters and the form of the signal they send.
@@ -75,9 +76,7 @@ class NeuronConfig(StrictModel):
         for name in self._per_type:
             value = getattr(self, name)
             if isinstance(value, list) and len(value) != k:
-                raise ValueError(
-                    f"neurons.{name} has {len(value)} values but n_types is {k}: give one value per type or a single number"
-                )
+                raise ValueError(f"neurons.{name} has {len(value)} values but n_types is {k}: give one value per type or a single number")
         widths = self.table("width")
         if any(w <= 0 for w in widths):
             raise ValueError(f"neurons.width must be > 0 for every type, got {widths}")
@@ -97,6 +96,7 @@ class NeuronConfig(StrictModel):
         if isinstance(value, list):
             return [float(v) for v in value]
         return [float(value)] * self.n_types
+
 
 class StimulusConfig(StrictModel):
     """External input: a field Omega_i(t) over a 2-D grid of the first neurons (paper 2.6)."""
@@ -134,6 +134,7 @@ class StimulusConfig(StrictModel):
         """Number of neurons that receive the stimulus (the first ``grid_size**2``)."""
         return self.grid_size**2 if self.mode != "none" else 0
 
+
 class SimulationConfig(StrictModel):
     """The ground-truth simulation: network size, time, integrator, noise, seed."""
 
@@ -157,7 +158,6 @@ class SimulationConfig(StrictModel):
             )
         if self.stimulus.n_driven > self.n_neurons:
             raise ValueError(
-                f"stimulus.grid_size {self.stimulus.grid_size} drives {self.stimulus.n_driven} neurons "
-                f"but n_neurons is {self.n_neurons}"
+                f"stimulus.grid_size {self.stimulus.grid_size} drives {self.stimulus.n_driven} neurons but n_neurons is {self.n_neurons}"
             )
         return self

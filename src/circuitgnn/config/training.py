@@ -20,16 +20,21 @@ class Coefficient(StrictModel):
         active = epoch >= self.from_epoch and (self.until_epoch is None or epoch < self.until_epoch)
         return self.value if active else 0.0
 
+
 def _coefficient(value: Any) -> Any:
     return {"value": value} if isinstance(value, int | float) else value
+
 
 class RegularizationConfig(StrictModel):
     """Loss terms besides the prediction error (spec 4.3); each a number or {value, from_epoch, until_epoch}."""
 
     phi_zero: Coefficient = Field(Coefficient(value=1.0), description="alpha: mean phi*(0, a_i)^2, a steady state at zero")
-    phi_decreasing: Coefficient = Field(Coefficient(), description="beta: mean ReLU(phi*(x + d) - phi*(x))^2 (see extensions.monotone_norm), phi* decreasing in x")
+    phi_decreasing: Coefficient = Field(
+        Coefficient(), description="beta: mean ReLU(phi*(x + d) - phi*(x))^2 (see extensions.monotone_norm), phi* decreasing in x"
+    )
     psi_monotone: Coefficient = Field(
-        Coefficient(), description="gamma: mean ReLU(psi*(x) - psi*(x + d))^2 (see extensions.monotone_norm), psi* increasing (fixes the sign of W)"
+        Coefficient(),
+        description="gamma: mean ReLU(psi*(x) - psi*(x + d))^2 (see extensions.monotone_norm), psi* increasing (fixes the sign of W)",
     )
     w_l1: Coefficient = Field(Coefficient(), description="zeta: sum |W_ij|, sparsity of W")
     w_shrink: Coefficient = Field(

@@ -152,7 +152,7 @@ class Activity:
             return self.fingerprint
         h = hashlib.sha256()
         for start in range(0, self.n_frames, _SCAN_ROWS):
-            h.update(memoryview(np.ascontiguousarray(self.x[start : start + _SCAN_ROWS])).cast("B"))
+            h.update(np.ascontiguousarray(self.x[start : start + _SCAN_ROWS]).data.cast("B"))
         return h.hexdigest()
 
 

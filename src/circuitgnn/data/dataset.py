@@ -153,7 +153,7 @@ class Dataset:
             dt=self.dt,
             inputs=omega,
             input_mode="none" if omega is None else ("multiplicative" if self.stimulus_mode == "multiplicative" else "additive"),
-            grid_size=int(self.neurons.get("grid_size", 0)),
+            grid_size=int(self.neurons.get("grid_size", 0)) if (self.path / "neurons.npz").is_file() else 0,
             source=str(self.path),
             fingerprint=self.meta["arrays"]["x"].get("sha256"),
         )
@@ -164,7 +164,7 @@ class Dataset:
             arr = self.arrays[name]
             h = hashlib.sha256()
             for start in range(0, arr.shape[0], block_rows):
-                h.update(memoryview(np.ascontiguousarray(arr[start : start + block_rows])).cast("B"))
+                h.update(np.ascontiguousarray(arr[start : start + block_rows]).data.cast("B"))
             if h.hexdigest() != spec["sha256"]:
                 raise DatasetError(f"{self.path / spec['file']}: checksum mismatch, the file was modified or is corrupted")
 

@@ -26,6 +26,7 @@ from circuitgnn.interrupts import sigterm_as_interrupt
 FORMAT_NAME = "circuitgnn-dataset"
 FORMAT_VERSION = 1
 META_FILE = "meta.json"
+_FLOAT32 = np.dtype(np.float32)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -43,20 +44,20 @@ def write_json_atomic(path: Path, data: Any) -> None:
 def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
     """``np.savez`` to a temporary name, then rename it into place."""
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}.npz")
-    np.savez(tmp, **arrays)
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy's stub takes the arrays for its allow_pickle
     os.replace(tmp, path)
 
 
 class NpyStream:
     """An .npy file of known final shape, filled by appending blocks of rows, with a running sha256."""
 
-    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype = np.dtype(np.float32)):
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype = _FLOAT32):
         self.path = path
         self.shape = tuple(int(s) for s in shape)
         self.dtype = np.dtype(dtype)
         self.rows = 0
         self._hash = hashlib.sha256()
-        self._file = open(path, "wb")
+        self._file = open(path, "wb")  # noqa: SIM115  (closed by close() or abort())
         header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape}
         np.lib.format.write_array_header_2_0(self._file, header)
 
@@ -65,7 +66,7 @@ class NpyStream:
             raise ValueError(f"{self.path.name}: block {block.shape} {block.dtype} does not fit {self.shape} {self.dtype}")
         if self.rows + block.shape[0] > self.shape[0]:
             raise ValueError(f"{self.path.name}: more rows than the declared {self.shape[0]}")
-        data = memoryview(np.ascontiguousarray(block)).cast("B")
+        data = np.ascontiguousarray(block).data.cast("B")
         self._file.write(data)
         self._hash.update(data)
         self.rows += block.shape[0]

@@ -6,12 +6,12 @@ from typing import Any
 
 import numpy as np
 
-from circuitgnn.train.clustering import kmeans_silhouette
 from circuitgnn.analyze.functions import phi_curves, psi_curves
 from circuitgnn.analyze.metrics import psi_plateau
 from circuitgnn.data.dataset import Dataset
 from circuitgnn.simulate.figure import draw_raster, draw_traces, draw_w_heatmap, pyplot
 from circuitgnn.simulate.neuron_models import true_phi, true_psi
+from circuitgnn.train.clustering import kmeans_silhouette
 from circuitgnn.train.run_folder import TrainedRun
 
 _MAX_CURVES = 400
@@ -59,8 +59,11 @@ def connectivity(run: TrainedRun, ds: Dataset, metrics: dict[str, Any]):
     ax.scatter(t, y, s=1, alpha=0.3, color="k", rasterized=True)
     lim = np.abs(t).max()
     ax.plot([-lim, lim], [-lim, lim], "r--", lw=1, label="identity")
-    ax.set(xlabel="true W", ylabel="learned W (corrected)",
-           title=f"R^2 = {metrics['W_r2']:.3f}, slope = {metrics['W_slope']:.3f}  (raw R^2 {metrics['W_r2_raw']:.3f})")
+    ax.set(
+        xlabel="true W",
+        ylabel="learned W (corrected)",
+        title=f"R^2 = {metrics['W_r2']:.3f}, slope = {metrics['W_slope']:.3f}  (raw R^2 {metrics['W_r2_raw']:.3f})",
+    )
     ax.legend(loc="upper left")
     fig.tight_layout()
     return fig
@@ -75,10 +78,9 @@ def embeddings(run: TrainedRun, ds: Dataset, max_k: int):
     if ds.truth is not None:
         panels.insert(0, ("true types", ds.truth.types))
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5), squeeze=False)
-    for ax, (title, labels) in zip(axes[0], panels):
+    for ax, (title, labels) in zip(axes[0], panels, strict=True):
         cmap = plt.get_cmap("tab20" if labels.max() >= 10 else "tab10")
-        ax.scatter(a[:, 0], a[:, 1] if a.shape[1] > 1 else np.zeros(len(a)), c=labels % cmap.N, cmap=cmap, s=8,
-                   vmin=0, vmax=cmap.N - 1)
+        ax.scatter(a[:, 0], a[:, 1] if a.shape[1] > 1 else np.zeros(len(a)), c=labels % cmap.N, cmap=cmap, s=8, vmin=0, vmax=cmap.N - 1)
         ax.set(title=f"embeddings a_i: {title}", xlabel="a_0", ylabel="a_1")
     fig.tight_layout()
     return fig
@@ -101,11 +103,13 @@ def functions(run: TrainedRun, ds: Dataset):
         axes[1].plot(grid, psi[:, n] / (plateau[n] if plateau[n] != 0 else 1), color=cmap(types[n] % cmap.N), lw=0.5, alpha=0.4)
     if truth is not None:
         table, signal = truth.functions["types"], truth.functions["signal"]
-        for k, params in enumerate(table):
+        for _k, params in enumerate(table):
             axes[0].plot(grid, true_phi(grid, params), "k--", lw=1)
             if signal != "pair":
                 psi_true = true_psi(grid, signal, params, params)
-                axes[1].plot(grid, psi_true / np.median(true_psi(np.linspace(0.8 * run.xnorm, run.xnorm, 50), signal, params, params)), "k--", lw=1)
+                axes[1].plot(
+                    grid, psi_true / np.median(true_psi(np.linspace(0.8 * run.xnorm, run.xnorm, 50), signal, params, params)), "k--", lw=1
+                )
     axes[0].set(title="learned phi*(x, a_i) of each neuron (dashed: true)", xlabel="x", ylabel="phi*")
     axes[1].set(title="learned psi* / plateau (dashed: true, same normalisation)", xlabel="x_j", ylabel="psi* (normalised)")
     fig.tight_layout()

@@ -23,6 +23,7 @@ from circuitgnn.train.run_folder import load_run, run_dataset
 
 REPORT = "report.html"
 
+
 def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
@@ -59,7 +60,11 @@ def build_report(run_dir: str | Path, recompute: bool = False, reference: dict[s
         add("embeddings", "Neuron types: embeddings", lambda: figures.embeddings(run, ds, run.config.training.clustering.max_types))
     add("functions", "Functions: phi* and psi*", lambda: figures.functions(run, ds))
     if run.config.model.external_input == "field" and ds.omega is not None:
-        add("stimulus", "Hidden stimulus: true (top) and recovered (bottom), scaled to the true mean", lambda: movie_figure(run.input_model, ds))
+        add(
+            "stimulus",
+            "Hidden stimulus: true (top) and recovered (bottom), scaled to the true mean",
+            lambda: movie_figure(run.input_model, ds),
+        )
     rollout_file = run_dir / "rollout.npz"
     if rollout_file.is_file():
         with np.load(rollout_file) as z:
@@ -75,14 +80,22 @@ def build_report(run_dir: str | Path, recompute: bool = False, reference: dict[s
         lines = []
         for kind in ("phi", "psi"):
             for e in sym[kind]:
-                where = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in e.items() if k.endswith("cluster") and v is not None) or "all neurons"
-                lines.append(f"<tr><td>{kind}*</td><td>{html.escape(where)}</td><td><code>{html.escape(e['formula'])}</code></td>"
-                             f"<td><code>{html.escape(e.get('true', ''))}</code></td><td>{e['error']:.3g}</td></tr>")
-        formulas_html = (f'<section id="formulas"><h2>Formulas (symbolic regression, backend {html.escape(sym["backend"])})</h2>'
-                         "<p>Each neuron cluster's median learned curve on [-xnorm, xnorm]; psi* divided by its plateau "
-                         "(its scale is absorbed by W). Error: relative RMSE of the formula on the curve.</p>"
-                         "<table><tr><th>function</th><th>neurons</th><th>learned</th><th>true</th><th>error</th></tr>"
-                         + "".join(lines) + "</table></section>")
+                where = (
+                    ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in e.items() if k.endswith("cluster") and v is not None)
+                    or "all neurons"
+                )
+                lines.append(
+                    f"<tr><td>{kind}*</td><td>{html.escape(where)}</td><td><code>{html.escape(e['formula'])}</code></td>"
+                    f"<td><code>{html.escape(e.get('true', ''))}</code></td><td>{e['error']:.3g}</td></tr>"
+                )
+        formulas_html = (
+            f'<section id="formulas"><h2>Formulas (symbolic regression, backend {html.escape(sym["backend"])})</h2>'
+            "<p>Each neuron cluster's median learned curve on [-xnorm, xnorm]; psi* divided by its plateau "
+            "(its scale is absorbed by W). Error: relative RMSE of the formula on the curve.</p>"
+            "<table><tr><th>function</th><th>neurons</th><th>learned</th><th>true</th><th>error</th></tr>"
+            + "".join(lines)
+            + "</table></section>"
+        )
     ref = {k: v for k, v in (reference or {}).items() if v is not None}
     ref_head = f"<th>{html.escape(reference_name or 'reference')}</th>" if ref else ""
     rows = "".join(
@@ -97,15 +110,15 @@ def build_report(run_dir: str | Path, recompute: bool = False, reference: dict[s
         for key, title, png in sections
     )
     page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>circuitgnn report: {html.escape(metrics['name'])}</title>
+<html lang="en"><head><meta charset="utf-8"><title>circuitgnn report: {html.escape(metrics["name"])}</title>
 <style>body{{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px}}img{{max-width:100%}}
 pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body>
-<h1>circuitgnn report: {html.escape(metrics['name'])}</h1>
-<p>dataset <code>{html.escape(metrics['dataset'])}</code>: N = {metrics['n_neurons']} neurons, T = {metrics['n_frames']} frames.
-Forecast: {html.escape(metrics.get('rollout_method', ''))}.</p>
+<h1>circuitgnn report: {html.escape(metrics["name"])}</h1>
+<p>dataset <code>{html.escape(metrics["dataset"])}</code>: N = {metrics["n_neurons"]} neurons, T = {metrics["n_frames"]} frames.
+Forecast: {html.escape(metrics.get("rollout_method", ""))}.</p>
 <section id="summary"><h2>Summary</h2><table><tr><th>metric</th><th>this run</th>{ref_head}</tr>{rows}</table>
-{f'<h3>Skipped</h3><ul>{skipped_html}</ul>' if skipped_html else ''}</section>
+{f"<h3>Skipped</h3><ul>{skipped_html}</ul>" if skipped_html else ""}</section>
 {body}
 {formulas_html}
 <section id="config"><h2>Config</h2><pre>{html.escape(dump_config(run.config))}</pre></section>

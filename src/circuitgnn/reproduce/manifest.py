@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
-from circuitgnn.config import ExperimentConfig, StrictModel, format_validation_error, config_from_dict, load_config
+from circuitgnn.config import ExperimentConfig, StrictModel, config_from_dict, format_validation_error, load_config
 from circuitgnn.errors import ConfigError
 
 DEFAULT_MANIFEST = Path(__file__).resolve().parent.parent / "configs" / "reproduce.yaml"

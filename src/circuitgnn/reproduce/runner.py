@@ -162,8 +162,9 @@ def reproduce_experiment(
         # Without a checkpoint, whatever a killed first attempt left in the run folder is worthless.
         with measure(paths.root, "train", budget_minutes=budget):
             dataset = Dataset(paths.data)
-            trainer = Trainer(config, dataset, paths.run, resume=resume, overwrite=not resume, progress=progress,
-                              scorer=training_scorer(dataset, config))
+            trainer = Trainer(
+                config, dataset, paths.run, resume=resume, overwrite=not resume, progress=progress, scorer=training_scorer(dataset, config)
+            )
             trainer.fit()
     else:
         say(f"[{exp.id}] training done for a {budget:g}-minute budget")

@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from circuitgnn.analyze.registry import metric
 from circuitgnn.config import Coefficient, ExperimentConfig, load_config
 from circuitgnn.data.writer import write_json_atomic, write_text_atomic
 from circuitgnn.errors import CircuitGNNError
@@ -70,9 +71,9 @@ def reproducing_command(exp: Experiment, saved: ExperimentConfig | None, budget:
     """The command that made the row: ``--full-size`` when its saved config is the full-size one (as
     on a GPU), ``--minutes`` when its training budget was not the manifest's."""
     command = f"circuitgnn reproduce {exp.id}"
-    if exp.cpu_overrides and saved is not None:
-        if saved.model_dump(mode="json") == experiment_config(exp, full_size=True).model_dump(mode="json"):
-            command += " --full-size"
+    full_size = experiment_config(exp, full_size=True).model_dump(mode="json") if exp.cpu_overrides else None
+    if saved is not None and full_size is not None and saved.model_dump(mode="json") == full_size:
+        command += " --full-size"
     if budget is not None and budget != exp.minutes:
         command += f" --minutes {budget:g}"
     return command
@@ -127,8 +128,18 @@ def build_row(exp: Experiment, work: Path) -> dict[str, Any]:
         peak_memory_mb=max((r["peak_memory_mb"] for r in resources.values()), default=None),
         type_accuracy=metrics.get("types_kmeans_accuracy"),
     )
-    for key in ("W_r2", "W_slope", "phi_error_max", "psi_error_max", "rollout_r2_400", "rollout_r2_800", "omega_r2", "omega_slope",
-                "omega_sqrt_r2", "omega_sqrt_slope"):
+    for key in (
+        "W_r2",
+        "W_slope",
+        "phi_error_max",
+        "psi_error_max",
+        "rollout_r2_400",
+        "rollout_r2_800",
+        "omega_r2",
+        "omega_slope",
+        "omega_sqrt_r2",
+        "omega_sqrt_slope",
+    ):
         row[key] = metrics.get(key)
     row["stimulus_bandwidth"] = {k: v for k, v in metrics.items() if k.startswith(("omega_temporal_", "omega_spatial_"))}
     for name in GENERALIZATION:
@@ -147,8 +158,8 @@ def _missed(row: dict[str, Any], exp: Experiment) -> list[str]:
         value = row.get(key)
         if not _finite(value):
             out.append(f"{key}: {'not measured' if value is None else value}")
-        elif value < target:
-            out.append(f"{key} {value:.3f} < {target:g}")
+        elif not metric(key).meets(value, target):
+            out.append(f"{key} {value:.3f} {'>' if metric(key).direction == 'lower' else '<'} {target:g}")
     return out
 
 
@@ -161,7 +172,7 @@ def diagnosis(row: dict[str, Any]) -> str:
     parts = []
     for key in row["targets"]:
         value = row.get(key)
-        if _finite(value) and value >= row["targets"][key]:
+        if _finite(value) and metric(key).meets(value, row["targets"][key]):
             continue
         trend = row["trends"].get(key)
         if trend is None:
@@ -303,9 +314,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(parts)
 
 
-def write_scoreboard(
-    manifest: Manifest, work: Path, results: Path, experiments: list[Experiment] | None = None
-) -> list[dict[str, Any]]:
+def write_scoreboard(manifest: Manifest, work: Path, results: Path, experiments: list[Experiment] | None = None) -> list[dict[str, Any]]:
     """Write ``results/scoreboard.json``, ``scoreboard.md`` and the series figures; return the rows.
 
     ``experiments`` limits the rows (for a work folder that holds only some experiments, such as

@@ -47,8 +47,9 @@ def draw_raster(ax, x: np.ndarray, types: np.ndarray | None, fig) -> None:
     frames = np.arange(0, x.shape[0], step)[:_MAX_RASTER_FRAMES]
     xs = np.asarray(x[frames])[:, sample]
     lim = np.percentile(np.abs(xs), 99) or 1.0
-    im = ax.imshow(xs.T, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest",
-                   extent=(frames[0], frames[-1], len(sample), 0))
+    im = ax.imshow(
+        xs.T, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest", extent=(frames[0], frames[-1], len(sample), 0)
+    )
     ax.set(title=f"activity of {len(sample)} neurons" + (" (sorted by type)" if types is not None else ""), xlabel="frame", ylabel="neuron")
     fig.colorbar(im, ax=ax, label="x")
 

@@ -21,7 +21,9 @@ def true_circuit(dataset: Dataset, device: torch.device | None = None) -> Circui
 
 
 @torch.no_grad()
-def true_trajectory(circuit: Circuit, x0: np.ndarray, n_steps: int, dt: float, inputs: np.ndarray | None = None, mode: str = "none") -> np.ndarray:
+def true_trajectory(
+    circuit: Circuit, x0: np.ndarray, n_steps: int, dt: float, inputs: np.ndarray | None = None, mode: str = "none"
+) -> np.ndarray:
     """Noise-free Euler trajectory of the true network from ``x0``: (n_steps + 1, N)."""
     x = torch.as_tensor(x0, dtype=torch.float32, device=circuit.device)
     out = np.empty((n_steps + 1, len(x0)), dtype=np.float32)

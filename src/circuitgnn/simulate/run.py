@@ -170,8 +170,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     """The one-screen summary printed by ``circuitgnn simulate``."""
     s = summary
     lines = [
-        f"dataset      {s['name']}: N = {s['n_neurons']} neurons, T = {s['n_frames']} frames "
-        f"(+{s['burn_in']} burn-in), dt = {s['dt']:g}",
+        f"dataset      {s['name']}: N = {s['n_neurons']} neurons, T = {s['n_frames']} frames (+{s['burn_in']} burn-in), dt = {s['dt']:g}",
         f"types        {s['n_types']} ({s['signal']} signal), neurons per type: {s['type_counts']}",
         f"input        stimulus: {s['stimulus']}, noise std per step: {s['noise_std']:g}",
         f"W            mean {s['W_mean']:.2e}, std {s['W_std']:.2e}, non-zero {100 * s['W_nonzero_fraction']:.1f} %, "

@@ -125,7 +125,8 @@ class SolveConnectivity:
         assert ws is not None
         idx = torch.from_numpy(evenly_spaced_frames(s.n_frames, ws.frames))
         chunk = max(1, (1 << 20) // s.model.n)  # about a million psi* evaluations at a time
-        batches = (s.source.batch(idx[i : i + chunk])[:2] for i in range(0, len(idx), chunk))
+        parts = (s.source.batch(idx[i : i + chunk]) for i in range(0, len(idx), chunk))
+        batches = ((part[0], part[1]) for part in parts)
         try:
             w = solve_connectivity(s.model, batches, ws.ridge)
         except ValueError as err:

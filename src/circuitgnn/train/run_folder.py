@@ -166,6 +166,8 @@ def load_run(path: str | Path, device: str | None = "cpu") -> TrainedRun:
 
 def run_dataset(run: TrainedRun) -> Dataset:
     """The dataset folder a run was trained on, with a clear error when it has moved or gone."""
+    if run.path is None:
+        raise DatasetError("this model was fitted without a run folder: it has no dataset folder to open")
     info_path = run.path / RUN_INFO
     if not info_path.is_file():
         raise DatasetError(f"{run.path} has no {RUN_INFO}: not a finished or started training run")

@@ -110,7 +110,9 @@ class Trainer:
         mask = check_data_fits(config, self.data)
         self.device = pick_device(tc.device)
         self.use_input = config.model.external_input == "known"
-        arrays = {"x": self.data.x, "dxdt": self.data.dxdt} | ({"inputs": self.data.inputs} if self.use_input else {})
+        arrays = {"x": self.data.x, "dxdt": self.data.dxdt}
+        if self.use_input and self.data.inputs is not None:
+            arrays["inputs"] = self.data.inputs
         for name, array in arrays.items():
             check_finite_array(array, self.data.label(name))
         self.run = RunFolder(run_dir) if run_dir is not None else None
@@ -190,7 +192,14 @@ class Trainer:
 
     def _data_summary(self) -> dict[str, Any]:
         d = self.data
-        return {"path": d.source, "n_neurons": d.n_neurons, "n_frames": d.n_frames, "grid_size": d.grid_size, "dt": d.dt, "input_mode": d.input_mode}
+        return {
+            "path": d.source,
+            "n_neurons": d.n_neurons,
+            "n_frames": d.n_frames,
+            "grid_size": d.grid_size,
+            "dt": d.dt,
+            "input_mode": d.input_mode,
+        }
 
     def save_checkpoint(self, status: str = "running") -> Path | None:
         """Write the checkpoint, then run.json with the same counters (so a killed run's run.json stays true)."""
@@ -218,7 +227,9 @@ class Trainer:
         state = self.run.load_checkpoint()
         old_model = state["config"]["model"]
         new_model = self.config.model.model_dump(mode="json")
-        diffs = [f"model.{k}: {old_model.get(k)!r} in the checkpoint, {v!r} in the config" for k, v in new_model.items() if old_model.get(k) != v]
+        diffs = [
+            f"model.{k}: {old_model.get(k)!r} in the checkpoint, {v!r} in the config" for k, v in new_model.items() if old_model.get(k) != v
+        ]
         if diffs:
             raise ResumeError(f"checkpoint {path} comes from an incompatible config:\n  " + "\n  ".join(diffs))
         fp = state["dataset"]
@@ -304,7 +315,11 @@ class Trainer:
         c = self.counters
         bad = {k: v for k, v in values.items() if not np.isfinite(v)}
         if bad:
-            kept = f"the last good checkpoint in {self.run.checkpoint} is kept" if self.run is not None and self.run.checkpoint.is_file() else "no checkpoint was written"
+            kept = (
+                f"the last good checkpoint in {self.run.checkpoint} is kept"
+                if self.run is not None and self.run.checkpoint.is_file()
+                else "no checkpoint was written"
+            )
             raise TrainingDiverged(
                 f"the loss became {bad} before iteration {c.global_iteration} (epoch {c.epoch}); {kept}. Lower the learning rates"
             )
@@ -329,7 +344,9 @@ class Trainer:
             self.run.start(self.config, self.resume, c.global_iteration)
             self.history = read_log(self.run.path)
             self._write_run_info("running")
-        bar = tqdm(total=tc.n_epochs * self.iters_per_epoch, initial=c.global_iteration, unit="it", disable=not self.progress, smoothing=0.05)
+        bar = tqdm(
+            total=tc.n_epochs * self.iters_per_epoch, initial=c.global_iteration, unit="it", disable=not self.progress, smoothing=0.05
+        )
         deadline = None if tc.max_minutes is None else time.perf_counter() + 60 * tc.max_minutes
         status = "finished"
         t_last = time.perf_counter()
@@ -352,7 +369,9 @@ class Trainer:
                             now = time.perf_counter()
                             c.train_seconds += now - t_last
                             line = self._log(lrs, coeffs)
-                            bar.set_postfix(loss=f"{line['loss_prediction']:.3g}", **({"W_r2": f"{line['W_r2']:.3f}"} if "W_r2" in line else {}))
+                            bar.set_postfix(
+                                loss=f"{line['loss_prediction']:.3g}", **({"W_r2": f"{line['W_r2']:.3f}"} if "W_r2" in line else {})
+                            )
                             t_last = time.perf_counter()
                         if c.global_iteration % tc.checkpoint_every == 0:
                             self._check_finite()
@@ -374,7 +393,15 @@ class Trainer:
         if self._n_sum:
             self._log(self._set_learning_rates(), self.coefficients(min(c.epoch, tc.n_epochs - 1)))
         self.save_checkpoint(status)
-        return TrainedRun(self.run.path if self.run else None, self.config, self.model, self.xnorm, list(self.history), self.input_model, self._data_summary())
+        return TrainedRun(
+            self.run.path if self.run else None,
+            self.config,
+            self.model,
+            self.xnorm,
+            list(self.history),
+            self.input_model,
+            self._data_summary(),
+        )
 
     def _log(self, lrs: dict[str, float], coeffs: dict[str, float]) -> dict[str, Any]:
         c = self.counters

@@ -39,11 +39,12 @@ def gram_sums(pairs: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch
 
     Float64 products: G's condition number can be ~1e5 (noise-free data).
     """
-    g = b = None
+    g: torch.Tensor | None = None
+    b: torch.Tensor | None = None
     count = 0
     for f, r in pairs:
         f, r = f.double(), r.double()
-        if g is None:
+        if g is None or b is None:
             g = torch.zeros(f.shape[1], f.shape[1], dtype=torch.float64, device=f.device)
             b = torch.zeros_like(g)
         g.addmm_(f.T, f)
