@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from circuitgnn import load_config, open_dataset, simulate
+from circuitgnn.analyze.evaluate import training_scorer
 from circuitgnn.device import environment
 from circuitgnn.model.gnn import GNN
 from circuitgnn.train.losses import total_loss
@@ -120,7 +121,8 @@ def recovery_curve(dataset_path: Path, run_dir: Path, minutes: float, log_every:
     cfg.training.max_minutes = minutes
     cfg.training.log_every = log_every
     t0 = time.perf_counter()
-    trainer = Trainer(cfg, dataset_path, run_dir, overwrite=True, progress=True)
+    dataset = open_dataset(dataset_path)
+    trainer = Trainer(cfg, dataset, run_dir, overwrite=True, progress=True, scorer=training_scorer(dataset, cfg))
     run = trainer.fit()
     print(f"trained {trainer.counters.global_iteration} iterations in {time.perf_counter() - t0:.0f} s wall")
     return run.log

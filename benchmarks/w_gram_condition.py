@@ -4,7 +4,7 @@ For a trained run (sender-only psi*), on evenly spaced frames of its dataset:
   * the condition number of the senders' Gram matrix G = <psi psi^T>, with the true transfer functions
     and with the learned psi* (gradient descent on W converges at a rate set by G's small eigenvalues);
   * the W R^2 of the run's own W, and of the exact least-squares W given the run's phi* and psi*
-    (circuitgnn.train.wsolve, what `training.w_solve` does during training);
+    (circuitgnn.train.wsolve, what `training.extensions.w_solve` does during training);
   * as a check of the solver, the least-squares W given the true functions (R^2 should be 1).
 Ground truth is read only to score, as everywhere.
 

@@ -146,3 +146,19 @@ def test_any_number_of_types_validates_with_the_default_per_type_parameters(k):
     cfg = config_from_dict({"simulation": {"n_neurons": 20, "neurons": {"n_types": k}}})
     for name in ("gain", "self_coupling", "decay", "bias", "width", "threshold", "leak"):
         assert len(cfg.simulation.neurons.table(name)) == k, name
+
+
+def test_configs_written_before_the_extensions_were_grouped_still_load():
+    """Every old run folder's config.yaml and checkpoint holds the keys at their old places (regression)."""
+    old = {
+        "training": {
+            "regularization": {"monotone_norm": True, "w_shrink_keep_norm": False},
+            "clustering": {"every_epochs": 2, "stop_at_ari": 0.99},
+            "w_solve": {"frames": 100},
+        }
+    }
+    with pytest.warns(DeprecationWarning, match="stop_at_ari -> training.extensions.stop_clustering_at_ari"):
+        cfg = config_from_dict(old)
+    ext = cfg.training.extensions
+    assert ext.monotone_norm and not ext.w_shrink_keep_norm and ext.stop_clustering_at_ari == 0.99
+    assert ext.w_solve is not None and ext.w_solve.frames == 100

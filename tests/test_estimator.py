@@ -172,3 +172,31 @@ def test_load_refuses_what_it_cannot_read(tmp_path):
     (tmp_path / "junk.pt").write_text("not a model")
     with pytest.raises(CircuitGNNError, match="not a readable circuitgnn model"):
         CircuitGNN.load(tmp_path / "junk.pt")
+
+
+def test_numpy_scalars_and_bad_frames_or_rows(data):
+    ds, x, dxdt = data
+    est = small(n_epochs=1).fit(x, dt=np.float32(ds.dt), dxdt=dxdt)
+    assert est.simulate(x[0], np.int64(3)).shape == (4, 30)
+    with pytest.raises(CircuitGNNError, match="dxdt has 5 frames but x has 10"):
+        est.score(x[:10], dxdt=dxdt[:5])
+    lowrank = CircuitGNN(
+        model={"hidden": 8, "external_input": "additive_lowrank", "input_rank": 2}, training={**TRAINING, "n_epochs": 1}, progress=False
+    )
+    lowrank.fit(x, dt=ds.dt, dxdt=dxdt)
+    assert lowrank.predict(x[:3], frames=[0, 1, 2]).shape == (3, 30)
+    for frames, words in (([0, 1], "3 integer indices"), ([0.0, 1.0, 2.0], "integer"), ([0, 1, 400], "lie in 0 .. 399")):
+        with pytest.raises(CircuitGNNError, match=words):
+            lowrank.predict(x[:3], frames=frames)
+
+
+def test_a_second_fit_call_on_a_trainer_continues_its_run(data, tmp_path):
+    from circuitgnn.train.run_folder import read_log
+    from circuitgnn.train.trainer import Trainer
+
+    ds, _, _ = data
+    cfg = small().config
+    trainer = Trainer(cfg, ds, tmp_path / "r", progress=False)
+    trainer.fit(max_iterations=20)
+    trainer.fit()
+    assert [line["iteration"] for line in read_log(tmp_path / "r")] == [10, 20, 30, 40]

@@ -99,7 +99,7 @@ def test_a_run_without_a_folder_writes_nothing(small_data, tmp_path, monkeypatch
 
 
 def test_clustering_stops_once_the_partition_repeats(small_data, tmp_path, monkeypatch):
-    """With clustering.stop_at_ari, a clustering that repeats the previous partition ends clustering:
+    """With extensions.stop_clustering_at_ari, a clustering that repeats the previous partition ends clustering:
     psi* and the embeddings are no longer frozen, and a resume keeps that state."""
     from circuitgnn.train.clustering import Clustering
 

@@ -13,6 +13,7 @@ never the only one.
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,7 +22,7 @@ import torch
 
 from circuitgnn.analyze.rollout import rollout_model
 from circuitgnn.analyze.symbolic import symbolic_formulas
-from circuitgnn.config import ExperimentConfig, ModelConfig, StrictModel, TrainingConfig, format_validation_error
+from circuitgnn.config import ExperimentConfig, ModelConfig, StrictModel, TrainingConfig, config_from_dict, format_validation_error
 from circuitgnn.data.activity import Activity, InputMode, as_float32_frames, finite_differences
 from circuitgnn.data.dataset import Dataset
 from circuitgnn.device import pick_device
@@ -246,7 +247,14 @@ class CircuitGNN:
                 "the model learned an input over the training recording's frames: pass frames= (the indices of these "
                 "states in that recording)"
             )
-        idx = torch.as_tensor(np.asarray(frames), device=self.device_)
+        frames = np.asarray(frames)
+        if frames.ndim != 1 or len(frames) != t or not np.issubdtype(frames.dtype, np.integer):
+            raise CircuitGNNError(f"frames must be {t} integer indices (one per state), got shape {frames.shape} {frames.dtype}")
+        if t and (frames.min() < 0 or frames.max() >= self.n_frames_):
+            raise CircuitGNNError(
+                f"frames must lie in 0 .. {self.n_frames_ - 1} (the training recording), got {frames.min()} .. {frames.max()}"
+            )
+        idx = torch.as_tensor(frames, device=self.device_)
         with torch.no_grad():
             if kind == "field":
                 return self.input_model_(idx.float() / self.n_frames_).cpu().numpy(), "multiplicative"
@@ -278,11 +286,12 @@ class CircuitGNN:
         training recording from ``start_frame`` on.
         """
         self._check_fitted()
-        if not isinstance(n_steps, int) or n_steps < 1:
+        if not isinstance(n_steps, numbers.Integral) or isinstance(n_steps, bool) or n_steps < 1:
             raise CircuitGNNError(f"n_steps must be a positive integer, got {n_steps!r}")
         x0a = np.asarray(x0.detach().cpu().numpy() if isinstance(x0, torch.Tensor) else x0, dtype=np.float32)
         if x0a.shape != (self.n_neurons_,):
             raise CircuitGNNError(f"x0 must be one state of shape ({self.n_neurons_},), got {x0a.shape}")
+        n_steps = int(n_steps)
         frames = np.arange(start_frame, start_frame + n_steps) if self.input_model_ is not None else None
         inp, mode = self._input_terms(frames, inputs, n_steps)
         return rollout_model(self.model_, x0a, n_steps, self.dt_ if dt is None else float(dt), inp, mode)
@@ -293,11 +302,15 @@ class CircuitGNN:
         """R^2 of the predicted drift against ``dxdt`` (estimated from ``x`` by forward differences when not given), over all entries."""
         self._check_fitted()
         xa = as_float32_frames(x, "x", self.n_neurons_)
+        if dt is not None and (not isinstance(dt, numbers.Real) or not dt > 0):
+            raise CircuitGNNError(f"dt must be a positive number, got {dt!r}")
         target = (
             finite_differences(xa, self.dt_ if dt is None else float(dt))
             if dxdt is None
             else as_float32_frames(dxdt, "dxdt", self.n_neurons_)
         )
+        if target.shape[0] != xa.shape[0]:
+            raise CircuitGNNError(f"dxdt has {target.shape[0]} frames but x has {xa.shape[0]}")
         pred = self.predict(xa, inputs, frames).astype(np.float64)
         y = np.asarray(target, dtype=np.float64)
         ss_tot = float(((y - y.mean()) ** 2).sum())
@@ -373,7 +386,9 @@ class CircuitGNN:
             raise CircuitGNNError(f"{path} is not a readable circuitgnn model ({err})") from None
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise CircuitGNNError(f"{path} is not a model saved by CircuitGNN.save (a run folder's checkpoint? load the folder)")
-        config = ExperimentConfig.model_validate(state["config"])
+        if state.get("format_version", 0) > FORMAT_VERSION:
+            raise CircuitGNNError(f"{path} was saved by a newer circuitgnn (format {state['format_version']}): upgrade to read it")
+        config = config_from_dict(state["config"], source=str(path))
         est = cls(config.model, config.training, progress=False)
         f = state["fitted"]
         model = GNN(config.model, f["n_neurons"])

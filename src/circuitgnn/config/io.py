@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,46 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
                 sec[key] = str((base / p).resolve())
 
 
+# keys that moved into training.extensions: (section under training, old key, new key)
+_MOVED = (
+    ("regularization", "monotone_norm", "monotone_norm"),
+    ("regularization", "w_shrink_keep_norm", "w_shrink_keep_norm"),
+    ("clustering", "stop_at_ari", "stop_clustering_at_ari"),
+    (None, "w_solve", "w_solve"),
+)
+
+
+def _move_old_keys(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Configs written before the extensions were grouped (every run folder's config.yaml and checkpoint) still load."""
+    training = data.get("training")
+    if not isinstance(training, dict):
+        return data
+    training = dict(training)
+    extensions = dict(training.get("extensions") or {})
+    moved = []
+    for section, old, new in _MOVED:
+        holder = training if section is None else training.get(section)
+        if isinstance(holder, dict) and old in holder:
+            holder = dict(holder)
+            value = holder.pop(old)
+            if section is None:
+                training = holder
+            else:
+                training[section] = holder
+            extensions.setdefault(new, value)
+            moved.append(f"training.{section + '.' if section else ''}{old} -> training.extensions.{new}")
+    if not moved:
+        return data
+    warnings.warn(f"config {source}: old keys read as {'; '.join(moved)}", DeprecationWarning, stacklevel=3)
+    training["extensions"] = extensions
+    return {**data, "training": training}
+
+
 def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> ExperimentConfig:
     """Validate a plain dict as an :class:`ExperimentConfig`, raising :class:`ConfigError` naming the fields."""
     if not isinstance(data, dict):
         raise ConfigError(f"invalid config {source}: expected a mapping at the top level, got {type(data).__name__}")
+    data = _move_old_keys(data, source)
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as err:

@@ -9,6 +9,7 @@ first and naming the argument that is wrong.
 from __future__ import annotations
 
 import hashlib
+import numbers
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -104,8 +105,11 @@ class Activity:
         grid_size: int = 0,
     ) -> Activity:
         """Check a user's arrays and wrap them; dx/dt by :func:`finite_differences` when not given."""
-        if not isinstance(dt, int | float) or isinstance(dt, bool) or not np.isfinite(dt) or dt <= 0:
+        if not isinstance(dt, numbers.Real) or isinstance(dt, bool) or not np.isfinite(float(dt)) or dt <= 0:
             raise DatasetError(f"dt must be a positive number (time between frames), got {dt!r}")
+        if not isinstance(grid_size, numbers.Integral) or isinstance(grid_size, bool):
+            raise DatasetError(f"grid_size must be an integer, got {grid_size!r}")
+        grid_size = int(grid_size)
         xa = as_float32_frames(x, "x")
         n = xa.shape[1]
         if xa.shape[0] < 2:

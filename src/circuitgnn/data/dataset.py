@@ -154,7 +154,7 @@ class Dataset:
             inputs=omega,
             input_mode="none" if omega is None else ("multiplicative" if self.stimulus_mode == "multiplicative" else "additive"),
             grid_size=int(self.neurons.get("grid_size", 0)) if (self.path / "neurons.npz").is_file() else 0,
-            source=str(self.path),
+            source=str(self.path.resolve()),
             fingerprint=self.meta["arrays"]["x"].get("sha256"),
         )
 

@@ -3,8 +3,8 @@ epoch-end events (:mod:`circuitgnn.train.events`), atomic checkpoints and exact 
 
 Reading order: :meth:`Trainer.step` is one optimisation step; :meth:`Trainer.fit` runs steps,
 writes a log line every ``log_every`` iterations and a checkpoint every ``checkpoint_every``, and
-runs the epoch-end events. The loss terms stay on the device between log lines: no step waits for
-the device. The run folder (:mod:`circuitgnn.train.run_folder`) is optional: without one, nothing
+runs the epoch-end events. The loss terms stay on the device between log lines: no step reads a
+loss value back from the device. The run folder (:mod:`circuitgnn.train.run_folder`) is optional: without one, nothing
 is written and the run cannot be resumed.
 """
 
@@ -343,6 +343,7 @@ class Trainer:
         if self.run is not None:
             self.run.start(self.config, self.resume, c.global_iteration)
             self.history = read_log(self.run.path)
+            self.resume = True  # a second fit() continues this run instead of replacing it
             self._write_run_info("running")
         bar = tqdm(
             total=tc.n_epochs * self.iters_per_epoch, initial=c.global_iteration, unit="it", disable=not self.progress, smoothing=0.05
@@ -376,6 +377,7 @@ class Trainer:
                         if c.global_iteration % tc.checkpoint_every == 0:
                             self._check_finite()
                             self.save_checkpoint()
+                    self._check_finite()  # events never see a diverged model
                     for message in run_epoch_events(self):
                         bar.write(message)
                     c.epoch += 1
