@@ -143,12 +143,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_symbolic(args: argparse.Namespace) -> int:
-    from circuitgnn.analyze.symbolic import symbolic_run
+    from circuitgnn.analyze.symbolic import formula_scope, symbolic_run
 
     result = symbolic_run(args.run, backend=args.backend)
     for kind in ("phi", "psi"):
         for e in result[kind]:
-            where = ", ".join(f"{k} {v}" for k, v in e.items() if k.endswith("cluster") and v is not None) or "all neurons"
+            where = formula_scope(e)
             true = f"   (true: {e['true']})" if "true" in e else ""
             print(f"{kind} [{where}]: {e['formula']}   (error {e['error']:.3g}){true}")
     print(f"formulas     {Path(args.run).resolve() / 'symbolic.json'}")

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import sympy
 import torch
 
 from circuitgnn.analyze.rollout import rollout_model
-from circuitgnn.analyze.symbolic import symbolic_formulas
+from circuitgnn.analyze.symbolic import formula_scope, symbolic_formulas
 from circuitgnn.config import ExperimentConfig, ModelConfig, StrictModel, TrainingConfig, config_from_dict, format_validation_error
 from circuitgnn.data.activity import Activity, InputMode, as_float32_frames, finite_differences
 from circuitgnn.data.dataset import Dataset
@@ -181,7 +182,10 @@ class CircuitGNN:
         self._set_fitted(run, data.n_frames, data.dt, data.grid_size, data.input_mode)
         return self
 
-    def _set_fitted(self, run: TrainedRun, n_frames: int, dt: float, grid_size: int, input_mode: InputMode) -> None:
+    def _set_fitted(
+        self, run: TrainedRun, n_frames: int, dt: float, grid_size: int, input_mode: InputMode, types: np.ndarray | None = None
+    ) -> None:
+        """Set the fitted attributes from a trained model; ``types`` (a saved clustering) spares the K-means."""
         self.model_: GNN = run.model.eval()
         self.input_model_ = run.input_model.eval() if run.input_model is not None else None
         self.xnorm_ = float(run.xnorm)
@@ -194,7 +198,9 @@ class CircuitGNN:
         self.input_mode_: InputMode = input_mode
         self.connectivity_ = self.model_.connectivity().detach().cpu().numpy().copy()
         self.embeddings_ = self.model_.a.detach().cpu().numpy().copy()
-        if isinstance(self.model_.a, torch.nn.Parameter):
+        if types is not None:
+            self.types_ = np.asarray(types, dtype=np.int64)
+        elif isinstance(self.model_.a, torch.nn.Parameter):
             self.types_ = kmeans_silhouette(self.embeddings_, self.training.clustering.max_types, seed=0).labels
         else:
             self.types_ = np.zeros(self.n_neurons_, dtype=np.int64)
@@ -211,11 +217,7 @@ class CircuitGNN:
         return self.model_.a.device
 
     def _tensor(self, x: Any, name: str) -> torch.Tensor:
-        arr = x if isinstance(x, np.ndarray) and x.ndim == 1 else None
-        if arr is not None:
-            arr = arr[None, :]
-        a = as_float32_frames(arr if arr is not None else x, name, self.n_neurons_)
-        return torch.as_tensor(np.ascontiguousarray(a), device=self.device_)
+        return torch.as_tensor(np.ascontiguousarray(as_float32_frames(x, name, self.n_neurons_)), device=self.device_)
 
     @torch.no_grad()
     def phi_(self, x: Any) -> np.ndarray:
@@ -323,18 +325,8 @@ class CircuitGNN:
         out = []
         for kind in ("phi", "psi"):
             for e in found[kind]:
-                where = (
-                    ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in e.items() if k.endswith("cluster") and v is not None)
-                    or "all neurons"
-                )
-                text = e["formula"]
-                try:
-                    import sympy
-
-                    text = str(sympy.sympify(text).evalf(precision))
-                except (sympy.SympifyError, TypeError):
-                    pass
-                out.append(f"{kind}*[{where}](x) = {text}")
+                text = str(sympy.sympify(e["formula"]).evalf(precision))
+                out.append(f"{kind}*[{formula_scope(e)}](x) = {text}")
         return out
 
     def formulas(self, backend: str = "grammar") -> dict[str, Any]:
@@ -398,9 +390,7 @@ class CircuitGNN:
             input_model.load_state_dict(state["input_model"])
             input_model.to(dev)
         run = TrainedRun(None, config, model.to(dev), f["xnorm"], state["history"], input_model, dict(f))
-        est._set_fitted(run, f["n_frames"], f["dt"], f["grid_size"], f["input_mode"])
-        est.types_ = np.asarray(f["types"], dtype=np.int64)
-        est.n_types_ = int(est.types_.max()) + 1
+        est._set_fitted(run, f["n_frames"], f["dt"], f["grid_size"], f["input_mode"], np.asarray(f["types"]))
         return est
 
     @classmethod

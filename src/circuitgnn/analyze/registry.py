@@ -72,7 +72,6 @@ METRICS: tuple[Metric, ...] = (
     Metric("omega_slope", "hidden stimulus slope (each field divided by its mean)", "none"),
     Metric("omega_sqrt_r2", "hidden stimulus R^2, the paper's metric (Fig. 3): sqrt(Omega), first-frame maxima matched"),
     Metric("omega_sqrt_slope", "hidden stimulus slope, the paper's metric", "none"),
-    Metric("drift_r2", "drift R^2: predicted against given dx/dt"),
     Metric("iterations", "training iterations", "none"),
     Metric("train_seconds", "training time (s)", "none", 3),
 )

@@ -208,6 +208,12 @@ def _fit_pysr(x: np.ndarray, y: np.ndarray) -> Formula:
     return Formula(expr, float(np.sqrt(np.mean((pred - y) ** 2)) / (y.std() or 1.0)))
 
 
+def formula_scope(entry: dict[str, Any]) -> str:
+    """Which neurons a formula of :func:`symbolic_formulas` is for: "cluster 0", "receiver cluster 1, sender cluster 0" or "all neurons"."""
+    parts = [f"{k.replace('_', ' ')} {v}" for k, v in entry.items() if k.endswith("cluster") and v is not None]
+    return ", ".join(parts) or "all neurons"
+
+
 def save_formulas(path: str | Path, formulas: dict[str, Any]) -> None:
     """Write ``{name: Formula | dict}`` as JSON (Formula values become {"formula", "error"})."""
 

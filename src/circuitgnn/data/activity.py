@@ -82,6 +82,8 @@ class Activity:
         Where the data came from (a folder, or ``"<arrays>"``), for messages.
     fingerprint:
         sha256 of ``x`` when known (a dataset folder records it); see :meth:`x_fingerprint`.
+    checked_finite:
+        Whether every array was already checked for NaN and inf (training then does not scan them again).
     """
 
     x: np.ndarray
@@ -92,6 +94,7 @@ class Activity:
     grid_size: int = 0
     source: str = "<arrays>"
     fingerprint: str | None = None
+    checked_finite: bool = False  # from_arrays has already scanned every array for NaN and inf
 
     @classmethod
     def from_arrays(
@@ -134,7 +137,7 @@ class Activity:
                 raise DatasetError(f"input_mode must be 'multiplicative' or 'additive', got {input_mode!r}")
         if grid_size < 0 or grid_size**2 > n:
             raise DatasetError(f"grid_size {grid_size} needs grid_size^2 <= {n} neurons")
-        return cls(xa, da, float(dt), ia, input_mode if ia is not None else "none", grid_size)
+        return cls(xa, da, float(dt), ia, input_mode if ia is not None else "none", grid_size, checked_finite=True)
 
     @property
     def n_frames(self) -> int:
@@ -152,12 +155,15 @@ class Activity:
 
     def x_fingerprint(self) -> str:
         """sha256 of ``x`` (the recorded one, or computed in blocks): ties a checkpoint to its data."""
-        if self.fingerprint is not None:
-            return self.fingerprint
-        h = hashlib.sha256()
-        for start in range(0, self.n_frames, _SCAN_ROWS):
-            h.update(np.ascontiguousarray(self.x[start : start + _SCAN_ROWS]).data.cast("B"))
-        return h.hexdigest()
+        return self.fingerprint if self.fingerprint is not None else sha256_of_rows(self.x)
+
+
+def sha256_of_rows(array: np.ndarray, block_rows: int = _SCAN_ROWS) -> str:
+    """sha256 of an array's bytes in C order, read in blocks of rows (a memory map is never loaded whole)."""
+    h = hashlib.sha256()
+    for start in range(0, array.shape[0], block_rows):
+        h.update(np.ascontiguousarray(array[start : start + block_rows]).data.cast("B"))
+    return h.hexdigest()
 
 
 def check_finite_array(array: np.ndarray, name: str) -> None:

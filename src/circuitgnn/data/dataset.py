@@ -15,7 +15,6 @@ Layout of a dataset folder::
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from functools import cached_property
@@ -24,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from circuitgnn.data.activity import Activity
+from circuitgnn.data.activity import Activity, sha256_of_rows
 from circuitgnn.data.writer import FORMAT_NAME, META_FILE
 from circuitgnn.errors import DatasetError
 
@@ -161,11 +160,7 @@ class Dataset:
     def verify_checksums(self, block_rows: int = 4096) -> None:
         """Recompute every array's sha256 and compare with meta.json (reads the whole data once)."""
         for name, spec in self.meta["arrays"].items():
-            arr = self.arrays[name]
-            h = hashlib.sha256()
-            for start in range(0, arr.shape[0], block_rows):
-                h.update(np.ascontiguousarray(arr[start : start + block_rows]).data.cast("B"))
-            if h.hexdigest() != spec["sha256"]:
+            if sha256_of_rows(self.arrays[name], block_rows) != spec["sha256"]:
                 raise DatasetError(f"{self.path / spec['file']}: checksum mismatch, the file was modified or is corrupted")
 
     def __repr__(self) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 from circuitgnn.analyze.evaluate import METRICS, evaluate_run
 from circuitgnn.analyze.registry import summary_rows
 from circuitgnn.analyze.stimulus import movie_figure
+from circuitgnn.analyze.symbolic import formula_scope
 from circuitgnn.config import dump_config
 from circuitgnn.report import figures
 from circuitgnn.simulate.figure import pyplot
@@ -80,10 +81,7 @@ def build_report(run_dir: str | Path, recompute: bool = False, reference: dict[s
         lines = []
         for kind in ("phi", "psi"):
             for e in sym[kind]:
-                where = (
-                    ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in e.items() if k.endswith("cluster") and v is not None)
-                    or "all neurons"
-                )
+                where = formula_scope(e)
                 lines.append(
                     f"<tr><td>{kind}*</td><td>{html.escape(where)}</td><td><code>{html.escape(e['formula'])}</code></td>"
                     f"<td><code>{html.escape(e.get('true', ''))}</code></td><td>{e['error']:.3g}</td></tr>"

@@ -113,8 +113,9 @@ class Trainer:
         arrays = {"x": self.data.x, "dxdt": self.data.dxdt}
         if self.use_input and self.data.inputs is not None:
             arrays["inputs"] = self.data.inputs
-        for name, array in arrays.items():
-            check_finite_array(array, self.data.label(name))
+        if not self.data.checked_finite:
+            for name, array in arrays.items():
+                check_finite_array(array, self.data.label(name))
         self.run = RunFolder(run_dir) if run_dir is not None else None
         if self.run is not None:
             self.run.check(resume, overwrite)
