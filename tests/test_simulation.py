@@ -151,13 +151,13 @@ def test_interrupted_simulation_leaves_nothing_that_looks_complete(tmp_path, mon
     calls = {"n": 0}
     original = integrate.Integrator.run
 
-    def run_then_interrupt(self, x, n_frames, sink, progress=None):
+    def run_then_interrupt(self, x, n_frames, sink, progress=None, every=1):
         def failing_sink(blocks):
             calls["n"] += 1
             sink(blocks)
             raise KeyboardInterrupt
 
-        return original(self, x, n_frames, failing_sink, progress)
+        return original(self, x, n_frames, failing_sink, progress, every)
 
     monkeypatch.setattr(integrate.Integrator, "run", run_then_interrupt)
     with pytest.raises(KeyboardInterrupt):

@@ -1,4 +1,4 @@
-"""Command-line interface: ``circuitgnn run | simulate | train | evaluate | report | symbolic | reproduce | info | config-help``."""
+"""Command-line interface: ``circuitgnn run | simulate | import | train | evaluate | report | symbolic | reproduce | info | config-help``."""
 
 from __future__ import annotations
 
@@ -24,6 +24,26 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     print(f"dataset      {Path(args.out).resolve()}")
     if not args.no_figure:
         print(f"figure       {Path(args.out).resolve() / 'simulation.png'}")
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from circuitgnn.data.importer import describe_import, import_recording
+
+    options = {
+        "format": args.format,
+        "key": args.key,
+        "layout": args.layout,
+        "dt": args.dt,
+        "rate": args.rate,
+        "timestamps_key": args.timestamps_key,
+        "inputs_key": args.inputs_key,
+        "time_column": int(args.time_column) if args.time_column and args.time_column.isdigit() else args.time_column,
+        "neuropil": args.neuropil,
+        "cells_only": not args.all_rois,
+    }
+    ds = import_recording(args.recordings, args.out, holdout=args.holdout, overwrite=args.overwrite, **options)
+    print(describe_import(ds))
     return 0
 
 
@@ -221,7 +241,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
         ds.verify_checksums()
         print("checksums    ok")
     summary = ds.meta.get("summary")
-    print(format_summary(summary) if summary else repr(ds))
+    if summary:
+        print(format_summary(summary))
+    else:
+        from circuitgnn.data.importer import describe_import
+
+        print(describe_import(ds))
     return 0
 
 
@@ -247,6 +272,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-figure", action="store_true", help="skip the diagnostic figure")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("import", help="turn recordings (npy, npz, csv, tsv, HDF5, NWB, suite2p) into a dataset folder")
+    p.add_argument("recordings", nargs="+", help="one file or folder, or several sessions / trials of the same neurons (one segment each)")
+    p.add_argument("--out", required=True, help="dataset folder to create")
+    p.add_argument("--format", choices=["npy", "npz", "csv", "tsv", "hdf5", "nwb", "suite2p"], help="default: from the suffix")
+    p.add_argument("--key", help="the array: npz name, HDF5 dataset path, or NWB series name")
+    p.add_argument("--layout", choices=["time_first", "neurons_first"], help="axis order of the array (default: time first)")
+    p.add_argument("--dt", type=float, help="time between frames")
+    p.add_argument("--rate", type=float, help="frames per second (instead of --dt)")
+    p.add_argument("--timestamps-key", help="the frame times in the file (npz name or HDF5 path)")
+    p.add_argument("--time-column", help="csv/tsv: the column holding the frame times")
+    p.add_argument("--inputs-key", help="known input covariates (time x inputs) in the file")
+    p.add_argument("--neuropil", type=float, default=0.7, help="suite2p: F - neuropil * Fneu (default 0.7)")
+    p.add_argument("--all-rois", action="store_true", help="suite2p: keep every ROI, not only those iscell marks")
+    p.add_argument("--holdout", type=float, default=0.1, help="fraction of each segment's last frames kept out of training (default 0.1)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
+    p.set_defaults(func=_cmd_import)
 
     p = sub.add_parser("train", help="train the GNN on a dataset and write a run folder")
     p.add_argument("config", help="experiment YAML (its model and training sections are used)")

@@ -14,6 +14,7 @@ never the only one.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,8 +25,9 @@ import torch
 from circuitgnn.analyze.rollout import rollout_model
 from circuitgnn.analyze.symbolic import formula_scope, symbolic_formulas
 from circuitgnn.config import ExperimentConfig, ModelConfig, StrictModel, TrainingConfig, config_from_dict, format_validation_error
-from circuitgnn.data.activity import Activity, InputMode, as_float32_frames, finite_differences
+from circuitgnn.data.activity import Activity, InputMode, ScaleMethod, as_float32_frames
 from circuitgnn.data.dataset import Dataset
+from circuitgnn.data.derivatives import estimate_derivative
 from circuitgnn.device import pick_device
 from circuitgnn.errors import CircuitGNNError, ConfigError
 from circuitgnn.model.gnn import GNN
@@ -86,6 +88,9 @@ class CircuitGNN:
         The neuron types found without labels (K-means on the embeddings, K by silhouette), (N,).
     n_types_ : int
         The number of types found.
+    neurons_ : numpy.ndarray
+        The columns of the fitted ``x`` that the model describes (neurons without signal are left
+        out); ``connectivity_[i, j]`` is the weight from column ``neurons_[j]`` to ``neurons_[i]``.
     history_ : list of dict
         One entry per log line: iteration, epoch, loss terms, learning rates, time.
     xnorm_ : float
@@ -130,8 +135,11 @@ class CircuitGNN:
         inputs: Any | None = None,
         *,
         input_mode: Literal["multiplicative", "additive"] = "multiplicative",
-        derivative: Literal["forward", "central"] = "forward",
         grid_size: int = 0,
+        segments: Sequence[int] = (0,),
+        holdout: float = 0.0,
+        scale: ScaleMethod = "std",
+        names: Sequence[str] | None = None,
         run_dir: str | Path | None = None,
         resume: bool = False,
         overwrite: bool = False,
@@ -142,22 +150,32 @@ class CircuitGNN:
         Parameters
         ----------
         x
-            Activity, (T, N): numpy array, memory map or torch tensor.
+            Activity, (T, N): numpy array, memory map or torch tensor. NaN marks a missing value
+            (left out of the loss, never filled in); neurons with no value or constant activity are
+            left out with a warning (``neurons_`` lists the columns kept).
         dt
             Time between frames.
         dxdt
-            The time derivative of ``x``, (T, N), when known; otherwise estimated from ``x`` by
-            finite differences (``derivative``), which suits clean, finely sampled activity.
+            The time derivative of ``x``, (T, N), when known. Otherwise ``training.derivative`` says how
+            to estimate it (forward differences by default, which suit clean, finely sampled activity;
+            ``spline`` or ``savgol`` for noisy recordings), or ``training.objective: rollout`` needs none.
         inputs
             A known external input of each frame, (T, N), acting as ``input_mode`` says; used when
             ``model.external_input`` is ``known``.
         input_mode
             ``multiplicative`` (scales the summed synaptic input) or ``additive``.
-        derivative
-            ``forward`` (exact for Euler-integrated data at the sampling step) or ``central``.
         grid_size
             Side of the stimulus grid of the first ``grid_size**2`` neurons, for
             ``model.external_input = "field"``.
+        segments
+            Start frame of each segment when ``x`` joins several recordings (sessions, trials):
+            no derivative, batch or rollout crosses a boundary.
+        holdout
+            Fraction of each segment's last frames that training never reads (to score forecasts on).
+        scale
+            How the activity scale is estimated: ``std`` (the paper) or ``robust`` (percentiles per segment).
+        names
+            Optional neuron names, used in messages.
         run_dir
             A folder for checkpoints, the log and ``run.json``; with it, an interrupted fit can
             continue with ``resume=True``. Without it, nothing is written.
@@ -166,7 +184,9 @@ class CircuitGNN:
         scorer
             Called at each log line with (model, input_model, xnorm); its numbers go to the log.
         """
-        data = Activity.from_arrays(x, dt, dxdt, inputs, input_mode, derivative, grid_size)
+        data = Activity.from_arrays(
+            x, dt, dxdt, inputs, input_mode, grid_size, segments=segments, holdout=holdout, scale=scale, names=names
+        )
         return self._fit(data, run_dir, resume, overwrite, scorer)
 
     def fit_dataset(
@@ -192,6 +212,8 @@ class CircuitGNN:
         self.history_ = list(run.log)
         self.run_dir_ = run.path
         self.n_neurons_ = self.model_.n
+        kept = run.data.get("neurons")
+        self.neurons_ = np.arange(self.n_neurons_) if kept is None else np.asarray(kept, dtype=np.int64)
         self.n_frames_ = int(n_frames)
         self.dt_ = float(dt)
         self.grid_size_ = int(grid_size)
@@ -296,18 +318,21 @@ class CircuitGNN:
         n_steps = int(n_steps)
         frames = np.arange(start_frame, start_frame + n_steps) if self.input_model_ is not None else None
         inp, mode = self._input_terms(frames, inputs, n_steps)
-        return rollout_model(self.model_, x0a, n_steps, self.dt_ if dt is None else float(dt), inp, mode)
+        substeps, integrator = self.training.frame_integration()
+        return rollout_model(self.model_, x0a, n_steps, self.dt_ if dt is None else float(dt), inp, mode, substeps, integrator)
 
     def score(
         self, x: Any, dt: float | None = None, dxdt: Any | None = None, inputs: Any | None = None, frames: Any | None = None
     ) -> float:
-        """R^2 of the predicted drift against ``dxdt`` (estimated from ``x`` by forward differences when not given), over all entries."""
+        """R^2 of the predicted drift against ``dxdt`` over all entries; without ``dxdt``, it is estimated from ``x`` as
+        ``training.derivative`` says (forward differences for ``auto`` and ``recorded``)."""
         self._check_fitted()
         xa = as_float32_frames(x, "x", self.n_neurons_)
         if dt is not None and (not isinstance(dt, numbers.Real) or not dt > 0):
             raise CircuitGNNError(f"dt must be a positive number, got {dt!r}")
+        method = self.training.derivative if self.training.derivative not in ("auto", "recorded") else "forward"
         target = (
-            finite_differences(xa, self.dt_ if dt is None else float(dt))
+            estimate_derivative(xa, self.dt_ if dt is None else float(dt), method)  # type: ignore[arg-type]
             if dxdt is None
             else as_float32_frames(dxdt, "dxdt", self.n_neurons_)
         )
@@ -356,6 +381,7 @@ class CircuitGNN:
                     "grid_size": self.grid_size_,
                     "input_mode": self.input_mode_,
                     "types": self.types_.tolist(),
+                    "neurons": self.neurons_.tolist(),
                 },
                 "history": self.history_,
             },

@@ -75,22 +75,29 @@ def _rollout(run: TrainedRun, ds: Dataset, steps: int, seed: int) -> tuple[Rollo
                 learned_inputs, learned_mode = run.input_model(frames.float() / ds.n_frames).cpu().numpy(), "multiplicative"
             else:
                 learned_inputs, learned_mode = run.input_model(frames).cpu().numpy(), "additive"
+    substeps, integrator = run.config.training.frame_integration()
     if ds.truth is not None:
         circuit = true_circuit(ds)
-        x0 = held_out_state(circuit, ds.dt, seed)
+        every, step_dt = ds.every, ds.dt / ds.every  # an observed simulation's frames are `every` integration steps apart
+        x0 = held_out_state(circuit, step_dt, seed)
         inputs = np.array(ds.omega[:steps]) if ds.omega is not None else None
-        true = true_trajectory(circuit, x0, steps, ds.dt, inputs, mode)
+        true = true_trajectory(circuit, x0, steps * every, step_dt, None if inputs is None else np.repeat(inputs, every, axis=0), mode)
+        true = true[::every]
         if learned_inputs is not None:
-            pred = rollout_model(model, x0, steps, ds.dt, learned_inputs, learned_mode)
+            pred = rollout_model(model, x0, steps, ds.dt, learned_inputs, learned_mode, substeps, integrator)
         else:
-            pred = rollout_model(model, x0, steps, ds.dt, inputs if uses_input else None, mode)
+            pred = rollout_model(model, x0, steps, ds.dt, inputs if uses_input else None, mode, substeps, integrator)
         how = "from a held-out state of the true network (new random start, settled noise-free), against its noise-free trajectory"
     else:
-        start = ds.n_frames - steps - 1
+        start, stop = max(ds.activity().heldout_bounds(), key=lambda b: b[1] - b[0])
+        if stop - start < 2:  # nothing held out: the last frames (which training saw)
+            start, stop = max(0, ds.n_frames - steps - 1), ds.n_frames
+        steps = min(steps, stop - start - 1)
         true = np.asarray(ds.x[start : start + steps + 1])
         inputs = np.array(ds.omega[start : start + steps]) if uses_input else None
-        pred = rollout_model(model, true[0], steps, ds.dt, inputs, mode)
-        how = f"from recorded frame {start} (the last {steps + 1} frames), against the recording"
+        pred = rollout_model(model, true[0], steps, ds.dt, inputs, mode, substeps, integrator)
+        held = "held out from training" if ds.holdout > 0 else "seen in training"
+        how = f"from recorded frame {start} ({steps + 1} frames {held}), against the recording"
     return score_rollout(pred, true), how
 
 

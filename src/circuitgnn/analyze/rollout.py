@@ -9,6 +9,7 @@ import torch
 
 from circuitgnn.analyze.metrics import linear_fit
 from circuitgnn.model.gnn import GNN
+from circuitgnn.model.integrate import Integrator, next_frame
 
 
 @dataclass(frozen=True)
@@ -28,10 +29,21 @@ class RolloutScore:
 
 
 @torch.no_grad()
-def rollout_model(model: GNN, x0: np.ndarray, n_steps: int, dt: float, inputs: np.ndarray | None = None, mode: str = "none") -> np.ndarray:
-    """Integrate the model with explicit Euler and no noise from ``x0`` (N,): returns (n_steps + 1, N).
+def rollout_model(
+    model: GNN,
+    x0: np.ndarray,
+    n_steps: int,
+    dt: float,
+    inputs: np.ndarray | None = None,
+    mode: str = "none",
+    substeps: int = 1,
+    integrator: Integrator = "euler",
+) -> np.ndarray:
+    """Integrate the model without noise from ``x0`` (N,) for ``n_steps`` frames ``dt`` apart: returns (n_steps + 1, N).
 
-    ``inputs`` (n_steps, N) is the known multiplicative (``mode='multiplicative'``) or additive input.
+    ``inputs`` (n_steps, N) is the known multiplicative (``mode='multiplicative'``) or additive input,
+    held over each frame interval; each interval takes ``substeps`` steps of ``integrator`` (explicit
+    Euler in one step by default, the paper's).
     """
     dev = model.a.device
     x = torch.tensor(np.array(x0), dtype=torch.float32, device=dev)[None, :]
@@ -42,7 +54,7 @@ def rollout_model(model: GNN, x0: np.ndarray, n_steps: int, dt: float, inputs: n
         if inputs is not None:
             inp = torch.as_tensor(inputs[k], device=dev)[None, :]
             omega, extra = (inp, None) if mode == "multiplicative" else (None, inp)
-        x = x + dt * model(x, omega, extra)
+        x = next_frame(model, x, dt, substeps, omega, extra, integrator)
         out[k + 1] = x[0].cpu().numpy()
     return out
 
@@ -50,6 +62,8 @@ def rollout_model(model: GNN, x0: np.ndarray, n_steps: int, dt: float, inputs: n
 def _robust_fit(true: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
     """Line fit on the points within 3 std of the median in both variables (as the paper)."""
     t, p = true.ravel(), pred.ravel()
+    seen = np.isfinite(t)  # a recording's missing values
+    t, p = t[seen], p[seen]
     keep = (np.abs(t - np.median(t)) < 3 * t.std()) & (np.abs(p - np.median(p)) < 3 * (p.std() + 1e-12))
     if keep.sum() < 3 or not np.all(np.isfinite(p[keep])):
         return float("nan"), float("nan")

@@ -26,12 +26,13 @@ from circuitgnn.config.base import StrictModel
 from circuitgnn.config.experiment import ExperimentConfig
 from circuitgnn.config.io import config_from_dict, describe_fields, dump_config, format_validation_error, load_config
 from circuitgnn.config.model import ModelConfig
-from circuitgnn.config.simulation import ConnectivityConfig, NeuronConfig, SimulationConfig, StimulusConfig
+from circuitgnn.config.simulation import ConnectivityConfig, NeuronConfig, ObservationConfig, SimulationConfig, StimulusConfig
 from circuitgnn.config.training import (
     ClusteringConfig,
     Coefficient,
     ExtensionsConfig,
     RegularizationConfig,
+    RolloutConfig,
     TrainingConfig,
     WSolveConfig,
 )
@@ -45,7 +46,9 @@ __all__ = [
     "ExtensionsConfig",
     "ModelConfig",
     "NeuronConfig",
+    "ObservationConfig",
     "RegularizationConfig",
+    "RolloutConfig",
     "SimulationConfig",
     "StimulusConfig",
     "StrictModel",

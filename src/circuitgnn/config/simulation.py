@@ -135,6 +135,21 @@ class StimulusConfig(StrictModel):
         return self.grid_size**2 if self.mode != "none" else 0
 
 
+class ObservationConfig(StrictModel):
+    """What an experimenter would record of the simulation: every k-th state, with measurement noise, no dx/dt.
+
+    The recording (``x.npy``) holds ``n_frames`` frames ``every`` integration steps apart, each plus
+    Gaussian noise of std ``noise`` times that neuron's std; the clean states and their exact drift
+    go to ``truth/`` (used only to score), and the dataset has no ``dxdt.npy``.
+    """
+
+    every: int = Field(1, ge=1, description="record one frame every this many integration steps (the frame interval is every * dt)")
+    noise: float = Field(0.0, ge=0, description="measurement noise std as a fraction of each neuron's activity std (0.05 = 5 %)")
+    holdout: float = Field(
+        0.1, ge=0, lt=1, description="fraction of frames at the end of the recording held out from training, for the forecast score"
+    )
+
+
 class SimulationConfig(StrictModel):
     """The ground-truth simulation: network size, time, integrator, noise, seed."""
 
@@ -149,6 +164,9 @@ class SimulationConfig(StrictModel):
     connectivity: ConnectivityConfig = Field(default_factory=ConnectivityConfig, description="connectivity generator")
     neurons: NeuronConfig = Field(default_factory=NeuronConfig, description="neuron types and signal form")
     stimulus: StimulusConfig = Field(default_factory=StimulusConfig, description="external input")
+    observation: ObservationConfig | None = Field(
+        None, description="write a recording (sampled, noisy, no dx/dt; the truth apart) instead of the exact states; null = exact"
+    )
 
     @model_validator(mode="after")
     def _sizes(self) -> SimulationConfig:

@@ -105,11 +105,30 @@ class ExtensionsConfig(StrictModel):
     )
 
 
+class RolloutConfig(StrictModel):
+    """The derivative-free objective: integrate the model from a recorded frame and compare with the frames that follow."""
+
+    steps: int = Field(1, ge=1, description="recorded frames predicted from each start frame (k)")
+    substeps: int = Field(1, ge=1, description="integration steps of the model per frame interval (step = frame interval / substeps)")
+    integrator: Literal["euler", "rk4"] = Field("euler", description="how the model is integrated between frames")
+
+
 class TrainingConfig(StrictModel):
     """Optimisation: batches of random frames, Adam with per-group learning rates, schedules, checkpoints."""
 
     seed: int = Field(16, description="seed of initialisation, frame sampling and clustering")
     batch_size: int = Field(8, ge=1, description="frames per iteration")
+    objective: Literal["derivative", "rollout"] = Field(
+        "derivative",
+        description="derivative: predict dx/dt at each frame (the paper); rollout: integrate the model from a frame and "
+        "predict the next recorded frames (training.rollout), no derivative needed",
+    )
+    derivative: Literal["auto", "recorded", "forward", "central", "savgol", "spline"] = Field(
+        "auto",
+        description="dx/dt for the derivative objective: recorded (the data's own dxdt), forward or central finite differences, "
+        "savgol (Savitzky-Golay) or spline (smoothing spline, GCV) for noisy data; auto = recorded when the data have it, else forward",
+    )
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="the rollout objective's settings")
     n_epochs: int = Field(10, ge=1, description="number of epochs")
     iterations_per_epoch: int | None = Field(None, ge=1, description="null = n_frames // batch_size (one pass over the frames)")
     lr_w: float = Field(1e-3, gt=0, description="Adam learning rate of W")
@@ -125,3 +144,9 @@ class TrainingConfig(StrictModel):
     checkpoint_every: int = Field(5000, ge=1, description="iterations between checkpoints")
     max_minutes: float | None = Field(None, gt=0, description="stop (with a checkpoint) after this much wall time")
     device: str = Field("auto", description="auto (CUDA when available), cpu, cuda, cuda:1 ...")
+
+    def frame_integration(self) -> tuple[int, Literal["euler", "rk4"]]:
+        """(substeps, integrator) of the model between two frames: the rollout objective's, else one Euler step (the paper)."""
+        if self.objective == "rollout":
+            return self.rollout.substeps, self.rollout.integrator
+        return 1, "euler"

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import numbers
-from dataclasses import dataclass
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
 
+from circuitgnn.data.derivatives import DerivativeMethod, estimate_derivative, segment_bounds
 from circuitgnn.errors import DatasetError
 
 InputMode = Literal["none", "multiplicative", "additive"]
+ScaleMethod = Literal["std", "robust"]
 _SCAN_ROWS = 4096
 _FILES = {"inputs": "omega"}  # array name -> file stem in a dataset folder
 
@@ -40,35 +44,17 @@ def as_float32_frames(value: Any, name: str, n_neurons: int | None = None) -> np
     return value if value.dtype == np.float32 else value.astype(np.float32)
 
 
-def finite_differences(x: np.ndarray, dt: float, method: Literal["forward", "central"] = "forward") -> np.ndarray:
-    """dx/dt estimated from frames ``x`` (T, N) sampled every ``dt``.
-
-    ``forward``: (x[t+1] - x[t]) / dt, the last frame repeating the one before. It is exact for data
-    integrated by explicit Euler at the sampling step (what the simulator writes), and first-order
-    accurate otherwise. ``central``: (x[t+1] - x[t-1]) / (2 dt), second-order accurate for smooth
-    data, first-order at both ends (``numpy.gradient``). Neither smooths: noisy recordings need a
-    smoothing differentiator.
-    """
-    if len(x) < 2:
-        raise DatasetError(f"finite differences need at least 2 frames, got {len(x)}")
-    if method == "central":
-        return np.gradient(np.asarray(x, dtype=np.float32), dt, axis=0).astype(np.float32)
-    if method != "forward":
-        raise DatasetError(f"derivative method must be 'forward' or 'central', got {method!r}")
-    d = np.empty(x.shape, dtype=np.float32)
-    d[:-1] = (np.asarray(x[1:], dtype=np.float32) - np.asarray(x[:-1], dtype=np.float32)) / np.float32(dt)
-    d[-1] = d[-2]
-    return d
-
-
 @dataclass(frozen=True)
 class Activity:
-    """Frames of activity with their drift, the optional known input, and where they came from.
+    """Frames of activity, their drift when known, the optional known input, and where they came from.
 
     Attributes
     ----------
-    x, dxdt:
-        (T, N) float32 arrays (in memory or memory-mapped): activity and its time derivative.
+    x:
+        (T, N) float32 activity (in memory or memory-mapped); NaN marks a missing value.
+    dxdt:
+        (T, N) float32 time derivative of ``x`` when known (a simulation's exact drift), else None:
+        training then estimates it (``training.derivative``) or needs none (``training.objective: rollout``).
     dt:
         Time between frames.
     inputs:
@@ -83,18 +69,34 @@ class Activity:
     fingerprint:
         sha256 of ``x`` when known (a dataset folder records it); see :meth:`x_fingerprint`.
     checked_finite:
-        Whether every array was already checked for NaN and inf (training then does not scan them again).
+        Whether every array was already checked for inf (and, outside ``x``, NaN), so that training does not scan them again.
+    segments:
+        Start frame of each contiguous segment (sessions, trials): no derivative, batch or rollout crosses a boundary.
+    holdout:
+        Fraction of each segment's last frames kept out of training (the forecast score's frames).
+    neurons:
+        The columns of the caller's array kept (silent neurons are left out), or None when all were kept.
+    scale:
+        How the activity scale ``xnorm`` is estimated: ``std`` (1.5 x the std, the paper) or ``robust``
+        (1.5 x the half distance between the 16th and 84th percentiles, per segment, then the median).
+    missing:
+        Whether ``x`` has missing (NaN) values, which training then masks out of the loss.
     """
 
     x: np.ndarray
-    dxdt: np.ndarray
+    dxdt: np.ndarray | None
     dt: float
     inputs: np.ndarray | None = None
     input_mode: InputMode = "none"
     grid_size: int = 0
     source: str = "<arrays>"
     fingerprint: str | None = None
-    checked_finite: bool = False  # from_arrays has already scanned every array for NaN and inf
+    checked_finite: bool = False
+    segments: tuple[int, ...] = (0,)
+    holdout: float = 0.0
+    neurons: np.ndarray | None = None
+    scale: ScaleMethod = "std"
+    missing: bool = False
 
     @classmethod
     def from_arrays(
@@ -104,40 +106,81 @@ class Activity:
         dxdt: Any | None = None,
         inputs: Any | None = None,
         input_mode: InputMode = "multiplicative",
-        derivative: Literal["forward", "central"] = "forward",
         grid_size: int = 0,
+        *,
+        segments: Sequence[int] = (0,),
+        holdout: float = 0.0,
+        scale: ScaleMethod = "std",
+        names: Sequence[str] | None = None,
     ) -> Activity:
-        """Check a user's arrays and wrap them; dx/dt by :func:`finite_differences` when not given."""
+        """Check a user's arrays and wrap them, naming the argument that is wrong.
+
+        NaN in ``x`` marks missing values (masked out of the loss, never filled in); neurons with no
+        recorded value or constant activity are left out with a warning that names them (``neurons``
+        lists the columns kept).
+        """
         if not isinstance(dt, numbers.Real) or isinstance(dt, bool) or not np.isfinite(float(dt)) or dt <= 0:
             raise DatasetError(f"dt must be a positive number (time between frames), got {dt!r}")
         if not isinstance(grid_size, numbers.Integral) or isinstance(grid_size, bool):
             raise DatasetError(f"grid_size must be an integer, got {grid_size!r}")
+        if not isinstance(holdout, numbers.Real) or not 0 <= holdout < 1:
+            raise DatasetError(f"holdout must be a fraction in [0, 1), got {holdout!r}")
+        if scale not in ("std", "robust"):
+            raise DatasetError(f"scale must be 'std' or 'robust', got {scale!r}")
         grid_size = int(grid_size)
         xa = as_float32_frames(x, "x")
-        n = xa.shape[1]
         if xa.shape[0] < 2:
             raise DatasetError(f"x has {xa.shape[0]} frame(s): training needs at least 2")
-        if n < 2:
-            raise DatasetError(f"x has {n} neuron(s) (columns): a circuit needs at least 2; is x transposed (it must be frames x neurons)?")
-        check_finite_array(xa, "x")
-        if dxdt is None:
-            da = finite_differences(xa, float(dt), derivative)
-        else:
-            da = as_float32_frames(dxdt, "dxdt", n)
+        if xa.shape[1] < 2:
+            raise DatasetError(
+                f"x has {xa.shape[1]} neuron(s) (columns): a circuit needs at least 2; is x transposed (it must be frames x neurons)?"
+            )
+        bounds = segment_bounds(xa.shape[0], segments)
+        missing = check_finite_array(xa, "x", allow_nan=True)
+        da = None
+        if dxdt is not None:
+            da = as_float32_frames(dxdt, "dxdt", xa.shape[1])
             if da.shape[0] != xa.shape[0]:
                 raise DatasetError(f"dxdt has {da.shape[0]} frames but x has {xa.shape[0]}")
-            check_finite_array(da, "dxdt")
+            check_finite_array(da, "dxdt", allow_nan=missing)
         ia = None
         if inputs is not None:
-            ia = as_float32_frames(inputs, "inputs", n)
+            ia = as_float32_frames(inputs, "inputs", xa.shape[1])
             if ia.shape[0] != xa.shape[0]:
                 raise DatasetError(f"inputs has {ia.shape[0]} frames but x has {xa.shape[0]}")
             check_finite_array(ia, "inputs")
             if input_mode not in ("multiplicative", "additive"):
                 raise DatasetError(f"input_mode must be 'multiplicative' or 'additive', got {input_mode!r}")
-        if grid_size < 0 or grid_size**2 > n:
-            raise DatasetError(f"grid_size {grid_size} needs grid_size^2 <= {n} neurons")
-        return cls(xa, da, float(dt), ia, input_mode if ia is not None else "none", grid_size, checked_finite=True)
+        if names is not None and len(names) != xa.shape[1]:
+            raise DatasetError(f"names has {len(names)} entries but x has {xa.shape[1]} neurons")
+        kept = None
+        silent = silent_neurons(xa)
+        if silent:
+            listed = ", ".join(f"{i}{f' ({names[i]})' if names is not None else ''}: {why}" for i, why in list(silent.items())[:20])
+            more = f" and {len(silent) - 20} more" if len(silent) > 20 else ""
+            warnings.warn(f"{len(silent)} neuron(s) left out, they carry no signal: {listed}{more}", UserWarning, stacklevel=2)
+            kept = np.array([i for i in range(xa.shape[1]) if i not in silent], dtype=np.int64)
+            if len(kept) < 2:
+                raise DatasetError(f"only {len(kept)} neuron(s) of x carry a signal: a circuit needs at least 2")
+            xa = np.ascontiguousarray(xa[:, kept])
+            da = None if da is None else np.ascontiguousarray(da[:, kept])
+            ia = None if ia is None else np.ascontiguousarray(ia[:, kept])
+        if grid_size < 0 or grid_size**2 > xa.shape[1]:
+            raise DatasetError(f"grid_size {grid_size} needs grid_size^2 <= {xa.shape[1]} neurons")
+        return cls(
+            xa,
+            da,
+            float(dt),
+            ia,
+            input_mode if ia is not None else "none",
+            grid_size,
+            checked_finite=True,
+            segments=tuple(b[0] for b in bounds),
+            holdout=float(holdout),
+            neurons=kept,
+            scale=scale,
+            missing=missing,
+        )
 
     @property
     def n_frames(self) -> int:
@@ -157,6 +200,55 @@ class Activity:
         """sha256 of ``x`` (the recorded one, or computed in blocks): ties a checkpoint to its data."""
         return self.fingerprint if self.fingerprint is not None else sha256_of_rows(self.x)
 
+    def train_bounds(self) -> list[tuple[int, int]]:
+        """(start, stop) of the frames of each segment that training may read: all but its last ``holdout`` fraction."""
+        return [(a, a + max(1, round((b - a) * (1 - self.holdout)))) for a, b in segment_bounds(self.n_frames, self.segments)]
+
+    def heldout_bounds(self) -> list[tuple[int, int]]:
+        """(start, stop) of the held-out frames of each segment (empty ranges when ``holdout`` is 0)."""
+        ends = [b for _, b in segment_bounds(self.n_frames, self.segments)]
+        return [(stop, end) for (_, stop), end in zip(self.train_bounds(), ends, strict=True)]
+
+    def derivative(self, method: DerivativeMethod) -> np.ndarray:
+        """dx/dt estimated from ``x`` by ``method`` within each segment's training frames (held-out frames: NaN)."""
+        bounds = self.train_bounds()
+        out = np.full(self.x.shape, np.nan, dtype=np.float32)
+        for a, b in bounds:
+            if b - a >= 2:
+                out[a:b] = estimate_derivative(np.asarray(self.x[a:b]), self.dt, method)
+        return out
+
+    def start_frames(self, horizon: int) -> np.ndarray:
+        """Frames training may start from: in a segment's training part, ``horizon`` more frames after them
+        in the same part, and (with missing values) every neuron recorded at the frame."""
+        parts = [np.arange(a, b - horizon, dtype=np.int64) for a, b in self.train_bounds() if b - horizon > a]
+        frames = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        if self.missing and len(frames):
+            complete = np.concatenate(
+                [np.isfinite(np.asarray(self.x[s : s + _SCAN_ROWS])).all(axis=1) for s in range(0, self.n_frames, _SCAN_ROWS)]
+            )
+            frames = frames[complete[frames]]
+        return frames
+
+    def with_arrays(self, **changes: Any) -> Activity:
+        """A copy with some fields replaced."""
+        return replace(self, **changes)
+
+
+def silent_neurons(x: np.ndarray, relative: float = 1e-6) -> dict[int, str]:
+    """Neurons (columns of ``x``) that carry no signal: no recorded value, or a std below ``relative`` x the median std."""
+    step = max(1, x.shape[0] // 20000)
+    sample = np.asarray(x[::step], dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+        std = np.nanstd(sample, axis=0)
+    empty = np.isnan(std)
+    typical = float(np.median(std[~empty])) if (~empty).any() else 0.0
+    out: dict[int, str] = {}
+    for i in np.flatnonzero(empty | (std <= relative * typical)):
+        out[int(i)] = "no recorded value" if empty[i] else f"constant (std {std[i]:.3g})"
+    return out
+
 
 def sha256_of_rows(array: np.ndarray, block_rows: int = _SCAN_ROWS) -> str:
     """sha256 of an array's bytes in C order, read in blocks of rows (a memory map is never loaded whole)."""
@@ -166,9 +258,18 @@ def sha256_of_rows(array: np.ndarray, block_rows: int = _SCAN_ROWS) -> str:
     return h.hexdigest()
 
 
-def check_finite_array(array: np.ndarray, name: str) -> None:
-    """Raise :class:`DatasetError` naming ``name`` and the first frame holding NaN or inf (scanned in blocks)."""
+def check_finite_array(array: np.ndarray, name: str, allow_nan: bool = False) -> bool:
+    """Raise :class:`DatasetError` naming ``name`` and the first frame holding inf (or NaN, unless ``allow_nan``).
+
+    Scanned in blocks; returns whether the array holds NaN (missing values).
+    """
+    has_nan = False
     for start in range(0, array.shape[0], _SCAN_ROWS):
-        ok = np.isfinite(np.asarray(array[start : start + _SCAN_ROWS])).all(axis=1)
-        if not ok.all():
-            raise DatasetError(f"{name} holds NaN or inf at frame {start + int(np.argmin(ok))}: training needs finite data")
+        block = np.asarray(array[start : start + _SCAN_ROWS])
+        bad = np.isinf(block).any(axis=1) if allow_nan else ~np.isfinite(block).all(axis=1)
+        if bad.any():
+            what = "inf" if allow_nan else "NaN or inf"
+            raise DatasetError(f"{name} holds {what} at frame {start + int(np.argmax(bad))}: training needs finite data")
+        if allow_nan and not has_nan:
+            has_nan = bool(np.isnan(block).any())
+    return has_nan

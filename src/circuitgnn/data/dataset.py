@@ -3,14 +3,21 @@
 Layout of a dataset folder::
 
     meta.json                 format, shapes, dtypes, sha256 checksums, config, seed, versions, summary
-    x.npy                     activity, float32 (T, N)
-    dxdt.npy                  noise-free drift dx/dt at each saved state, float32 (T, N): the training target
+    x.npy                     activity, float32 (T, N); NaN marks a missing value (recordings)
+    dxdt.npy                  optional: noise-free drift dx/dt at each saved state, float32 (T, N) (simulations;
+                              a recording has none, and training estimates it or needs none)
     omega.npy                 optional: the external input of each frame, float32 (T, N)
     neurons.npz               positions (N, 2); driven (N,) bool; grid_size
     truth/connectivity.npy    optional ground truth: W (N, N), W[i, j] = weight from j to i
     truth/types.npy           optional ground truth: type of each neuron (N,)
     truth/functions.json      optional ground truth: signal form, formulas and per-type parameters
     truth/movie.npy           optional ground truth: the stimulus movie (frames, G, G)
+    truth/x.npy, truth/dxdt.npy  optional ground truth of a recording: clean states and exact drift at its frames
+
+``meta.json`` of a recording (``circuitgnn import``, or a simulation with ``observation``) also holds
+``segments`` (start frame of each session or trial), ``holdout`` (the fraction of each segment's
+last frames that training never reads), ``scale`` (``robust``), ``missing`` (whether x has NaN),
+``units`` and, when the file had them, the neurons' ``names``.
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ class GroundTruth:
     types: np.ndarray
     functions: dict[str, Any]
     movie: np.ndarray | None
+    x: np.ndarray | None = None  # a recording's clean states at its frames (memory-mapped)
+    dxdt: np.ndarray | None = None  # and their exact drift
 
 
 class Dataset:
@@ -62,9 +71,8 @@ class Dataset:
         if self.meta.get("format") != FORMAT_NAME or not self.meta.get("complete"):
             raise DatasetError(f"{meta_path} does not describe a complete {FORMAT_NAME}")
         self.arrays: dict[str, np.ndarray] = {name: self._open_array(name, spec) for name, spec in self.meta["arrays"].items()}
-        for required in ("x", "dxdt"):
-            if required not in self.arrays:
-                raise DatasetError(f"{meta_path}: the dataset has no '{required}' array")
+        if "x" not in self.arrays:
+            raise DatasetError(f"{meta_path}: the dataset has no 'x' array")
         shape = self.arrays["x"].shape
         for name, arr in self.arrays.items():
             if arr.shape != shape:
@@ -88,9 +96,9 @@ class Dataset:
         return self.arrays["x"]
 
     @property
-    def dxdt(self) -> np.ndarray:
-        """Noise-free drift at each saved state, (T, N), memory-mapped."""
-        return self.arrays["dxdt"]
+    def dxdt(self) -> np.ndarray | None:
+        """Noise-free drift at each saved state, (T, N), memory-mapped; None for a recording."""
+        return self.arrays.get("dxdt")
 
     @property
     def omega(self) -> np.ndarray | None:
@@ -108,6 +116,26 @@ class Dataset:
     @property
     def dt(self) -> float:
         return float(self.meta["dt"])
+
+    @property
+    def every(self) -> int:
+        """Integration steps of the simulation between two frames (1 unless the dataset is an observed simulation)."""
+        return int(self.meta.get("observation", {}).get("every", 1))
+
+    @property
+    def segments(self) -> tuple[int, ...]:
+        """Start frame of each segment (session, trial)."""
+        return tuple(int(s) for s in self.meta.get("segments", [0]))
+
+    @property
+    def holdout(self) -> float:
+        """Fraction of each segment's last frames held out from training."""
+        return float(self.meta.get("holdout", 0.0))
+
+    @property
+    def units(self) -> str:
+        """Units of x (a simulation's are arbitrary)."""
+        return str(self.meta.get("units", "a.u."))
 
     @property
     def stimulus_mode(self) -> str:
@@ -136,11 +164,14 @@ class Dataset:
         if not self.has_truth:
             return None
         movie = t / "movie.npy"
+        clean = {name: self._open_array(name, spec) for name, spec in self.meta.get("truth_arrays", {}).items()}
         return GroundTruth(
             connectivity=np.load(t / "connectivity.npy"),
             types=np.load(t / "types.npy"),
             functions=json.loads((t / "functions.json").read_text()),
             movie=np.load(movie) if movie.is_file() else None,
+            x=clean.get("x"),
+            dxdt=clean.get("dxdt"),
         )
 
     def activity(self) -> Activity:
@@ -155,6 +186,10 @@ class Dataset:
             grid_size=int(self.neurons.get("grid_size", 0)) if (self.path / "neurons.npz").is_file() else 0,
             source=str(self.path.resolve()),
             fingerprint=self.meta["arrays"]["x"].get("sha256"),
+            segments=self.segments,
+            holdout=self.holdout,
+            scale="robust" if self.meta.get("scale") == "robust" else "std",
+            missing=bool(self.meta.get("missing", False)),
         )
 
     def verify_checksums(self, block_rows: int = 4096) -> None:

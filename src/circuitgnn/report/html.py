@@ -17,7 +17,8 @@ from circuitgnn.analyze.evaluate import METRICS, evaluate_run
 from circuitgnn.analyze.registry import summary_rows
 from circuitgnn.analyze.stimulus import movie_figure
 from circuitgnn.analyze.symbolic import formula_scope
-from circuitgnn.config import dump_config
+from circuitgnn.config import TrainingConfig, dump_config
+from circuitgnn.data.dataset import Dataset
 from circuitgnn.report import figures
 from circuitgnn.simulate.figure import pyplot
 from circuitgnn.train.run_folder import load_run, run_dataset
@@ -30,6 +31,25 @@ def _png(fig) -> str:
     fig.savefig(buf, format="png", dpi=80)
     pyplot().close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _recording_note(ds: Dataset) -> str:
+    """Segments and held-out frames of a recording (nothing for a single simulated segment)."""
+    parts = []
+    if len(ds.segments) > 1:
+        parts.append(f"{len(ds.segments)} segments (sessions, trials or gaps)")
+    if ds.holdout > 0:
+        parts.append(f"the last {100 * ds.holdout:g} % of each segment held out from training")
+    if ds.meta.get("left_out"):
+        parts.append(f"{len(ds.meta['left_out'])} neuron(s) without signal left out")
+    return "; " + "; ".join(parts) if parts else ""
+
+
+def _objective_note(tc: TrainingConfig, data: dict[str, Any]) -> str:
+    if tc.objective == "rollout":
+        r = tc.rollout
+        return f"rollout objective, {r.steps} frame(s) ahead, {r.substeps} {r.integrator} step(s) per frame, no derivative"
+    return f"derivative objective, dx/dt {data.get('derivative') or 'recorded'}"
 
 
 def build_report(run_dir: str | Path, recompute: bool = False, reference: dict[str, Any] | None = None, reference_name: str = "") -> Path:
@@ -113,7 +133,9 @@ def build_report(run_dir: str | Path, recompute: bool = False, reference: dict[s
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px}}img{{max-width:100%}}
 pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body>
 <h1>circuitgnn report: {html.escape(metrics["name"])}</h1>
-<p>dataset <code>{html.escape(metrics["dataset"])}</code>: N = {metrics["n_neurons"]} neurons, T = {metrics["n_frames"]} frames.
+<p>dataset <code>{html.escape(metrics["dataset"])}</code>: N = {metrics["n_neurons"]} neurons, T = {metrics["n_frames"]} frames
+{ds.dt:g} time units apart, activity in {html.escape(ds.units)}{_recording_note(ds)}.
+Training: {html.escape(_objective_note(run.config.training, run.data))}.
 Forecast: {html.escape(metrics.get("rollout_method", ""))}.</p>
 <section id="summary"><h2>Summary</h2><table><tr><th>metric</th><th>this run</th>{ref_head}</tr>{rows}</table>
 {f"<h3>Skipped</h3><ul>{skipped_html}</ul>" if skipped_html else ""}</section>

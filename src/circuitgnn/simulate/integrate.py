@@ -134,7 +134,9 @@ class Integrator:
         n_frames: int,
         sink: Callable[[dict[str, np.ndarray]], None],
         progress: Callable[[int], None] | None = None,
+        every: int = 1,
     ) -> ActivityStats:
+        """Integrate ``n_frames * every`` steps from ``x``, saving the state (and drift, input) of every ``every``-th step."""
         stats = ActivityStats()
         c = chunk_frames(self.n)
         record_input = self.stimulus.active
@@ -143,23 +145,25 @@ class Integrator:
             xb = torch.empty((m, self.n), device=self.device)
             fb = torch.empty((m, self.n), device=self.device)
             ob = torch.empty((m, self.n), device=self.device) if record_input else None
-            noise = self._noise(m)
+            noise = self._noise(m * every)
             for k in range(m):
-                step = start + k
-                omega, extra = self.stimulus.inputs(step)
-                f = self.circuit.drift(x, omega, extra)
-                xb[k] = x
-                fb[k] = f
-                if ob is not None:
-                    ob[k] = omega if omega is not None else extra
-                x = x + self._increment(x, f, step)
-                if noise is not None:
-                    x = x + noise[k]
+                for sub in range(every):
+                    step = (start + k) * every + sub
+                    omega, extra = self.stimulus.inputs(step)
+                    f = self.circuit.drift(x, omega, extra)
+                    if sub == 0:
+                        xb[k] = x
+                        fb[k] = f
+                        if ob is not None:
+                            ob[k] = omega if omega is not None else extra
+                    x = x + self._increment(x, f, step)
+                    if noise is not None:
+                        x = x + noise[k * every + sub]
             finite = torch.isfinite(xb).all(dim=1) & torch.isfinite(fb).all(dim=1)
             if not bool(finite.all()):
                 bad = start + int(torch.argmin(finite.to(torch.int8)))
                 raise SimulationDiverged(
-                    f"the activity became NaN or infinite at saved frame {bad} (t = {bad * self.dt:g}); "
+                    f"the activity became NaN or infinite at saved frame {bad} (t = {bad * every * self.dt:g}); "
                     "nothing was published. Reduce the gain, the weights' scale, the noise or dt"
                 )
             stats.update(xb, fb)

@@ -17,7 +17,7 @@ from circuitgnn.data.dataset import Dataset
 from circuitgnn.data.writer import BackgroundStreams, DatasetWriter, check_destination
 from circuitgnn.device import environment, pick_device, torch_threads
 from circuitgnn.simulate.connectivity import make_connectivity, spectral_radius
-from circuitgnn.simulate.integrate import Integrator
+from circuitgnn.simulate.integrate import Integrator, chunk_frames
 from circuitgnn.simulate.neuron_models import Circuit
 from circuitgnn.simulate.neurons import TypeTable, assign_types, make_positions
 from circuitgnn.simulate.stimuli import Stimulus
@@ -47,7 +47,8 @@ def build_network(cfg: SimulationConfig, device: torch.device) -> GroundTruthNet
     positions = make_positions(n, grid, rng_pos)
     table = TypeTable.from_config(cfg.neurons)
     circuit = Circuit(w, types, table, cfg.neurons.signal, device)
-    stimulus = Stimulus(cfg.stimulus, n, cfg.n_frames, cfg.dt, rng_stim, device)
+    every = cfg.observation.every if cfg.observation is not None else 1
+    stimulus = Stimulus(cfg.stimulus, n, cfg.n_frames * every, cfg.dt, rng_stim, device)
     return GroundTruthNetwork(w, types, positions, table, circuit, stimulus, grid)
 
 
@@ -96,11 +97,16 @@ def simulate(
     x0 = cfg.init_std * torch.randn(cfg.n_neurons, generator=generator, device=dev)
     integrator = Integrator(net.circuit, net.stimulus, cfg.dt, cfg.noise_std, cfg.integrator, generator)
     n, t_frames = cfg.n_neurons, cfg.n_frames
+    obs = cfg.observation
+    every = obs.every if obs is not None else 1
 
     with DatasetWriter(out, overwrite=overwrite) as writer:
-        names = ["x", "dxdt"] + (["omega"] if net.stimulus.active else [])
-        streams = BackgroundStreams({name: writer.stream(name, (t_frames, n)) for name in names})
-        bar = tqdm(total=cfg.burn_in + t_frames, unit="step", desc="burn-in", disable=not progress, smoothing=0.1)
+        # a recording keeps the clean states and their drift apart, in truth/, and gets its noisy x below
+        files = {"x": "x", "dxdt": "dxdt"} if obs is None else {"x": "truth/x", "dxdt": "truth/dxdt"}
+        if net.stimulus.active:
+            files["omega"] = "omega"
+        streams = BackgroundStreams({name: writer.stream(file, (t_frames, n)) for name, file in files.items()})
+        bar = tqdm(total=cfg.burn_in + t_frames * every, unit="step", desc="burn-in", disable=not progress, smoothing=0.1)
         t_sim = time.perf_counter()
         # On CPU the mat-vec runs in numpy's BLAS threads; torch's own threads, idling in spin-waits after each
         # small element-wise op, would compete with them for the cores and make each step 1.7x slower at N = 8000.
@@ -109,7 +115,7 @@ def simulate(
             with threads:
                 x = integrator.burn_in(x0, cfg.burn_in, bar.update)
                 bar.set_description("simulate")
-                stats = integrator.run(x, t_frames, streams.put, bar.update)
+                stats = integrator.run(x, t_frames, streams.put, lambda m: bar.update(m * every), every)
             arrays = streams.close()
         except BaseException:
             streams.abort()
@@ -117,6 +123,9 @@ def simulate(
         finally:
             bar.close()
         sim_seconds = time.perf_counter() - t_sim
+        if obs is not None:
+            truth_arrays = {k: {**arrays.pop(k), "file": f"truth/{k}.npy"} for k in ("x", "dxdt")}
+            arrays["x"] = write_observed(writer, obs.noise, np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(5)[4]))
 
         writer.save("truth/connectivity.npy", net.connectivity)
         writer.save("truth/types.npy", net.types)
@@ -134,6 +143,8 @@ def simulate(
             "n_frames": t_frames,
             "burn_in": cfg.burn_in,
             "dt": cfg.dt,
+            "every": every,
+            "measurement_noise": obs.noise if obs is not None else 0.0,
             "n_types": cfg.neurons.n_types,
             "type_counts": counts.tolist(),
             "signal": cfg.neurons.signal,
@@ -154,7 +165,7 @@ def simulate(
             "name": config.name,
             "n_frames": t_frames,
             "n_neurons": n,
-            "dt": cfg.dt,
+            "dt": cfg.dt * every,
             "seed": cfg.seed,
             "stimulus_mode": cfg.stimulus.mode,
             "arrays": arrays,
@@ -162,15 +173,55 @@ def simulate(
             "environment": environment(),
             "summary": summary,
         }
+        if obs is not None:
+            meta.update(
+                segments=[0],
+                holdout=obs.holdout,
+                scale="robust",
+                missing=False,
+                units="a.u.",
+                observation=obs.model_dump(mode="json"),
+                truth_arrays=truth_arrays,
+            )
         writer.finish(meta)
     return SimulationResult(Dataset(out), summary)
+
+
+def write_observed(writer: DatasetWriter, noise: float, rng: np.random.Generator) -> dict[str, Any]:
+    """Write x.npy: the clean states of truth/x.npy plus Gaussian noise of std ``noise`` x each neuron's std; returns its meta entry."""
+    clean = np.load(writer.file("truth/x.npy"), mmap_mode="r")
+    t, n = clean.shape
+    step = chunk_frames(n)
+    total, total_sq = np.zeros(n), np.zeros(n)
+    for a in range(0, t, step):
+        block = np.asarray(clean[a : a + step], dtype=np.float64)
+        total += block.sum(axis=0)
+        total_sq += (block**2).sum(axis=0)
+    std = np.sqrt(np.maximum(total_sq / t - (total / t) ** 2, 0.0))
+    stream = writer.stream("x", (t, n))
+    try:
+        for a in range(0, t, step):
+            block = np.asarray(clean[a : a + step])
+            stream.append((block + noise * std * rng.standard_normal(block.shape)).astype(np.float32))
+        return stream.close()
+    except BaseException:
+        stream.abort()
+        raise
 
 
 def format_summary(summary: dict[str, Any]) -> str:
     """The one-screen summary printed by ``circuitgnn simulate``."""
     s = summary
+    every = s.get("every", 1)
+    recorded = (
+        f"\nrecording    every {every} steps (frame interval {every * s['dt']:g}), measurement noise "
+        f"{100 * s.get('measurement_noise', 0):g} % of each neuron's std; no dx/dt; clean states in truth/"
+        if every > 1 or s.get("measurement_noise", 0) > 0
+        else ""
+    )
     lines = [
-        f"dataset      {s['name']}: N = {s['n_neurons']} neurons, T = {s['n_frames']} frames (+{s['burn_in']} burn-in), dt = {s['dt']:g}",
+        f"dataset      {s['name']}: N = {s['n_neurons']} neurons, T = {s['n_frames']} frames (+{s['burn_in']} burn-in), dt = {s['dt']:g}"
+        + recorded,
         f"types        {s['n_types']} ({s['signal']} signal), neurons per type: {s['type_counts']}",
         f"input        stimulus: {s['stimulus']}, noise std per step: {s['noise_std']:g}",
         f"W            mean {s['W_mean']:.2e}, std {s['W_std']:.2e}, non-zero {100 * s['W_nonzero_fraction']:.1f} %, "

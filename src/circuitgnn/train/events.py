@@ -49,6 +49,7 @@ class LoopState(Protocol):
     source: FrameSource
     device: torch.device
     n_frames: int
+    starts: torch.Tensor  # the frames training reads (held-out frames and incomplete rows excluded)
 
 
 class ClusterTypes:
@@ -123,7 +124,7 @@ class SolveConnectivity:
     def __call__(self, s: LoopState) -> str:
         ws = s.config.training.extensions.w_solve
         assert ws is not None
-        idx = torch.from_numpy(evenly_spaced_frames(s.n_frames, ws.frames))
+        idx = s.starts[torch.from_numpy(evenly_spaced_frames(len(s.starts), ws.frames))]
         chunk = max(1, (1 << 20) // s.model.n)  # about a million psi* evaluations at a time
         parts = (s.source.batch(idx[i : i + chunk]) for i in range(0, len(idx), chunk))
         batches = ((part[0], part[1]) for part in parts)

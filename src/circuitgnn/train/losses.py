@@ -14,11 +14,16 @@ import math
 import torch
 
 from circuitgnn.model.gnn import GNN
+from circuitgnn.model.integrate import Integrator, next_frame
 
 
-def prediction_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared error between predicted and true dx/dt."""
-    return torch.mean((pred - target) ** 2)
+def prediction_loss(pred: torch.Tensor, target: torch.Tensor, masked: bool = False) -> torch.Tensor:
+    """Mean squared error between prediction and target; with ``masked``, NaN targets (missing values) are left out."""
+    if not masked:
+        return torch.mean((pred - target) ** 2)
+    seen = ~torch.isnan(target)
+    err = torch.where(seen, pred - torch.nan_to_num(target), torch.zeros((), device=pred.device))
+    return (err**2).sum() / seen.sum().clamp(min=1)
 
 
 def phi_zero_penalty(model: GNN) -> torch.Tensor:
@@ -62,24 +67,22 @@ def w_l1_penalty(model: GNN) -> torch.Tensor:
     return model.W.abs().sum()
 
 
-def total_loss(
+def regularized(
     model: GNN,
     x: torch.Tensor,
-    target: torch.Tensor,
+    prediction: torch.Tensor,
     coefficients: dict[str, float],
     delta: float,
-    omega: torch.Tensor | None = None,
-    extra: torch.Tensor | None = None,
     monotone_norm: bool = False,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Loss and its terms (unweighted, detached 0-d tensors on the model's device, so that reading them is the
-    caller's choice of when to wait for the device) for a batch; terms with a zero coefficient are skipped.
+    """The prediction error plus the regularisers at the batch's activity ``x``, and the terms (unweighted,
+    detached 0-d tensors on the model's device, so that reading them is the caller's choice of when to wait
+    for the device); terms with a zero coefficient are skipped.
 
     ``monotone_norm`` measures the two monotonicity terms by their root mean square (see :func:`violation`).
     """
-    pred = model(x, omega, extra)
-    loss = prediction_loss(pred, target)
-    terms = {"prediction": loss}
+    loss = prediction
+    terms = {"prediction": prediction}
     if coefficients.get("phi_zero", 0) > 0:
         terms["phi_zero"] = phi_zero_penalty(model)
     if coefficients.get("phi_decreasing", 0) > 0:
@@ -92,3 +95,48 @@ def total_loss(
         if name != "prediction":
             loss = loss + coefficients[name] * value
     return loss, {name: v.detach() for name, v in terms.items()}
+
+
+def total_loss(
+    model: GNN,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    coefficients: dict[str, float],
+    delta: float,
+    omega: torch.Tensor | None = None,
+    extra: torch.Tensor | None = None,
+    monotone_norm: bool = False,
+    masked: bool = False,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The derivative objective: the error of the predicted dx/dt at states ``x`` (B, N) against ``target``,
+    regularised (see :func:`regularized`); ``masked`` leaves NaN targets out."""
+    pred = model(x, omega, extra)
+    return regularized(model, x, prediction_loss(pred, target, masked), coefficients, delta, monotone_norm)
+
+
+def rollout_error(
+    model: GNN,
+    frames: torch.Tensor,
+    frame_dt: float,
+    substeps: int = 1,
+    integrator: Integrator = "euler",
+    inputs: list[tuple[torch.Tensor | None, torch.Tensor | None]] | None = None,
+    masked: bool = False,
+) -> torch.Tensor:
+    """The rollout objective's prediction error for recorded ``frames`` (k + 1, B, N).
+
+    The model is integrated from ``frames[0]`` (``substeps`` steps per frame interval); the state s
+    frames later is compared with ``frames[s]``, the difference divided by ``s * frame_dt`` so that
+    the error is in units of dx/dt: with k = 1, one Euler substep and clean data it equals the
+    derivative objective on forward differences. ``inputs[s]`` is the (omega, extra) held over
+    interval s. The k errors are averaged.
+    """
+    k = frames.shape[0] - 1
+    x = frames[0]
+    total = frames.new_zeros(())
+    for s in range(1, k + 1):
+        omega, extra = inputs[s - 1] if inputs is not None else (None, None)
+        x = next_frame(model, x, frame_dt, substeps, omega, extra, integrator)
+        scale = s * frame_dt  # differences from the start frame first: dividing states by a small step would lose digits
+        total = total + prediction_loss((x - frames[0]) / scale, (frames[s] - frames[0]) / scale, masked)
+    return total / k

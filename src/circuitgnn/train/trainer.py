@@ -11,6 +11,7 @@ is written and the run cannot be resumed.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from tqdm.auto import tqdm
 from circuitgnn.config import ExperimentConfig, load_config
 from circuitgnn.data.activity import Activity, check_finite_array
 from circuitgnn.data.dataset import Dataset
+from circuitgnn.data.derivatives import roughness
 from circuitgnn.device import environment, pick_device
 from circuitgnn.errors import CircuitGNNError, DatasetError
 from circuitgnn.interrupts import sigterm_as_interrupt
@@ -29,7 +31,7 @@ from circuitgnn.model.gnn import GNN
 from circuitgnn.model.siren import make_input_model
 from circuitgnn.train.data import FrameSource, activity_scale
 from circuitgnn.train.events import Counters, run_epoch_events
-from circuitgnn.train.losses import total_loss
+from circuitgnn.train.losses import regularized, rollout_error, total_loss
 from circuitgnn.train.run_folder import CHECKPOINT, ResumeError, RunFolder, TrainedRun, read_log
 
 Scorer = Callable[[GNN, "torch.nn.Module | None", float], dict[str, float]]
@@ -67,11 +69,41 @@ def check_data_fits(config: ExperimentConfig, data: Activity) -> np.ndarray | No
         )
     if data.n_frames < 2:
         raise DatasetError(f"{data.source}: {data.n_frames} frame(s), training needs at least 2")
-    if config.training.batch_size > data.n_frames:
-        raise DatasetError(f"training.batch_size {config.training.batch_size} exceeds the data's {data.n_frames} frames")
+    tc = config.training
+    if tc.objective == "derivative" and tc.derivative == "recorded" and data.dxdt is None:
+        raise DatasetError(
+            f"training.derivative is 'recorded' but the data ({data.source}) have no dx/dt: choose forward, central, savgol or "
+            "spline, or training.objective 'rollout'"
+        )
+    if tc.extensions.w_solve is not None and (tc.objective == "rollout" or data.missing):
+        raise DatasetError(
+            "training.extensions.w_solve needs the derivative objective on data without missing values "
+            f"(objective is {tc.objective!r}, {data.source} {'has' if data.missing else 'has no'} missing values)"
+        )
     if m.low_rank is not None and m.low_rank > data.n_neurons:
         raise DatasetError(f"model.low_rank {m.low_rank} exceeds the data's {data.n_neurons} neurons")
     return _connectivity_mask(config, data.n_neurons)
+
+
+def derivative_method(config: ExperimentConfig, data: Activity) -> str | None:
+    """The dx/dt the derivative objective trains on: ``recorded`` or an estimator's name; None for the rollout objective."""
+    tc = config.training
+    if tc.objective == "rollout":
+        return None
+    if tc.derivative != "auto":
+        return tc.derivative
+    if data.dxdt is not None:
+        return "recorded"
+    r = roughness(data.x)
+    if r > 0.5:
+        warnings.warn(
+            f"the activity of {data.source} changes from frame to frame mostly by noise (roughness {r:.2f}; 0 is smooth, 1.7 white "
+            "noise): forward differences will be noisy. Set training.derivative to 'spline' or 'savgol', or training.objective "
+            "to 'rollout'",
+            UserWarning,
+            stacklevel=3,
+        )
+    return "forward"
 
 
 def as_activity(data: Activity | Dataset | str | Path) -> Activity:
@@ -110,12 +142,19 @@ class Trainer:
         mask = check_data_fits(config, self.data)
         self.device = pick_device(tc.device)
         self.use_input = config.model.external_input == "known"
-        arrays = {"x": self.data.x, "dxdt": self.data.dxdt}
-        if self.use_input and self.data.inputs is not None:
-            arrays["inputs"] = self.data.inputs
         if not self.data.checked_finite:
-            for name, array in arrays.items():
-                check_finite_array(array, self.data.label(name))
+            for name, array in {"x": self.data.x, "dxdt": self.data.dxdt, "inputs": self.data.inputs}.items():
+                if array is not None and (name != "inputs" or self.use_input):
+                    check_finite_array(array, self.data.label(name), allow_nan=self.data.missing and name != "inputs")
+        self.derivative = derivative_method(config, self.data)
+        self.horizon = tc.rollout.steps if tc.objective == "rollout" else 0
+        self.starts = torch.from_numpy(self.data.start_frames(self.horizon))
+        if len(self.starts) < tc.batch_size:
+            raise DatasetError(
+                f"{self.data.source}: {len(self.starts)} frames to train from (training.batch_size is {tc.batch_size}); "
+                + (f"a rollout of {self.horizon} frames needs segments longer than that, " if self.horizon else "")
+                + "with holdout, segments and missing values taken out"
+            )
         self.run = RunFolder(run_dir) if run_dir is not None else None
         if self.run is not None:
             self.run.check(resume, overwrite)
@@ -134,15 +173,28 @@ class Trainer:
             self.input_optimizer = torch.optim.Adam(self.input_model.parameters(), lr=tc.lr_input)
         self.sampler = torch.Generator().manual_seed(tc.seed + 1)
         self.counters = Counters()
-        self.xnorm = activity_scale(self.data.x)
-        self.source = FrameSource(list(arrays.values()), self.device)
-        self.iters_per_epoch = tc.iterations_per_epoch or max(1, self.n_frames // tc.batch_size)
+        self.xnorm = activity_scale(self.data.x, self.data.scale, self.data.train_bounds())
+        self.source = FrameSource(self._arrays(), self.device)
+        self.iters_per_epoch = tc.iterations_per_epoch or max(1, len(self.starts) // tc.batch_size)
         self._fingerprint = self._data_fingerprint() if self.run is not None else None
         self._sums: dict[str, torch.Tensor] = {}  # loss terms summed on the device since the last log line
         self._n_sum = 0
         self.history: list[dict[str, Any]] = []  # the log lines (also in the run folder's log.jsonl)
         if resume:
             self._load_checkpoint()
+
+    def _arrays(self) -> list[np.ndarray]:
+        """What the batches read: x, then the target dx/dt (derivative objective), then the known input."""
+        d = self.data
+        arrays = [d.x]
+        if self.derivative == "recorded":
+            assert d.dxdt is not None
+            arrays.append(d.dxdt)
+        elif self.derivative is not None:
+            arrays.append(d.derivative(self.derivative))  # type: ignore[arg-type]
+        if self.use_input and d.inputs is not None:
+            arrays.append(d.inputs)
+        return arrays
 
     # ------------------------------------------------------------- optimiser
     def _make_optimizer(self) -> torch.optim.Optimizer:
@@ -200,6 +252,11 @@ class Trainer:
             "grid_size": d.grid_size,
             "dt": d.dt,
             "input_mode": d.input_mode,
+            "segments": list(d.segments),
+            "holdout": d.holdout,
+            "neurons": None if d.neurons is None else d.neurons.tolist(),
+            "objective": self.config.training.objective,
+            "derivative": self.derivative,
         }
 
     def save_checkpoint(self, status: str = "running") -> Path | None:
@@ -268,12 +325,12 @@ class Trainer:
         )
 
     # ------------------------------------------------------------------ step
-    def _inputs(self, idx: torch.Tensor, batch: list[torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """(omega, extra) for a batch: recorded (known), learned (field / low rank) or none."""
+    def _inputs(self, idx: torch.Tensor, recorded: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(omega, extra) at frames ``idx``: ``recorded`` (a known input), learned (field / low rank) or none."""
         kind = self.config.model.external_input
         if kind == "known":
-            inp = batch[2]
-            return (inp, None) if self.data.input_mode == "multiplicative" else (None, inp)
+            assert recorded is not None
+            return (recorded, None) if self.data.input_mode == "multiplicative" else (None, recorded)
         if self.input_model is None:
             return None, None
         if kind == "field":
@@ -283,10 +340,15 @@ class Trainer:
     def step(self, coeffs: dict[str, float], lrs: dict[str, float], delta: float) -> None:
         """One optimisation step on a random batch of frames; the loss terms are added to the running sums on the device."""
         tc = self.config.training
-        idx = torch.randint(self.n_frames, (tc.batch_size,), generator=self.sampler)
-        batch = self.source.batch(idx)
-        omega, extra = self._inputs(idx, batch)
-        loss, terms = total_loss(self.model, batch[0], batch[1], coeffs, delta, omega, extra, tc.extensions.monotone_norm)
+        idx = self.starts[torch.randint(len(self.starts), (tc.batch_size,), generator=self.sampler)]
+        if self.derivative is not None:
+            batch = self.source.batch(idx)
+            omega, extra = self._inputs(idx, batch[2] if self.use_input else None)
+            loss, terms = total_loss(
+                self.model, batch[0], batch[1], coeffs, delta, omega, extra, tc.extensions.monotone_norm, self.data.missing
+            )
+        else:
+            loss, terms = self._rollout_loss(idx, coeffs, delta)
         self.optimizer.zero_grad(set_to_none=True)
         if self.input_optimizer is not None:
             self.input_optimizer.zero_grad(set_to_none=True)
@@ -299,6 +361,19 @@ class Trainer:
         for k, v in {"total": loss.detach(), **terms}.items():
             self._sums[k] = self._sums[k] + v if k in self._sums else v
         self._n_sum += 1
+
+    def _rollout_loss(self, idx: torch.Tensor, coeffs: dict[str, float], delta: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The rollout objective on start frames ``idx``: the model integrated k frames from each, against the recording."""
+        tc = self.config.training
+        k, b = self.horizon, len(idx)
+        rows = (idx[None, :] + torch.arange(k + 1)[:, None]).reshape(-1)
+        batch = self.source.batch(rows)
+        frames = batch[0].reshape(k + 1, b, -1)
+        recorded = batch[1].reshape(k + 1, b, -1) if self.use_input else None
+        inputs = [self._inputs(rows[s * b : (s + 1) * b], None if recorded is None else recorded[s]) for s in range(k)]
+        r = tc.rollout
+        error = rollout_error(self.model, frames, self.data.dt, r.substeps, r.integrator, inputs, self.data.missing)
+        return regularized(self.model, frames[0], error, coeffs, delta, tc.extensions.monotone_norm)
 
     def _take_means(self) -> dict[str, float]:
         """The loss terms' means since the last call (one wait for the device); raises when one is not finite."""
