@@ -15,6 +15,7 @@ from circuitgnn.config import ModelConfig, config_from_dict
 from circuitgnn.data.activity import Activity
 from circuitgnn.data.dataset import Dataset
 from circuitgnn.data.importer import import_recording
+from circuitgnn.data.readers import Recording, read_recording
 from circuitgnn.errors import DatasetError
 from circuitgnn.model.gnn import GNN
 from circuitgnn.report.html import build_report
@@ -222,3 +223,25 @@ def test_evaluation_of_an_observed_simulation_compares_frames_at_the_recording_i
     with np.load(tmp_path / "run" / "rollout.npz") as z:
         true = z["true"]
     assert true.shape == (51, ds.n_neurons)
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".nwb", ".npz", ".csv"])
+def test_export_writes_a_recording_that_reads_back_to_the_same_activity(tiny, tmp_path, suffix):
+    if suffix == ".nwb":
+        pytest.importorskip("pynwb")
+    ds = simulate(tiny(n_frames=60, observation={"every": 2, "noise": 0.05}), tmp_path / "obs", progress=False, figure=False).dataset
+    assert main(["export", str(tmp_path / "obs"), "--out", str(tmp_path / f"rec{suffix}")]) == 0
+    rec = read_recording(tmp_path / f"rec{suffix}", **({"time_column": "time"} if suffix == ".csv" else {}))
+    np.testing.assert_array_equal(rec.x, np.asarray(ds.x))
+    assert rec.dt == pytest.approx(ds.dt) and rec.segments == (0,)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
+    assert main(["export", str(tmp_path / "obs"), "--out", str(tmp_path / f"rec{suffix}")]) == 2  # exists: refused
+
+
+def test_fit_takes_a_recording_with_its_timing_segments_and_names(tmp_path):
+    x = np.random.default_rng(5).normal(size=(120, 6)).astype(np.float32)
+    rec = Recording(x=x, dt=0.2, source="test", segments=(0, 70), names=tuple("abcdef"))
+    est = CircuitGNN(model={"hidden": 8}, training={**TRAINING, "clustering": {"enabled": False}}, progress=False).fit(rec)
+    assert est.dt_ == 0.2 and est.run_dir_ is None and est.connectivity_.shape == (6, 6)
+    with pytest.raises(DatasetError, match="dt .the time between frames. is needed"):
+        CircuitGNN(progress=False).fit(x)

@@ -8,6 +8,10 @@ Public API::
     est.connectivity_, est.types_, est.equations(), est.predict(x), est.simulate(x[0], 800)
     est.save("model.pt"); CircuitGNN.load("model.pt")
 
+    from circuitgnn import read_recording, import_recording
+    est = CircuitGNN(training={"derivative": "spline"}).fit(read_recording("session.nwb"))
+    import_recording(["day1.npy", "day2.npy"], "datasets/mouse", rate=30.0)   # a dataset folder, one segment per file
+
     from circuitgnn import load_config, simulate, open_dataset
     cfg = load_config("configs/quick.yaml")
     simulate(cfg, "datasets/quick")             # ground truth to test on
@@ -17,6 +21,8 @@ Public API::
 
 from circuitgnn.config import ExperimentConfig, ModelConfig, TrainingConfig, load_config
 from circuitgnn.data.dataset import Dataset, open_dataset
+from circuitgnn.data.importer import import_recording
+from circuitgnn.data.readers import Recording, read_recording
 from circuitgnn.estimator import CircuitGNN, NotFittedError
 from circuitgnn.simulate.run import simulate
 from circuitgnn.train.run_folder import load_run
@@ -29,12 +35,15 @@ __all__ = [
     "ExperimentConfig",
     "ModelConfig",
     "NotFittedError",
+    "Recording",
     "Trainer",
     "TrainingConfig",
     "__version__",
+    "import_recording",
     "load_config",
     "load_run",
     "open_dataset",
+    "read_recording",
     "simulate",
     "train",
 ]

@@ -1,4 +1,4 @@
-"""Command-line interface: ``circuitgnn run | simulate | import | train | evaluate | report | symbolic | reproduce | info | config-help``."""
+"""Command-line interface: ``circuitgnn run | simulate | import | export | train | evaluate | report | symbolic | reproduce | info | config-help``."""
 
 from __future__ import annotations
 
@@ -44,6 +44,13 @@ def _cmd_import(args: argparse.Namespace) -> int:
     }
     ds = import_recording(args.recordings, args.out, holdout=args.holdout, overwrite=args.overwrite, **options)
     print(describe_import(ds))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from circuitgnn.data.export import export_recording
+
+    print(f"recording    {export_recording(args.dataset, args.out, overwrite=args.overwrite).resolve()}")
     return 0
 
 
@@ -289,6 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--holdout", type=float, default=0.1, help="fraction of each segment's last frames kept out of training (default 0.1)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
     p.set_defaults(func=_cmd_import)
+
+    p = sub.add_parser("export", help="write a dataset's activity as a recording file (HDF5, NWB, npz or csv): no dx/dt, no truth")
+    p.add_argument("dataset", help="dataset folder")
+    p.add_argument("--out", required=True, help="recording file; the format follows the suffix: .h5, .nwb, .npz, .csv")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("train", help="train the GNN on a dataset and write a run folder")
     p.add_argument("config", help="experiment YAML (its model and training sections are used)")

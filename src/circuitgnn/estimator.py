@@ -28,8 +28,10 @@ from circuitgnn.config import ExperimentConfig, ModelConfig, StrictModel, Traini
 from circuitgnn.data.activity import Activity, InputMode, ScaleMethod, as_float32_frames
 from circuitgnn.data.dataset import Dataset
 from circuitgnn.data.derivatives import estimate_derivative
+from circuitgnn.data.importer import DEFAULT_HOLDOUT
+from circuitgnn.data.readers import Recording
 from circuitgnn.device import pick_device
-from circuitgnn.errors import CircuitGNNError, ConfigError
+from circuitgnn.errors import CircuitGNNError, ConfigError, DatasetError
 from circuitgnn.model.gnn import GNN
 from circuitgnn.model.siren import make_input_model
 from circuitgnn.train.clustering import kmeans_silhouette
@@ -130,15 +132,15 @@ class CircuitGNN:
     def fit(
         self,
         x: Any,
-        dt: float,
+        dt: float | None = None,
         dxdt: Any | None = None,
         inputs: Any | None = None,
         *,
         input_mode: Literal["multiplicative", "additive"] = "multiplicative",
         grid_size: int = 0,
-        segments: Sequence[int] = (0,),
-        holdout: float = 0.0,
-        scale: ScaleMethod = "std",
+        segments: Sequence[int] | None = None,
+        holdout: float | None = None,
+        scale: ScaleMethod | None = None,
         names: Sequence[str] | None = None,
         run_dir: str | Path | None = None,
         resume: bool = False,
@@ -146,6 +148,10 @@ class CircuitGNN:
         scorer: Scorer | None = None,
     ) -> CircuitGNN:
         """Fit the model to activity ``x`` (frames, neurons) sampled every ``dt``; returns ``self``.
+
+        ``x`` may also be a :class:`~circuitgnn.data.readers.Recording` (from
+        :func:`~circuitgnn.read_recording`): its dt, segments and neuron names are used, 10 % of each
+        segment is held out and the activity scale is robust, unless the arguments say otherwise.
 
         Parameters
         ----------
@@ -171,9 +177,11 @@ class CircuitGNN:
             Start frame of each segment when ``x`` joins several recordings (sessions, trials):
             no derivative, batch or rollout crosses a boundary.
         holdout
-            Fraction of each segment's last frames that training never reads (to score forecasts on).
+            Fraction of each segment's last frames that training never reads (to score forecasts on);
+            default 0 (0.1 for a recording).
         scale
-            How the activity scale is estimated: ``std`` (the paper) or ``robust`` (percentiles per segment).
+            How the activity scale is estimated: ``std`` (the paper; the default for arrays) or ``robust``
+            (percentiles per segment; the default for a recording).
         names
             Optional neuron names, used in messages.
         run_dir
@@ -184,8 +192,28 @@ class CircuitGNN:
         scorer
             Called at each log line with (model, input_model, xnorm); its numbers go to the log.
         """
+        if isinstance(x, Recording):
+            rec = x
+            if rec.inputs is not None and inputs is None and rec.inputs.shape[1] == rec.x.shape[1]:
+                inputs = rec.inputs
+            x, dt = rec.x, rec.dt if dt is None else dt
+            segments = rec.segments if segments is None else segments
+            holdout = DEFAULT_HOLDOUT if holdout is None else holdout
+            scale = scale or "robust"
+            names = list(rec.names) if names is None and rec.names is not None else names
+        if dt is None:
+            raise DatasetError("dt (the time between frames) is needed: fit(x, dt=...)")
         data = Activity.from_arrays(
-            x, dt, dxdt, inputs, input_mode, grid_size, segments=segments, holdout=holdout, scale=scale, names=names
+            x,
+            dt,
+            dxdt,
+            inputs,
+            input_mode,
+            grid_size,
+            segments=(0,) if segments is None else segments,
+            holdout=0.0 if holdout is None else holdout,
+            scale=scale or "std",
+            names=names,
         )
         return self._fit(data, run_dir, resume, overwrite, scorer)
 
