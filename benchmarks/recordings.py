@@ -23,18 +23,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from circuitgnn import load_config, simulate
 from circuitgnn.analyze.evaluate import training_scorer
 from circuitgnn.config import ExperimentConfig, ObservationConfig
 from circuitgnn.data.dataset import Dataset
+from circuitgnn.data.writer import DatasetWriter
 from circuitgnn.device import environment
+from circuitgnn.simulate.run import write_observed
 from circuitgnn.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,17 +46,43 @@ TARGETS = {"W_r2": 0.99, "W_r2_95": 0.95, "type_accuracy": 0.99, "type_accuracy_
 
 
 def dataset_for(config: ExperimentConfig, every: int, noise: float, frames: int | None, exact: bool, work: Path) -> Path:
-    """The observed simulation of ``config`` at this interval and noise (simulated once, then reused)."""
+    """The observed simulation of ``config`` at this interval and noise (simulated once, then reused).
+
+    A noisy recording is made from the noise-free one of the same interval (same network and states,
+    fresh measurement noise), which spares integrating the network again for each noise level.
+    """
     sim = config.simulation.model_copy(deep=True)
     if frames is not None:
         sim.n_frames = frames
     name = f"{config.name}_T{sim.n_frames}_" + ("exact" if exact else f"every{every}_noise{noise:g}")
     path = work / name
-    if not (path / "meta.json").is_file():
-        sim.observation = None if exact else ObservationConfig(every=every, noise=noise)
-        cfg = config.model_copy(update={"simulation": sim, "name": name})
-        simulate(cfg, path, progress=True, figure=False)
+    if (path / "meta.json").is_file():
+        return path
+    if not exact and noise > 0:
+        clean = dataset_for(config, every, 0.0, frames, False, work)
+        add_noise(Dataset(clean), path, noise, seed=sim.seed)
+        return path
+    sim.observation = None if exact else ObservationConfig(every=every, noise=noise)
+    cfg = config.model_copy(update={"simulation": sim, "name": name})
+    simulate(cfg, path, progress=True, figure=False)
     return path
+
+
+def add_noise(clean: Dataset, out: Path, noise: float, seed: int) -> None:
+    """A copy of the noise-free recording ``clean`` whose x has measurement noise of ``noise`` x each neuron's std."""
+    with DatasetWriter(out) as writer:
+        for item in (clean.path / "truth").iterdir():
+            os.link(item, writer.file(f"truth/{item.name}"))
+        os.link(clean.path / "neurons.npz", writer.file("neurons.npz"))
+        meta = json.loads((clean.path / "meta.json").read_text())
+        rng = np.random.default_rng(np.random.SeedSequence([seed, round(1e6 * noise)]))
+        meta["arrays"]["x"] = write_observed(writer, noise, rng)
+        meta["observation"]["noise"] = noise
+        meta["summary"]["measurement_noise"] = noise
+        meta["name"] = out.name
+        for key in ("format", "format_version", "complete"):
+            meta.pop(key)
+        writer.finish(meta)
 
 
 def configure(config: ExperimentConfig, method: str, minutes: float, log_every: int) -> ExperimentConfig:

@@ -13,7 +13,7 @@ import numbers
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -44,8 +44,25 @@ def as_float32_frames(value: Any, name: str, n_neurons: int | None = None) -> np
     return value if value.dtype == np.float32 else value.astype(np.float32)
 
 
+class Frames:
+    """Sizes of anything holding activity ``x`` of shape (frames, neurons)."""
+
+    if TYPE_CHECKING:
+
+        @property
+        def x(self) -> np.ndarray: ...
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def n_neurons(self) -> int:
+        return int(self.x.shape[1])
+
+
 @dataclass(frozen=True)
-class Activity:
+class Activity(Frames):
     """Frames of activity, their drift when known, the optional known input, and where they came from.
 
     Attributes
@@ -181,14 +198,6 @@ class Activity:
             scale=scale,
             missing=missing,
         )
-
-    @property
-    def n_frames(self) -> int:
-        return int(self.x.shape[0])
-
-    @property
-    def n_neurons(self) -> int:
-        return int(self.x.shape[1])
 
     def label(self, name: str) -> str:
         """How to name array ``name`` (x, dxdt or inputs) in a message: its file in a dataset folder, else the argument."""

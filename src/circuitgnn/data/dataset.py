@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from circuitgnn.data.activity import Activity, sha256_of_rows
+from circuitgnn.data.activity import Activity, Frames, sha256_of_rows
 from circuitgnn.data.writer import FORMAT_NAME, META_FILE
 from circuitgnn.errors import DatasetError
 
@@ -47,7 +47,7 @@ class GroundTruth:
     dxdt: np.ndarray | None = None  # and their exact drift
 
 
-class Dataset:
+class Dataset(Frames):
     """A dataset folder opened for reading; large arrays are memory-mapped, never loaded whole.
 
     Raises :class:`DatasetError` naming the file when the folder is missing,
@@ -104,14 +104,6 @@ class Dataset:
     def omega(self) -> np.ndarray | None:
         """External input of each frame (T, N), or None."""
         return self.arrays.get("omega")
-
-    @property
-    def n_frames(self) -> int:
-        return int(self.x.shape[0])
-
-    @property
-    def n_neurons(self) -> int:
-        return int(self.x.shape[1])
 
     @property
     def dt(self) -> float:

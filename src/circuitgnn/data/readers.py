@@ -48,6 +48,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from circuitgnn.data.activity import Frames
 from circuitgnn.errors import DatasetError
 
 FORMATS = ("npy", "npz", "csv", "tsv", "hdf5", "nwb", "suite2p")
@@ -78,7 +79,7 @@ _LAYOUT_FIXED = {"nwb": "NWB series are time first by the standard", "suite2p": 
 
 
 @dataclass(frozen=True)
-class Recording:
+class Recording(Frames):
     """One recording as arrays, time first.
 
     Attributes
@@ -129,14 +130,6 @@ class Recording:
             self.positions.ndim != 2 or self.positions.shape[0] != n or self.positions.shape[1] not in (2, 3)
         ):
             raise DatasetError(f"{self.source}: positions must have shape ({n}, 2) or ({n}, 3), got {self.positions.shape}")
-
-    @property
-    def n_frames(self) -> int:
-        return int(self.x.shape[0])
-
-    @property
-    def n_neurons(self) -> int:
-        return int(self.x.shape[1])
 
 
 @dataclass
