@@ -25,7 +25,7 @@ from circuitgnn.config import ExperimentConfig
 from circuitgnn.data.dataset import Dataset
 from circuitgnn.data.writer import save_npz_atomic, write_json_atomic
 from circuitgnn.model.gnn import GNN
-from circuitgnn.simulate.replay import held_out_state, true_circuit, true_trajectory
+from circuitgnn.simulate.replay import frame_trajectory, held_out_state, true_circuit
 from circuitgnn.train.clustering import kmeans_silhouette
 from circuitgnn.train.run_folder import RUN_INFO, TrainedRun, load_run, run_dataset
 from circuitgnn.train.trainer import Scorer
@@ -78,11 +78,9 @@ def _rollout(run: TrainedRun, ds: Dataset, steps: int, seed: int) -> tuple[Rollo
     substeps, integrator = run.config.training.frame_integration()
     if ds.truth is not None:
         circuit = true_circuit(ds)
-        every, step_dt = ds.every, ds.dt / ds.every  # an observed simulation's frames are `every` integration steps apart
-        x0 = held_out_state(circuit, step_dt, seed)
+        x0 = held_out_state(circuit, ds.dt / ds.every, seed)
         inputs = np.array(ds.omega[:steps]) if ds.omega is not None else None
-        true = true_trajectory(circuit, x0, steps * every, step_dt, None if inputs is None else np.repeat(inputs, every, axis=0), mode)
-        true = true[::every]
+        true = frame_trajectory(circuit, x0, steps, ds, inputs, mode)
         if learned_inputs is not None:
             pred = rollout_model(model, x0, steps, ds.dt, learned_inputs, learned_mode, substeps, integrator)
         else:

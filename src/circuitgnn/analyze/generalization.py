@@ -17,7 +17,7 @@ from circuitgnn.analyze.rollout import RolloutScore, rollout_model, score_rollou
 from circuitgnn.config import config_from_dict
 from circuitgnn.data.dataset import Dataset
 from circuitgnn.model.gnn import GNN
-from circuitgnn.simulate.replay import held_out_state, true_trajectory
+from circuitgnn.simulate.replay import frame_trajectory, held_out_state
 from circuitgnn.simulate.run import build_network
 from circuitgnn.train.run_folder import TrainedRun
 
@@ -50,7 +50,7 @@ def generalization_test(
     model.a.copy_(torch.as_tensor(new_a))
     model.W.copy_(torch.as_tensor(net.connectivity * w_scale))
 
-    x0 = held_out_state(net.circuit, ds.dt, seed)
-    true = true_trajectory(net.circuit, x0, steps, ds.dt)
-    pred = rollout_model(model, x0, steps, ds.dt)
+    x0 = held_out_state(net.circuit, ds.dt / ds.every, seed)
+    true = frame_trajectory(net.circuit, x0, steps, ds)
+    pred = rollout_model(model, x0, steps, ds.dt, None, "none", *run.config.training.frame_integration())
     return score_rollout(pred, true)

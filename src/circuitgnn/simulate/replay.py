@@ -38,6 +38,19 @@ def true_trajectory(
     return out
 
 
+def frame_trajectory(
+    circuit: Circuit, x0: np.ndarray, n_frames: int, dataset: Dataset, inputs: np.ndarray | None = None, mode: str = "none"
+) -> np.ndarray:
+    """The true network's noise-free trajectory at the frames of ``dataset`` from ``x0``: (n_frames + 1, N).
+
+    Integrated at the simulation's own step (the frame interval / ``dataset.every``) and sampled every
+    ``every`` steps; ``inputs`` (n_frames, N) are held over each frame interval.
+    """
+    every = dataset.every
+    held = None if inputs is None else np.repeat(inputs, every, axis=0)
+    return true_trajectory(circuit, x0, n_frames * every, dataset.dt / every, held, mode)[::every]
+
+
 def held_out_state(circuit: Circuit, dt: float, seed: int, init_std: float = 5.0, settle_steps: int = 1000) -> np.ndarray:
     """A state on the network's attractor that training never saw: a new random start, run noise-free."""
     gen = torch.Generator(device=circuit.device).manual_seed(seed)
