@@ -75,6 +75,9 @@ def add_noise(clean: Dataset, out: Path, noise: float, seed: int) -> None:
             os.link(item, writer.file(f"truth/{item.name}"))
         os.link(clean.path / "neurons.npz", writer.file("neurons.npz"))
         meta = json.loads((clean.path / "meta.json").read_text())
+        for name, spec in meta["arrays"].items():  # omega, when the network has a stimulus
+            if name != "x":
+                os.link(clean.path / spec["file"], writer.file(spec["file"]))
         rng = np.random.default_rng(np.random.SeedSequence([seed, round(1e6 * noise)]))
         meta["arrays"]["x"] = write_observed(writer, noise, rng)
         meta["observation"]["noise"] = noise

@@ -270,8 +270,11 @@ def test_csv_header_time_column_and_missing_cells(tmp_path):
         read_recording(path, time_column="t")
     with raises(path, "time_column=9 is out of range"):
         read_recording(path, time_column=9)
-    whole = read_recording(path, rate=1)  # without time_column, the times are one more neuron
-    assert whole.x.shape == (T, 5) and whole.names == ("time", "n0", "n1", "n2", "n3")
+    auto = read_recording(path)  # a column headed "time" holds the frame times without being told
+    np.testing.assert_array_equal(auto.x, rec.x)
+    assert auto.names == rec.names and auto.dt == pytest.approx(0.05)
+    given = read_recording(path, rate=1)  # an explicit rate wins over the column's times, which are still not a neuron
+    assert given.x.shape == (T, 4) and given.dt == 1.0
 
 
 def test_csv_without_header_and_tsv(tmp_path):

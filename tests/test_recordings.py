@@ -23,6 +23,7 @@ from circuitgnn.simulate.run import simulate
 from circuitgnn.train import trainer as trainer_module
 from circuitgnn.train.data import FrameSource, activity_scale
 from circuitgnn.train.losses import prediction_loss, rollout_error, total_loss
+from circuitgnn.train.run_folder import ResumeError
 from circuitgnn.train.trainer import Trainer
 
 TRAINING = {"n_epochs": 2, "iterations_per_epoch": 30, "batch_size": 4, "log_every": 30, "checkpoint_every": 30}
@@ -231,7 +232,7 @@ def test_export_writes_a_recording_that_reads_back_to_the_same_activity(tiny, tm
         pytest.importorskip("pynwb")
     ds = simulate(tiny(n_frames=60, observation={"every": 2, "noise": 0.05}), tmp_path / "obs", progress=False, figure=False).dataset
     assert main(["export", str(tmp_path / "obs"), "--out", str(tmp_path / f"rec{suffix}")]) == 0
-    rec = read_recording(tmp_path / f"rec{suffix}", **({"time_column": "time"} if suffix == ".csv" else {}))
+    rec = read_recording(tmp_path / f"rec{suffix}")  # the csv's "time" column is taken as the frame times
     np.testing.assert_array_equal(rec.x, np.asarray(ds.x))
     assert rec.dt == pytest.approx(ds.dt) and rec.segments == (0,)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
@@ -245,3 +246,113 @@ def test_fit_takes_a_recording_with_its_timing_segments_and_names(tmp_path):
     assert est.dt_ == 0.2 and est.run_dir_ is None and est.connectivity_.shape == (6, 6)
     with pytest.raises(DatasetError, match="dt .the time between frames. is needed"):
         CircuitGNN(progress=False).fit(x)
+
+
+# ------------------------------------------------------------ regressions found in review
+QUIET = {
+    "n_epochs": 1,
+    "iterations_per_epoch": 20,
+    "batch_size": 4,
+    "log_every": 10,
+    "checkpoint_every": 20,
+    "clustering": {"enabled": False},
+}
+
+
+def _noise(t: int, n: int = 4, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(t, n)).astype(np.float32)
+
+
+def test_a_one_frame_segment_has_no_target_and_does_not_poison_the_loss():
+    est = CircuitGNN(model={"hidden": 8}, training=QUIET, progress=False).fit(_noise(41), 0.1, segments=(0, 40))
+    assert all(np.isfinite(line["loss_prediction"]) for line in est.history_)
+
+
+def test_spline_derivatives_of_short_segments_fall_back_and_share_one_smoothness():
+    act = Activity.from_arrays(_noise(30), 0.1, segments=(0, 8, 20))
+    d = act.derivative("spline")
+    assert np.isfinite(d).all() and d.shape == (30, 4)
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"segments": 5}, "segments must be a list of start frames"),
+        ({"segments": [0, "a"]}, "segments must be integer start frames"),
+        ({"segments": [0, 10.7]}, "segments must be integer start frames"),
+        ({"names": 5}, "names must be a list of strings"),
+        ({"holdout": "0.1"}, "holdout must be a fraction"),
+    ],
+)
+def test_bad_recording_arguments_are_named(kwargs, words):
+    with pytest.raises(DatasetError, match=words):
+        Activity.from_arrays(_noise(30), 0.1, **kwargs)
+
+
+def test_import_refuses_a_holdout_that_is_not_a_fraction(tmp_path):
+    np.save(tmp_path / "r.npy", _noise(30))
+    with pytest.raises(DatasetError, match="holdout must be a fraction"):
+        import_recording(tmp_path / "r.npy", tmp_path / "d", holdout="0.1", rate=10)  # type: ignore[arg-type]
+
+
+def test_resume_refuses_other_held_out_frames_or_targets(tmp_path):
+    x = _noise(200, 6)
+    est = CircuitGNN(model={"hidden": 8}, training=QUIET, progress=False)
+    est.fit(x, 0.1, holdout=0.1, run_dir=tmp_path / "run")
+    with pytest.raises(ResumeError, match="holdout: 0.1 in the checkpoint, 0.0 now"):
+        CircuitGNN(model={"hidden": 8}, training=QUIET, progress=False).fit(x, 0.1, run_dir=tmp_path / "run", resume=True)
+    with pytest.raises(ResumeError, match="derivative: 'forward' in the checkpoint, 'central' now"):
+        CircuitGNN(model={"hidden": 8}, training={**QUIET, "derivative": "central"}, progress=False).fit(
+            x, 0.1, holdout=0.1, run_dir=tmp_path / "run", resume=True
+        )
+
+
+def test_the_std_scale_reads_only_training_frames():
+    x = np.concatenate([_noise(900, 3), 100 * _noise(100, 3)])
+    act = Activity.from_arrays(x, 0.1, holdout=0.1)
+    assert activity_scale(act.x, "std", act.train_bounds()) == pytest.approx(1.5, rel=0.1)
+
+
+def test_a_connectivity_mask_for_all_columns_is_cut_to_the_neurons_kept(tmp_path):
+    x = _noise(100, 5)
+    x[:, 2] = 1.0
+    mask = np.ones((5, 5))
+    mask[0, 1] = 0
+    np.save(tmp_path / "mask.npy", mask)
+    with pytest.warns(UserWarning, match="left out"):
+        est = CircuitGNN(model={"hidden": 8, "connectivity_mask": str(tmp_path / "mask.npy")}, training=QUIET, progress=False).fit(x, 0.1)
+    assert est.neurons_.tolist() == [0, 1, 3, 4] and est.connectivity_[0, 1] == 0
+
+
+def test_score_leaves_missing_values_out():
+    x = _noise(100, 5)
+    est = CircuitGNN(model={"hidden": 8}, training=QUIET, progress=False).fit(x, 0.1)
+    holes = x.copy()
+    holes[10, 3] = np.nan
+    assert np.isfinite(est.score(holes))
+
+
+def test_held_out_forecasts_start_from_a_complete_frame_and_short_parts_are_skipped(tmp_path, tiny):
+    ds = simulate(tiny(n_frames=400), tmp_path / "sim", progress=False, figure=False).dataset
+    x = np.array(ds.x)
+    x[360, 0] = np.nan  # the first held-out frame
+    np.save(tmp_path / "rec.npy", x)
+    import_recording(tmp_path / "rec.npy", tmp_path / "data", rate=100)
+    cfg = config_from_dict({"name": "rec", "model": {"hidden": 8}, "training": QUIET})
+    Trainer(cfg, tmp_path / "data", tmp_path / "run", progress=False).fit()
+    m = evaluate_run(tmp_path / "run")
+    assert "from recorded frame 361" in m["rollout_method"] and np.isfinite(m["rollout_curve"]["r2"]).all()
+    # trials of 50 frames hold out 5 frames each: too short to forecast, said plainly
+    np.save(tmp_path / "trial.npy", x[:50])
+    import_recording([tmp_path / "trial.npy"] * 4, tmp_path / "trials", rate=100)
+    Trainer(cfg, tmp_path / "trials", tmp_path / "run2", progress=False).fit()
+    m = evaluate_run(tmp_path / "run2")
+    assert "rollout_curve" not in m and "no 11 frames held out" in m["skipped"]["rollout_400"]
+    assert not (tmp_path / "run2" / "rollout.npz").exists()
+    assert "Skipped" in build_report(tmp_path / "run2").read_text()
+
+
+def test_suite2p_options_on_another_format_are_refused(tmp_path):
+    np.save(tmp_path / "r.npy", _noise(30))
+    assert main(["import", str(tmp_path / "r.npy"), "--out", str(tmp_path / "d"), "--rate", "10", "--neuropil", "0.2"]) == 2
+    assert not (tmp_path / "d").exists()

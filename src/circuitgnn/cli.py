@@ -29,6 +29,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 def _cmd_import(args: argparse.Namespace) -> int:
     from circuitgnn.data.importer import describe_import, import_recording
+    from circuitgnn.errors import DatasetError
 
     options = {
         "format": args.format,
@@ -39,9 +40,11 @@ def _cmd_import(args: argparse.Namespace) -> int:
         "timestamps_key": args.timestamps_key,
         "inputs_key": args.inputs_key,
         "time_column": int(args.time_column) if args.time_column and args.time_column.isdigit() else args.time_column,
-        "neuropil": args.neuropil,
-        "cells_only": not args.all_rois,
     }
+    if args.neuropil is not None or args.all_rois:  # suite2p only: refused by the other readers when given
+        if (args.format or "") != "suite2p" and not all(Path(r).is_dir() for r in args.recordings):
+            raise DatasetError("--neuropil and --all-rois apply to suite2p folders only")
+        options.update(neuropil=0.7 if args.neuropil is None else args.neuropil, cells_only=not args.all_rois)
     ds = import_recording(args.recordings, args.out, holdout=args.holdout, overwrite=args.overwrite, **options)
     print(describe_import(ds))
     return 0
@@ -291,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timestamps-key", help="the frame times in the file (npz name or HDF5 path)")
     p.add_argument("--time-column", help="csv/tsv: the column holding the frame times")
     p.add_argument("--inputs-key", help="known input covariates (time x inputs) in the file")
-    p.add_argument("--neuropil", type=float, default=0.7, help="suite2p: F - neuropil * Fneu (default 0.7)")
+    p.add_argument("--neuropil", type=float, help="suite2p: F - neuropil * Fneu (default 0.7)")
     p.add_argument("--all-rois", action="store_true", help="suite2p: keep every ROI, not only those iscell marks")
     p.add_argument("--holdout", type=float, default=0.1, help="fraction of each segment's last frames kept out of training (default 0.1)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")

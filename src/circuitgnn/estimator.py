@@ -353,7 +353,8 @@ class CircuitGNN:
         self, x: Any, dt: float | None = None, dxdt: Any | None = None, inputs: Any | None = None, frames: Any | None = None
     ) -> float:
         """R^2 of the predicted drift against ``dxdt`` over all entries; without ``dxdt``, it is estimated from ``x`` as
-        ``training.derivative`` says (forward differences for ``auto`` and ``recorded``)."""
+        ``training.derivative`` says (forward differences for ``auto`` and ``recorded``). Frames with a missing
+        value, and missing targets, are left out. ``x`` holds the fitted neurons' columns (``neurons_``)."""
         self._check_fitted()
         xa = as_float32_frames(x, "x", self.n_neurons_)
         if dt is not None and (not isinstance(dt, numbers.Real) or not dt > 0):
@@ -366,9 +367,16 @@ class CircuitGNN:
         )
         if target.shape[0] != xa.shape[0]:
             raise CircuitGNNError(f"dxdt has {target.shape[0]} frames but x has {xa.shape[0]}")
-        pred = self.predict(xa, inputs, frames).astype(np.float64)
-        y = np.asarray(target, dtype=np.float64)
-        ss_tot = float(((y - y.mean()) ** 2).sum())
+        complete = np.isfinite(xa).all(axis=1)  # states with a missing value are not predicted
+        pred = self.predict(
+            xa[complete],
+            inputs if inputs is None else as_float32_frames(inputs, "inputs")[complete],
+            None if frames is None else np.asarray(frames)[complete],
+        ).astype(np.float64)
+        y = np.asarray(target, dtype=np.float64)[complete]
+        seen = np.isfinite(y)
+        y, pred = y[seen], pred[seen]
+        ss_tot = float(((y - y.mean()) ** 2).sum()) if y.size else 0.0
         return 1.0 - float(((y - pred) ** 2).sum()) / ss_tot if ss_tot > 0 else float("nan")
 
     def equations(self, precision: int = 3, backend: str = "grammar") -> list[str]:

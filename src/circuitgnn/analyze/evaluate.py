@@ -60,7 +60,10 @@ def training_scorer(dataset: Dataset, config: ExperimentConfig) -> Scorer | None
     return score
 
 
-def _rollout(run: TrainedRun, ds: Dataset, steps: int, seed: int) -> tuple[RolloutScore, str]:
+_MIN_FORECAST = 10  # frames: the first scored horizon
+
+
+def _rollout(run: TrainedRun, ds: Dataset, steps: int, seed: int) -> tuple[RolloutScore | None, str]:
     """Forecast from a state training never saw and score it against the true (or recorded) activity."""
     model = run.model
     kind = run.config.model.external_input
@@ -88,13 +91,18 @@ def _rollout(run: TrainedRun, ds: Dataset, steps: int, seed: int) -> tuple[Rollo
         how = "from a held-out state of the true network (new random start, settled noise-free), against its noise-free trajectory"
     else:
         start, stop = max(ds.activity().heldout_bounds(), key=lambda b: b[1] - b[0])
+        held = "held out from training"
         if stop - start < 2:  # nothing held out: the last frames (which training saw)
-            start, stop = max(0, ds.n_frames - steps - 1), ds.n_frames
+            start, stop, held = max(0, ds.n_frames - steps - 1), ds.n_frames, "seen in training"
+        x = np.asarray(ds.x[start:stop])
+        complete = np.flatnonzero(np.isfinite(x).all(axis=1))  # a forecast starts from a frame where every neuron was recorded
+        if len(complete) == 0 or stop - (start + complete[0]) < _MIN_FORECAST + 1:
+            return None, f"no {_MIN_FORECAST + 1} frames {held} from a complete frame to forecast (frames {start} to {stop - 1})"
+        start += int(complete[0])
         steps = min(steps, stop - start - 1)
         true = np.asarray(ds.x[start : start + steps + 1])
         inputs = np.array(ds.omega[start : start + steps]) if uses_input else None
         pred = rollout_model(model, true[0], steps, ds.dt, inputs, mode, substeps, integrator)
-        held = "held out from training" if ds.holdout > 0 else "seen in training"
         how = f"from recorded frame {start} ({steps + 1} frames {held}), against the recording"
     return score_rollout(pred, true), how
 
@@ -160,10 +168,11 @@ def evaluate_run(run_dir: str | Path, rollout_steps: int = 800, seed: int = 1) -
     score, how = _rollout(run, ds, rollout_steps, seed)
     metrics["rollout_method"] = how
     for h in HORIZONS:
-        if h <= score.horizons[-1]:
+        if score is not None and h <= score.horizons[-1]:
             metrics[f"rollout_r2_{h}"], metrics[f"rollout_slope_{h}"] = score.at(h)
         else:
-            metrics["skipped"][f"rollout_{h}"] = f"the dataset has only {ds.n_frames} frames"
+            last = 0 if score is None else int(score.horizons[-1])
+            metrics["skipped"][f"rollout_{h}"] = f"the forecast spans {last} frames ({how})"
     if run.config.analysis.symbolic:
         formulas = symbolic_formulas(
             model, run.xnorm, run.config.training.clustering.max_types, truth, run.config.analysis.symbolic_backend
@@ -175,7 +184,11 @@ def evaluate_run(run_dir: str | Path, rollout_steps: int = 800, seed: int = 1) -
         metrics["skipped"]["symbolic"] = "analysis.symbolic is off in the config"
     order = {m.name: k for k, m in enumerate(REGISTERED)}
     metrics = dict(sorted(metrics.items(), key=lambda kv: order.get(kv[0], len(order))))  # registered metrics first, in registry order
-    metrics["rollout_curve"] = {"steps": score.horizons.tolist(), "r2": score.r2.tolist(), "slope": score.slope.tolist()}
+    if score is not None:
+        metrics["rollout_curve"] = {"steps": score.horizons.tolist(), "r2": score.r2.tolist(), "slope": score.slope.tolist()}
     write_json_atomic(run.path / METRICS, metrics)
-    save_npz_atomic(run.path / "rollout.npz", predicted=score.predicted, true=score.true)
+    if score is not None:
+        save_npz_atomic(run.path / "rollout.npz", predicted=score.predicted, true=score.true)
+    else:
+        (run.path / "rollout.npz").unlink(missing_ok=True)  # an earlier evaluation's forecast is no longer this one
     return metrics

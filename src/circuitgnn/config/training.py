@@ -130,7 +130,9 @@ class TrainingConfig(StrictModel):
     )
     rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="the rollout objective's settings")
     n_epochs: int = Field(10, ge=1, description="number of epochs")
-    iterations_per_epoch: int | None = Field(None, ge=1, description="null = n_frames // batch_size (one pass over the frames)")
+    iterations_per_epoch: int | None = Field(
+        None, ge=1, description="null = (frames training may start from) // batch_size: one pass over the training frames"
+    )
     lr_w: float = Field(1e-3, gt=0, description="Adam learning rate of W")
     lr_mlp: float = Field(5e-4, gt=0, description="Adam learning rate of phi* and psi*")
     lr_embedding: float = Field(7.5e-4, gt=0, description="Adam learning rate of the embeddings")

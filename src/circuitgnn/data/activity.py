@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from circuitgnn.data.derivatives import DerivativeMethod, estimate_derivative, segment_bounds
+from circuitgnn.data.derivatives import DerivativeMethod, estimate_derivative, longest_smoothness, segment_bounds
 from circuitgnn.errors import DatasetError
 
 InputMode = Literal["none", "multiplicative", "additive"]
@@ -140,7 +140,7 @@ class Activity(Frames):
             raise DatasetError(f"dt must be a positive number (time between frames), got {dt!r}")
         if not isinstance(grid_size, numbers.Integral) or isinstance(grid_size, bool):
             raise DatasetError(f"grid_size must be an integer, got {grid_size!r}")
-        if not isinstance(holdout, numbers.Real) or not 0 <= holdout < 1:
+        if not isinstance(holdout, numbers.Real) or isinstance(holdout, bool) or not 0 <= holdout < 1:
             raise DatasetError(f"holdout must be a fraction in [0, 1), got {holdout!r}")
         if scale not in ("std", "robust"):
             raise DatasetError(f"scale must be 'std' or 'robust', got {scale!r}")
@@ -168,6 +168,8 @@ class Activity(Frames):
             check_finite_array(ia, "inputs")
             if input_mode not in ("multiplicative", "additive"):
                 raise DatasetError(f"input_mode must be 'multiplicative' or 'additive', got {input_mode!r}")
+        if names is not None and (isinstance(names, str) or not isinstance(names, Sequence) or not all(isinstance(v, str) for v in names)):
+            raise DatasetError(f"names must be a list of strings, one per neuron, got {type(names).__name__}")
         if names is not None and len(names) != xa.shape[1]:
             raise DatasetError(f"names has {len(names)} entries but x has {xa.shape[1]} neurons")
         kept = None
@@ -222,9 +224,10 @@ class Activity(Frames):
         """dx/dt estimated from ``x`` by ``method`` within each segment's training frames (held-out frames: NaN)."""
         bounds = self.train_bounds()
         out = np.full(self.x.shape, np.nan, dtype=np.float32)
+        smoothness = longest_smoothness(self.x, self.dt, bounds) if method == "spline" else None  # one choice for every segment
         for a, b in bounds:
             if b - a >= 2:
-                out[a:b] = estimate_derivative(np.asarray(self.x[a:b]), self.dt, method)
+                out[a:b] = estimate_derivative(np.asarray(self.x[a:b]), self.dt, method, smoothness=smoothness)
         return out
 
     def start_frames(self, horizon: int) -> np.ndarray:

@@ -11,6 +11,7 @@ a missing (NaN) frame is NaN, and training masks it out.
 from __future__ import annotations
 
 import itertools
+import numbers
 from collections.abc import Sequence
 from typing import Literal
 
@@ -26,6 +27,10 @@ SAVGOL_ORDER = 3
 
 def segment_bounds(n_frames: int, segments: Sequence[int]) -> list[tuple[int, int]]:
     """(start, stop) of each segment, from the start frames ``segments`` (first 0, strictly increasing)."""
+    if isinstance(segments, str | bytes) or not hasattr(segments, "__iter__"):
+        raise DatasetError(f"segments must be a list of start frames (integers), got {segments!r}")
+    if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in segments):
+        raise DatasetError(f"segments must be integer start frames, got {list(segments)}")
     starts = [int(s) for s in segments]
     if not starts or starts[0] != 0 or any(b <= a for a, b in itertools.pairwise(starts)) or starts[-1] >= n_frames:
         raise DatasetError(f"segments must be strictly increasing start frames, the first 0 and each < {n_frames}; got {list(segments)}")
@@ -85,10 +90,19 @@ def spline_smoothness(x: np.ndarray, dt: float, max_frames: int = 2000, max_neur
     return 2.0 * best
 
 
+MIN_SPLINE_FRAMES = 10  # fewer frames: central differences (the smoothness search fits every other frame)
+
+
+def longest_smoothness(x: np.ndarray, dt: float, bounds: Sequence[tuple[int, int]]) -> float | None:
+    """:func:`spline_smoothness` on the longest of ``bounds`` (None when it is too short to choose one)."""
+    a, b = max(bounds, key=lambda ab: ab[1] - ab[0])
+    return spline_smoothness(np.asarray(x[a:b]), dt) if b - a >= MIN_SPLINE_FRAMES else None
+
+
 def _spline(x: np.ndarray, dt: float, lam: float | None) -> np.ndarray:
     from scipy.interpolate import make_smoothing_spline
 
-    if len(x) < 8:
+    if len(x) < MIN_SPLINE_FRAMES:
         return np.gradient(x, dt, axis=0).astype(np.float32)
     t = np.arange(len(x), dtype=np.float64) * dt
     lam = spline_smoothness(x, dt) if lam is None else lam
@@ -109,7 +123,8 @@ def estimate_derivative(
     ``central``: (x[t+1] - x[t-1]) / (2 dt), one-sided at a segment's ends (``numpy.gradient``).
     ``savgol``: the slope of a cubic fitted to ``window`` frames around each frame.
     ``spline``: the derivative of a cubic smoothing spline of penalty weight ``smoothness`` (None: chosen
-    by :func:`spline_smoothness` on the first segment, shared by all).
+    by :func:`spline_smoothness` on the longest segment, shared by all; segments shorter than 10 frames
+    get central differences).
     Frames with NaN give NaN wherever the estimate uses them (smoothing methods: at those frames).
     """
     if method not in METHODS:
@@ -117,9 +132,8 @@ def estimate_derivative(
     x = np.asarray(x, dtype=np.float32)
     out = np.empty(x.shape, dtype=np.float32)
     bounds = segment_bounds(len(x), segments)
-    if method == "spline" and smoothness is None and len(x) >= 8:
-        a, b = max(bounds, key=lambda ab: ab[1] - ab[0])
-        smoothness = spline_smoothness(x[a:b], dt)
+    if method == "spline" and smoothness is None:
+        smoothness = longest_smoothness(x, dt, bounds)
     for start, stop in bounds:
         seg = x[start:stop]
         if len(seg) < 2:

@@ -5,8 +5,9 @@
 
 The dataset keeps the recorded values (NaN where missing), the segment boundaries, the frames held out
 from training (the last ``holdout`` of each segment), the units, and the neurons' names and positions
-when the file has them. Neurons that carry no signal (no value, or constant) are left out with a
-warning that names them, and listed in ``meta.json``. The folder appears only when complete.
+when the file has them. Neurons with constant activity are left out with a warning that names them,
+and listed in ``meta.json`` (the readers refuse a column with no value at all). The folder appears
+only when complete.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def import_recording(
         ``dt``, ``rate``, ``timestamps_key``, ``inputs_key``, ``time_column``, ``neuropil``, ``cells_only``).
     """
     out = Path(out)
-    if not 0 <= holdout < 1:
+    if not isinstance(holdout, int | float) or isinstance(holdout, bool) or not 0 <= holdout < 1:
         raise DatasetError(f"holdout must be a fraction in [0, 1), got {holdout!r}")
     check_destination(out, overwrite)
     items = [recordings] if isinstance(recordings, str | Path | Recording) else list(recordings)

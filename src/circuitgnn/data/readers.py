@@ -11,7 +11,8 @@ What each format reads (``key``, ``timestamps_key``, ``inputs_key`` and ``time_c
     (strings), positions from ``positions`` (N, 2|3), inputs from ``inputs_key``.
 ``csv`` / ``tsv``
     Rows are frames (columns with ``layout="neurons_first"``). A first row holding any non-numeric cell is a
-    header naming the columns; ``time_column`` (a name or a 0-based index) holds timestamps. Empty cells are NaN.
+    header naming the columns; ``time_column`` (a name or a 0-based index) holds timestamps, and without it a
+    column headed ``time``, ``t``, ``timestamp`` or ``timestamps`` does. Empty cells are NaN.
 ``hdf5``
     The dataset ``key`` (a path such as ``"ophys/F"``), or the only 2-D numeric dataset. Timing from the
     dataset ``timestamps_key``, else an attribute ``dt`` (time step) or ``rate`` / ``sampling_rate`` / ``fs``
@@ -58,6 +59,7 @@ _LAYOUTS = ("time_first", "neurons_first")
 _GAP = 1.5  # a step longer than this many dt starts a new segment
 _JITTER = 0.05  # largest relative deviation of a step (gaps aside) from the median step
 _NAME_KEYS = ("names", "neuron_names")
+_TIME_HEADERS = ("time", "t", "timestamp", "timestamps")  # a csv/tsv column headed so holds the frame times
 _POSITIONS_KEY = "positions"
 _TIMESTAMPS_KEY = "timestamps"
 _RATE_ATTRS = ("rate", "sampling_rate", "fs")
@@ -656,6 +658,8 @@ def _read_table(p: Path, src: str, delimiter: str, layout: str | None, time_colu
                 values[i, j] = float(cell) if cell.strip() else np.nan
 
     parts = _Parts(what="the table", shape=values.shape, dtype=values.dtype, load=lambda: values, timing_hint=", or time_column=")
+    if time_column is None and header is not None:  # a column headed like frame times is taken as them
+        time_column = next((h for h in header if h.lower() in _TIME_HEADERS), None)
     if time_column is not None:
         if isinstance(time_column, str):
             if header is None or time_column not in header:
@@ -926,13 +930,15 @@ def _read_suite2p(p: Path, src: str, neuropil: float, cells_only: bool) -> _Part
         flags = (iscell[:, 0] if iscell.ndim == 2 else iscell) > 0
     elif cells_only:
         raise DatasetError(
-            f"{src}: the suite2p folder {folder} has no iscell.npy to select the cells; pass cells_only=False to keep every ROI"
+            f"{src}: the suite2p folder {folder} has no iscell.npy to select the cells; pass cells_only=False (circuitgnn import --all-rois) to keep every ROI"
         )
     else:
         flags = np.ones(n_rois, dtype=bool)
     rows = np.flatnonzero(flags) if cells_only else np.arange(n_rois)
     if len(rows) == 0:
-        raise DatasetError(f"{iscell_path}: no ROI is flagged as a cell; pass cells_only=False to keep every ROI")
+        raise DatasetError(
+            f"{iscell_path}: no ROI is flagged as a cell; pass cells_only=False (circuitgnn import --all-rois) to keep every ROI"
+        )
 
     parts = _Parts(
         what="F - neuropil * Fneu",

@@ -9,13 +9,17 @@ import torch
 def activity_scale(x: np.ndarray, method: str = "std", bounds: list[tuple[int, int]] | None = None, max_frames: int = 2000) -> float:
     """xnorm, the activity scale that sets the range of the learned functions (spec 5.0), over evenly spaced frames.
 
-    ``std``: 1.5 x the std of ``x`` (T, N) (the paper). ``robust``: for each (start, stop) of ``bounds``
+    ``std``: 1.5 x the std of ``x`` (T, N) (the paper), over the frames of ``bounds`` when given. ``robust``: for each (start, stop) of ``bounds``
     (each recording), half the distance between the 16th and 84th percentiles of its values (the std of
     a Gaussian, unmoved by outliers), then 1.5 x the median over recordings. Missing values (NaN) are ignored.
     """
     if method == "std":
-        step = max(1, x.shape[0] // max_frames)
-        sample = np.asarray(x[::step], dtype=np.float64)
+        if bounds is None or bounds == [(0, x.shape[0])]:
+            step = max(1, x.shape[0] // max_frames)
+            sample = np.asarray(x[::step], dtype=np.float64)
+        else:  # the training frames only
+            step = max(1, sum(b - a for a, b in bounds) // max_frames)
+            sample = np.concatenate([np.asarray(x[a:b:step], dtype=np.float64) for a, b in bounds])
         return float(1.5 * (np.nanstd(sample) if np.isnan(sample).any() else sample.std()))
     spreads = []
     for a, b in bounds or [(0, x.shape[0])]:

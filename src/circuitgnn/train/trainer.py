@@ -42,15 +42,21 @@ class TrainingDiverged(CircuitGNNError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def _connectivity_mask(config: ExperimentConfig, n: int) -> np.ndarray | None:
+def _connectivity_mask(config: ExperimentConfig, data: Activity) -> np.ndarray | None:
+    """The mask of allowed weights; one made for all the caller's columns is cut to the neurons kept."""
     path = config.model.connectivity_mask
     if path is None:
         return None
     if not Path(path).is_file():
         raise DatasetError(f"model.connectivity_mask: file not found: {path}")
     mask = np.load(path, allow_pickle=False)
+    n = data.n_neurons
+    kept = data.neurons
+    if kept is not None and mask.shape == (mask.shape[0], mask.shape[0]) and mask.shape[0] > int(kept.max()) and mask.shape[0] != n:
+        mask = mask[np.ix_(kept, kept)]
     if mask.shape != (n, n):
-        raise DatasetError(f"model.connectivity_mask: {path} has shape {mask.shape}, expected ({n}, {n}) for these data")
+        left_out = "" if kept is None else f" ({n} neurons kept of the data's columns)"
+        raise DatasetError(f"model.connectivity_mask: {path} has shape {mask.shape}, expected ({n}, {n}) for these data{left_out}")
     return mask
 
 
@@ -82,7 +88,7 @@ def check_data_fits(config: ExperimentConfig, data: Activity) -> np.ndarray | No
         )
     if m.low_rank is not None and m.low_rank > data.n_neurons:
         raise DatasetError(f"model.low_rank {m.low_rank} exceeds the data's {data.n_neurons} neurons")
-    return _connectivity_mask(config, data.n_neurons)
+    return _connectivity_mask(config, data)
 
 
 def derivative_method(config: ExperimentConfig, data: Activity) -> str | None:
@@ -174,7 +180,10 @@ class Trainer:
         self.sampler = torch.Generator().manual_seed(tc.seed + 1)
         self.counters = Counters()
         self.xnorm = activity_scale(self.data.x, self.data.scale, self.data.train_bounds())
-        self.source = FrameSource(self._arrays(), self.device)
+        arrays = self._arrays()
+        # a target is missing where x is, and where an estimate has too few frames (a one-frame segment)
+        self.masked = self.data.missing or (self.derivative not in (None, "recorded") and bool(np.isnan(arrays[1]).any()))
+        self.source = FrameSource(arrays, self.device)
         self.iters_per_epoch = tc.iterations_per_epoch or max(1, len(self.starts) // tc.batch_size)
         self._fingerprint = self._data_fingerprint() if self.run is not None else None
         self._sums: dict[str, torch.Tensor] = {}  # loss terms summed on the device since the last log line
@@ -296,6 +305,15 @@ class Trainer:
                 f"checkpoint {path} was trained on other data ({fp['path']}, N = {fp['n_neurons']}); "
                 f"these are {self.data.source} (N = {self.data.n_neurons})"
             )
+        # which frames and targets training reads (checkpoints before recordings: one segment, nothing held out, the data's dx/dt)
+        before = {"segments": [0], "holdout": 0.0, "objective": "derivative", "derivative": "recorded"}
+        changed = [
+            f"{key}: {fp.get(key, default)!r} in the checkpoint, {self._fingerprint[key]!r} now"
+            for key, default in before.items()
+            if fp.get(key, default) != self._fingerprint[key]
+        ]
+        if changed:
+            raise ResumeError(f"checkpoint {path} trained on other frames or targets:\n  " + "\n  ".join(changed))
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.input_model is not None:
@@ -344,9 +362,7 @@ class Trainer:
         if self.derivative is not None:
             batch = self.source.batch(idx)
             omega, extra = self._inputs(idx, batch[2] if self.use_input else None)
-            loss, terms = total_loss(
-                self.model, batch[0], batch[1], coeffs, delta, omega, extra, tc.extensions.monotone_norm, self.data.missing
-            )
+            loss, terms = total_loss(self.model, batch[0], batch[1], coeffs, delta, omega, extra, tc.extensions.monotone_norm, self.masked)
         else:
             loss, terms = self._rollout_loss(idx, coeffs, delta)
         self.optimizer.zero_grad(set_to_none=True)
@@ -372,7 +388,7 @@ class Trainer:
         recorded = batch[1].reshape(k + 1, b, -1) if self.use_input else None
         inputs = [self._inputs(rows[s * b : (s + 1) * b], None if recorded is None else recorded[s]) for s in range(k)]
         r = tc.rollout
-        error = rollout_error(self.model, frames, self.data.dt, r.substeps, r.integrator, inputs, self.data.missing)
+        error = rollout_error(self.model, frames, self.data.dt, r.substeps, r.integrator, inputs, self.masked)
         return regularized(self.model, frames[0], error, coeffs, delta, tc.extensions.monotone_norm)
 
     def _take_means(self) -> dict[str, float]:
