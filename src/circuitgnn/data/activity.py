@@ -12,7 +12,7 @@ import hashlib
 import numbers
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -140,8 +140,7 @@ class Activity(Frames):
             raise DatasetError(f"dt must be a positive number (time between frames), got {dt!r}")
         if not isinstance(grid_size, numbers.Integral) or isinstance(grid_size, bool):
             raise DatasetError(f"grid_size must be an integer, got {grid_size!r}")
-        if not isinstance(holdout, numbers.Real) or isinstance(holdout, bool) or not 0 <= holdout < 1:
-            raise DatasetError(f"holdout must be a fraction in [0, 1), got {holdout!r}")
+        check_holdout(holdout)
         if scale not in ("std", "robust"):
             raise DatasetError(f"scale must be 'std' or 'robust', got {scale!r}")
         grid_size = int(grid_size)
@@ -172,15 +171,8 @@ class Activity(Frames):
             raise DatasetError(f"names must be a list of strings, one per neuron, got {type(names).__name__}")
         if names is not None and len(names) != xa.shape[1]:
             raise DatasetError(f"names has {len(names)} entries but x has {xa.shape[1]} neurons")
-        kept = None
-        silent = silent_neurons(xa)
-        if silent:
-            listed = ", ".join(f"{i}{f' ({names[i]})' if names is not None else ''}: {why}" for i, why in list(silent.items())[:20])
-            more = f" and {len(silent) - 20} more" if len(silent) > 20 else ""
-            warnings.warn(f"{len(silent)} neuron(s) left out, they carry no signal: {listed}{more}", UserWarning, stacklevel=2)
-            kept = np.array([i for i in range(xa.shape[1]) if i not in silent], dtype=np.int64)
-            if len(kept) < 2:
-                raise DatasetError(f"only {len(kept)} neuron(s) of x carry a signal: a circuit needs at least 2")
+        kept, _ = neurons_with_signal(xa, names, "x")
+        if kept is not None:
             xa = np.ascontiguousarray(xa[:, kept])
             da = None if da is None else np.ascontiguousarray(da[:, kept])
             ia = None if ia is None else np.ascontiguousarray(ia[:, kept])
@@ -242,9 +234,29 @@ class Activity(Frames):
             frames = frames[complete[frames]]
         return frames
 
-    def with_arrays(self, **changes: Any) -> Activity:
-        """A copy with some fields replaced."""
-        return replace(self, **changes)
+
+def check_holdout(holdout: Any) -> float:
+    """``holdout`` as a float, or a :class:`DatasetError` when it is not a fraction in [0, 1)."""
+    if not isinstance(holdout, numbers.Real) or isinstance(holdout, bool) or not 0 <= float(holdout) < 1:
+        raise DatasetError(f"holdout must be a fraction in [0, 1), got {holdout!r}")
+    return float(holdout)
+
+
+def neurons_with_signal(x: np.ndarray, names: Sequence[str] | None, source: str) -> tuple[np.ndarray | None, dict[int, str]]:
+    """The columns of ``x`` that carry a signal (None when all do) and why the others do not; those are named in a warning.
+
+    Raises :class:`DatasetError` when fewer than 2 are left (``source`` names the data in messages).
+    """
+    silent = silent_neurons(x)
+    if not silent:
+        return None, silent
+    listed = ", ".join(f"{i}{f' ({names[i]})' if names is not None else ''}: {why}" for i, why in list(silent.items())[:20])
+    more = f" and {len(silent) - 20} more" if len(silent) > 20 else ""
+    warnings.warn(f"{source}: {len(silent)} neuron(s) left out, they carry no signal: {listed}{more}", UserWarning, stacklevel=3)
+    kept = np.array([i for i in range(x.shape[1]) if i not in silent], dtype=np.int64)
+    if len(kept) < 2:
+        raise DatasetError(f"only {len(kept)} neuron(s) of {source} carry a signal: a circuit needs at least 2")
+    return kept, silent
 
 
 def silent_neurons(x: np.ndarray, relative: float = 1e-6) -> dict[int, str]:

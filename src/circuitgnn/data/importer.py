@@ -12,14 +12,13 @@ only when complete.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from circuitgnn.data.activity import silent_neurons
+from circuitgnn.data.activity import check_holdout, neurons_with_signal
 from circuitgnn.data.dataset import Dataset
 from circuitgnn.data.readers import Recording, concatenate, read_recording
 from circuitgnn.data.writer import DatasetWriter, check_destination
@@ -27,10 +26,6 @@ from circuitgnn.device import environment
 from circuitgnn.errors import DatasetError
 
 DEFAULT_HOLDOUT = 0.1
-
-
-def _neuron_label(i: int, names: Sequence[str] | None) -> str:
-    return f"{i} ({names[i]})" if names is not None else str(i)
 
 
 def import_recording(
@@ -59,8 +54,7 @@ def import_recording(
         ``dt``, ``rate``, ``timestamps_key``, ``inputs_key``, ``time_column``, ``neuropil``, ``cells_only``).
     """
     out = Path(out)
-    if not isinstance(holdout, int | float) or isinstance(holdout, bool) or not 0 <= holdout < 1:
-        raise DatasetError(f"holdout must be a fraction in [0, 1), got {holdout!r}")
+    check_holdout(holdout)
     check_destination(out, overwrite)
     items = [recordings] if isinstance(recordings, str | Path | Recording) else list(recordings)
     if not items:
@@ -68,14 +62,9 @@ def import_recording(
     parts = [r if isinstance(r, Recording) else read_recording(r, **read_options) for r in items]
     rec = parts[0] if len(parts) == 1 else concatenate(parts)
     x = rec.x
-    silent = silent_neurons(x)
-    kept = np.array([i for i in range(x.shape[1]) if i not in silent], dtype=np.int64)
-    if silent:
-        listed = ", ".join(f"{_neuron_label(i, rec.names)}: {why}" for i, why in list(silent.items())[:20])
-        more = f" and {len(silent) - 20} more" if len(silent) > 20 else ""
-        warnings.warn(f"{rec.source}: {len(silent)} neuron(s) left out, they carry no signal: {listed}{more}", UserWarning, stacklevel=2)
-        if len(kept) < 2:
-            raise DatasetError(f"{rec.source}: only {len(kept)} neuron(s) carry a signal; a circuit needs at least 2")
+    found, silent = neurons_with_signal(x, rec.names, rec.source)
+    kept = np.arange(x.shape[1]) if found is None else found
+    if found is not None:
         x = x[:, kept]
     names = None if rec.names is None else [rec.names[i] for i in kept]
     positions = None if rec.positions is None else np.asarray(rec.positions, dtype=np.float32)[kept]
