@@ -38,7 +38,7 @@ from circuitgnn.config import ExperimentConfig, ObservationConfig
 from circuitgnn.data.dataset import Dataset
 from circuitgnn.data.writer import DatasetWriter
 from circuitgnn.device import environment
-from circuitgnn.simulate.run import write_observed
+from circuitgnn.simulate.run import write_columns
 from circuitgnn.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,7 +79,7 @@ def add_noise(clean: Dataset, out: Path, noise: float, seed: int) -> None:
             if name != "x":
                 os.link(clean.path / spec["file"], writer.file(spec["file"]))
         rng = np.random.default_rng(np.random.SeedSequence([seed, round(1e6 * noise)]))
-        meta["arrays"]["x"] = write_observed(writer, noise, rng)
+        meta["arrays"]["x"] = write_columns(writer, "truth/x", "x", np.arange(clean.n_neurons), noise, rng)
         meta["observation"]["noise"] = noise
         meta["summary"]["measurement_noise"] = noise
         meta["name"] = out.name

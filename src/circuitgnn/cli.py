@@ -57,6 +57,26 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_deconvolve(args: argparse.Namespace) -> int:
+    from circuitgnn.data.dataset import Dataset
+    from circuitgnn.data.deconvolve import deconvolve_dataset
+    from circuitgnn.data.indicators import indicator_config
+
+    ds = Dataset(args.dataset)
+    names = ("tau", "rise", "transform", "saturation", "hill", "scale", "baseline")
+    changes = {k: getattr(args, k) for k in names}
+    given = any(v is not None for v in changes.values())
+    indicator = indicator_config(ds.meta.get("indicator"), "the command line", **changes) if given else None
+    out = deconvolve_dataset(ds, args.out, indicator, smoothness=args.smoothness, overwrite=args.overwrite)
+    assert out.indicator is not None
+    info = out.meta["deconvolution"]
+    lam = info["smoothness"]
+    print(f"indicator    {out.indicator.describe()}")
+    print(f"smoothness   {'(segments too short: central differences)' if lam is None else f'{lam:.4g} (cross-validated)'}")
+    print(f"dataset      {out.path.resolve()}: activity and dx/dt deconvolved, with the fluorescence and smoothed calcium")
+    return 0
+
+
 def _trainer(config, data: Path, out: Path, resume: bool, overwrite: bool, quiet: bool):
     """A trainer whose log scores the model against the dataset's ground truth, when it has one."""
     from circuitgnn.analyze.evaluate import training_scorer
@@ -305,6 +325,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="recording file; the format follows the suffix: .h5, .nwb, .npz, .csv")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("deconvolve", help="the activity and dx/dt behind a calcium recording, as a new dataset folder")
+    p.add_argument("dataset", help="dataset folder holding fluorescence (a calcium simulation, or `circuitgnn import`)")
+    p.add_argument("--out", required=True, help="dataset folder to create")
+    p.add_argument("--tau", type=float, help="the indicator's decay time constant, in the recording's time units")
+    p.add_argument("--rise", type=float, help="its rise time constant (default 0: instantaneous)")
+    p.add_argument("--transform", choices=["identity", "softplus", "relu"], help="what of the activity drives the calcium")
+    p.add_argument("--saturation", type=float, help="calcium of half saturation K (Hill); default none")
+    p.add_argument("--hill", type=float, help="Hill exponent n (default 1)")
+    p.add_argument("--scale", type=float, help="fluorescence per unit calcium (default 1)")
+    p.add_argument("--baseline", type=float, help="fluorescence at zero calcium (default 0)")
+    p.add_argument("--smoothness", type=float, help="the spline's penalty weight (default: chosen by cross-validation)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
+    p.set_defaults(func=_cmd_deconvolve)
 
     p = sub.add_parser("train", help="train the GNN on a dataset and write a run folder")
     p.add_argument("config", help="experiment YAML (its model and training sections are used)")

@@ -16,7 +16,7 @@ import torch
 
 from circuitgnn.analyze.functions import function_errors
 from circuitgnn.analyze.generalization import PAPER_TESTS, generalization_test
-from circuitgnn.analyze.metrics import connectivity_score, matched_accuracy, type_scores
+from circuitgnn.analyze.metrics import connectivity_score, edge_auc, matched_accuracy, partial_correlation, type_scores
 from circuitgnn.analyze.registry import METRICS as REGISTERED
 from circuitgnn.analyze.rollout import RolloutScore, rollout_model, score_rollout
 from circuitgnn.analyze.stimulus import stimulus_bandwidth, stimulus_score, write_movie_gif
@@ -79,7 +79,7 @@ def _rollout(run: TrainedRun, ds: Dataset, steps: int, seed: int) -> tuple[Rollo
             else:
                 learned_inputs, learned_mode = run.input_model(frames).cpu().numpy(), "additive"
     substeps, integrator = run.config.training.frame_integration()
-    if ds.truth is not None:
+    if _state_truth(ds) is None:
         circuit = true_circuit(ds)
         x0 = held_out_state(circuit, ds.dt / ds.every, seed)
         inputs = np.array(ds.omega[:steps]) if ds.omega is not None else None
@@ -107,17 +107,23 @@ def _rollout(run: TrainedRun, ds: Dataset, steps: int, seed: int) -> tuple[Rollo
     return score_rollout(pred, true), how
 
 
+def _generalization_skipped(run: TrainedRun, ds: Dataset) -> str | None:
+    """Why the paper's S5 and S6 tests do not apply (None when they do: 4 types, no stimulus, dense W, the state recorded)."""
+    why = _state_truth(ds)
+    if why is not None or ds.truth is None:
+        return why
+    if len(ds.truth.functions["types"]) != 4:
+        return "the paper's tests are defined for 4 types"
+    if ds.stimulus_mode != "none":
+        return "the dataset has an external input"
+    if run.config.model.low_rank is not None:
+        return "the model has a low-rank W"
+    return None
+
+
 def _generalization(run: TrainedRun, ds: Dataset, metrics: dict[str, Any], steps: int) -> None:
-    """The paper's S5 and S6 tests, when they apply (4 types, no stimulus, dense W)."""
-    why = None
-    if ds.truth is None:
-        why = "the dataset has no ground truth"
-    elif len(ds.truth.functions["types"]) != 4:
-        why = "the paper's tests are defined for 4 types"
-    elif ds.stimulus_mode != "none":
-        why = "the dataset has an external input"
-    elif run.config.model.low_rank is not None:
-        why = "the model has a low-rank W"
+    """The paper's S5 and S6 tests, when they apply."""
+    why = _generalization_skipped(run, ds)
     if why:
         metrics["skipped"]["generalization"] = why
         return
@@ -126,6 +132,26 @@ def _generalization(run: TrainedRun, ds: Dataset, metrics: dict[str, Any], steps
         for h in HORIZONS:
             if h <= score.horizons[-1]:
                 metrics[f"generalization_{name}_r2_{h}"], metrics[f"generalization_{name}_slope_{h}"] = score.at(h)
+
+
+def _edge_detection(model: GNN, ds: Dataset, true_w: np.ndarray) -> dict[str, float]:
+    """Edge-detection AUC of |W| and, for reference, of partial correlation on the training frames (sparse W only)."""
+    auc = edge_auc(true_w, model.connectivity().detach().cpu().numpy())
+    if not np.isfinite(auc):
+        return {}
+    frames = [np.asarray(ds.x[a:b]) for a, b in ds.activity().train_bounds()]
+    return {"W_edge_auc": auc, "W_edge_auc_partial_correlation": edge_auc(true_w, partial_correlation(np.concatenate(frames)))}
+
+
+def _state_truth(ds: Dataset) -> str | None:
+    """Why the true network cannot replay the recorded neurons' activity (None when it can)."""
+    if ds.truth is None:
+        return "the dataset has no ground truth"
+    if ds.recorded is not None:
+        return "only part of the network was recorded"
+    if ds.signal == "fluorescence":
+        return "the recording is fluorescence, not the activity the network's equations describe"
+    return None
 
 
 def evaluate_run(run_dir: str | Path, rollout_steps: int = 800, seed: int = 1) -> dict[str, Any]:
@@ -152,6 +178,7 @@ def evaluate_run(run_dir: str | Path, rollout_steps: int = 800, seed: int = 1) -
     else:
         gains = np.array([t["gain"] for t in truth.functions["types"]])[truth.types]
         metrics.update(connectivity_score(model, truth.connectivity, gains, run.xnorm).as_dict())
+        metrics.update(_edge_detection(model, ds, truth.connectivity))
         if learnable_a:
             metrics.update(type_scores(model.a.detach().cpu().numpy(), truth.types, run.config.training.clustering.max_types))
         else:

@@ -144,3 +144,30 @@ def type_scores(embeddings: np.ndarray, true_types: np.ndarray, max_k: int = 10,
         "types_hierarchical_accuracy": matched_accuracy(true_types, hc.labels),
         "types_hierarchical_ari": float(adjusted_rand_score(true_types, hc.labels)),
     }
+
+
+def edge_auc(true_w: np.ndarray, score: np.ndarray) -> float:
+    """Edge detection: the area under the ROC curve of ``|score|`` for telling the true connections (W != 0) from the
+    absent ones, over off-diagonal pairs (the ChaLearn 2014 connectomics challenge's score); NaN when W has no
+    absent or no present connection."""
+    from sklearn.metrics import roc_auc_score
+
+    off = ~np.eye(true_w.shape[0], dtype=bool)
+    present = true_w[off] != 0
+    if present.all() or not present.any():
+        return float("nan")
+    return float(roc_auc_score(present, np.abs(np.asarray(score, dtype=np.float64)[off])))
+
+
+def partial_correlation(x: np.ndarray) -> np.ndarray:
+    """Partial correlations between the columns of ``x`` (T, N), from the Ledoit-Wolf shrunk precision matrix:
+    -P_ij / sqrt(P_ii P_jj) (the diagonal is 1). Frames with a missing value are left out."""
+    from sklearn.covariance import LedoitWolf
+
+    x = np.asarray(x, dtype=np.float64)
+    x = x[np.isfinite(x).all(axis=1)]
+    precision = LedoitWolf().fit(x).precision_
+    d = np.sqrt(np.diag(precision))
+    out = -precision / d[:, None] / d[None, :]
+    np.fill_diagonal(out, 1.0)
+    return out

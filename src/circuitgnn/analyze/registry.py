@@ -53,6 +53,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("W_slope", "W slope (corrected; 1 is exact)", "none"),
     Metric("W_r2_raw", "W R^2 (raw)"),
     Metric("W_slope_raw", "W slope (raw)", "none"),
+    Metric("W_edge_auc", "edge detection AUC of |W| (sparse W: connected or not)"),
+    Metric("W_edge_auc_partial_correlation", "edge detection AUC of partial correlation, for reference (same frames)"),
     Metric("type_accuracy", "type accuracy during training (K-means on embeddings, no labels)"),
     Metric("n_clusters", "clusters found during training", "none"),
     Metric("types_kmeans_accuracy", "type accuracy (K-means, K by silhouette, no labels)"),

@@ -6,9 +6,10 @@ import math
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from circuitgnn.config.base import StrictModel
+from circuitgnn.config.indicator import IndicatorConfig
 
 ScalarOrList = float | list[float]
 
@@ -148,6 +149,28 @@ class ObservationConfig(StrictModel):
     holdout: float = Field(
         0.1, ge=0, lt=1, description="fraction of frames at the end of the recording held out from training, for the forecast score"
     )
+    indicator: IndicatorConfig | None = Field(
+        None, description="record the fluorescence of a calcium indicator instead of the activity; null = the activity itself"
+    )
+    unrecorded: float | list[int] = Field(
+        0.0,
+        description="neurons simulated but left out of the recording: a fraction (drawn at random) or a list of neuron indices",
+    )
+
+    def n_unrecorded(self, n_neurons: int) -> int:
+        """How many of ``n_neurons`` are left out of the recording."""
+        u = self.unrecorded
+        return len(u) if isinstance(u, list) else round(u * n_neurons)
+
+    @field_validator("unrecorded")
+    @classmethod
+    def _unrecorded(cls, v: float | list[int]) -> float | list[int]:
+        if isinstance(v, list):
+            if len(set(v)) != len(v) or any(i < 0 for i in v):
+                raise ValueError(f"observation.unrecorded: neuron indices must be distinct and >= 0, got {v}")
+        elif not 0 <= v < 1:
+            raise ValueError(f"observation.unrecorded must be a fraction in [0, 1) or a list of neuron indices, got {v}")
+        return v
 
 
 class SimulationConfig(StrictModel):
@@ -174,6 +197,12 @@ class SimulationConfig(StrictModel):
             raise ValueError(
                 f"neurons.n_types ({self.neurons.n_types}) is larger than n_neurons ({self.n_neurons}): every type needs a neuron"
             )
+        if self.observation is not None:
+            unrecorded = self.observation.unrecorded
+            if isinstance(unrecorded, list) and unrecorded and max(unrecorded) >= self.n_neurons:
+                raise ValueError(f"observation.unrecorded names neuron {max(unrecorded)} but n_neurons is {self.n_neurons}")
+            if self.n_neurons - self.observation.n_unrecorded(self.n_neurons) < 2:
+                raise ValueError(f"observation.unrecorded leaves fewer than 2 of the {self.n_neurons} neurons recorded")
         if self.stimulus.n_driven > self.n_neurons:
             raise ValueError(
                 f"stimulus.grid_size {self.stimulus.grid_size} drives {self.stimulus.n_driven} neurons but n_neurons is {self.n_neurons}"

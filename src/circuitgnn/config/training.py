@@ -118,10 +118,11 @@ class TrainingConfig(StrictModel):
 
     seed: int = Field(16, description="seed of initialisation, frame sampling and clustering")
     batch_size: int = Field(8, ge=1, description="frames per iteration")
-    objective: Literal["derivative", "rollout"] = Field(
+    objective: Literal["derivative", "rollout", "fluorescence"] = Field(
         "derivative",
         description="derivative: predict dx/dt at each frame (the paper); rollout: integrate the model from a frame and "
-        "predict the next recorded frames (training.rollout), no derivative needed",
+        "predict the next recorded frames (training.rollout), no derivative needed; fluorescence (a deconvolved calcium "
+        "recording): integrate the model and the indicator from a frame and predict the next recorded fluorescence",
     )
     derivative: Literal["auto", "recorded", "forward", "central", "savgol", "spline"] = Field(
         "auto",
@@ -149,6 +150,6 @@ class TrainingConfig(StrictModel):
 
     def frame_integration(self) -> tuple[int, Literal["euler", "rk4"]]:
         """(substeps, integrator) of the model between two frames: the rollout objective's, else one Euler step (the paper)."""
-        if self.objective == "rollout":
+        if self.objective in ("rollout", "fluorescence"):
             return self.rollout.substeps, self.rollout.integrator
         return 1, "euler"

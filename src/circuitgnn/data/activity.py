@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from circuitgnn.data.derivatives import DerivativeMethod, estimate_derivative, longest_smoothness, segment_bounds
+from circuitgnn.data.indicators import Indicator
 from circuitgnn.errors import DatasetError
 
 InputMode = Literal["none", "multiplicative", "additive"]
@@ -62,6 +63,19 @@ class Frames:
 
 
 @dataclass(frozen=True)
+class Observation:
+    """How a deconvolved calcium recording was seen: what the fluorescence objective of training fits.
+
+    ``fluorescence`` (T, N) is the recording, ``calcium`` (T, N) its smoothed calcium (the indicator's
+    state at each frame) and ``indicator`` the model that links them to the activity.
+    """
+
+    fluorescence: np.ndarray
+    calcium: np.ndarray
+    indicator: Indicator
+
+
+@dataclass(frozen=True)
 class Activity(Frames):
     """Frames of activity, their drift when known, the optional known input, and where they came from.
 
@@ -98,6 +112,8 @@ class Activity(Frames):
         (1.5 x the half distance between the 16th and 84th percentiles, per segment, then the median).
     missing:
         Whether ``x`` has missing (NaN) values, which training then masks out of the loss.
+    observation:
+        For activity deconvolved from a calcium recording: the recording and its indicator (see :class:`Observation`).
     """
 
     x: np.ndarray
@@ -114,6 +130,7 @@ class Activity(Frames):
     neurons: np.ndarray | None = None
     scale: ScaleMethod = "std"
     missing: bool = False
+    observation: Observation | None = None
 
     @classmethod
     def from_arrays(

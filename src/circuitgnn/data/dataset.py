@@ -13,11 +13,16 @@ Layout of a dataset folder::
     truth/functions.json      optional ground truth: signal form, formulas and per-type parameters
     truth/movie.npy           optional ground truth: the stimulus movie (frames, G, G)
     truth/x.npy, truth/dxdt.npy  optional ground truth of a recording: clean states and exact drift at its frames
+    truth/fluorescence.npy    optional ground truth of a calcium recording: its noise-free fluorescence
+    truth/network/            optional: the whole network of a simulation that left neurons unrecorded (connectivity,
+                              types, x, dxdt, recorded: the indices of the recorded neurons); truth/ holds the recorded ones'
+    fluorescence.npy, calcium.npy  a deconvolved recording's fluorescence and smoothed calcium (``circuitgnn deconvolve``)
 
 ``meta.json`` of a recording (``circuitgnn import``, or a simulation with ``observation``) also holds
 ``segments`` (start frame of each session or trial), ``holdout`` (the fraction of each segment's
 last frames that training never reads), ``scale`` (``robust``), ``missing`` (whether x has NaN),
-``units`` and, when the file had them, the neurons' ``names``.
+``units`` and, when the file had them, the neurons' ``names``; a calcium recording's ``signal``
+(``fluorescence``, or ``deconvolved`` after ``circuitgnn deconvolve``) and ``indicator``.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from circuitgnn.data.activity import Activity, Frames, sha256_of_rows
+from circuitgnn.data.activity import Activity, Frames, Observation, sha256_of_rows
+from circuitgnn.data.indicators import Indicator
 from circuitgnn.data.writer import FORMAT_NAME, META_FILE
 from circuitgnn.errors import DatasetError
 
@@ -130,6 +136,23 @@ class Dataset(Frames):
         return str(self.meta.get("units", "a.u."))
 
     @property
+    def signal(self) -> str:
+        """What x holds: ``activity``, the ``fluorescence`` of a calcium indicator, or activity ``deconvolved`` from it."""
+        return str(self.meta.get("signal", "activity"))
+
+    @cached_property
+    def indicator(self) -> Indicator | None:
+        """The calcium indicator that the recording was seen through (meta.json ``indicator``), or None."""
+        spec = self.meta.get("indicator")
+        return None if spec is None else Indicator.from_meta(spec, str(self.path / META_FILE))
+
+    @property
+    def recorded(self) -> np.ndarray | None:
+        """For a simulation that left neurons out of its recording: the indices of the recorded ones in the whole network."""
+        file = self.path / "truth" / "network" / "recorded.npy"
+        return np.load(file) if file.is_file() else None
+
+    @property
     def stimulus_mode(self) -> str:
         return str(self.meta.get("stimulus_mode", "none"))
 
@@ -182,7 +205,16 @@ class Dataset(Frames):
             holdout=self.holdout,
             scale="robust" if self.meta.get("scale") == "robust" else "std",
             missing=bool(self.meta.get("missing", False)),
+            observation=self._observation(),
         )
+
+    def _observation(self) -> Observation | None:
+        """A deconvolved recording's fluorescence, smoothed calcium and indicator (None for other data)."""
+        if self.signal != "deconvolved" or "fluorescence" not in self.arrays or "calcium" not in self.arrays:
+            return None
+        indicator = self.indicator
+        assert indicator is not None  # a deconvolved dataset names its indicator
+        return Observation(self.arrays["fluorescence"], self.arrays["calcium"], indicator)
 
     def verify_checksums(self, block_rows: int = 4096) -> None:
         """Recompute every array's sha256 and compare with meta.json (reads the whole data once)."""

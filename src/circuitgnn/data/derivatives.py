@@ -44,7 +44,7 @@ def _forward(x: np.ndarray, dt: float) -> np.ndarray:
     return d
 
 
-def _fill_gaps(x: np.ndarray) -> np.ndarray:
+def fill_gaps(x: np.ndarray) -> np.ndarray:
     """Linear interpolation in time over each neuron's NaN frames (ends held), for the smoothing methods only."""
     missing = np.isnan(x)
     if not missing.any():
@@ -76,7 +76,7 @@ def spline_smoothness(x: np.ndarray, dt: float, max_frames: int = 2000, max_neur
     from scipy.interpolate import make_smoothing_spline
 
     cols = np.unique(np.linspace(0, x.shape[1] - 1, min(max_neurons, x.shape[1])).astype(np.int64))
-    sample = _fill_gaps(np.asarray(x[:max_frames], dtype=np.float64)[:, cols])
+    sample = fill_gaps(np.asarray(x[:max_frames], dtype=np.float64)[:, cols])
     t = np.arange(len(sample), dtype=np.float64) * dt
     n_odd = (len(sample) - 1) // 2  # odd frames inside the even frames' span
     even, odd = sample[0::2], sample[1 : 2 * n_odd : 2]
@@ -144,7 +144,7 @@ def estimate_derivative(
         elif method == "central":
             out[start:stop] = np.gradient(seg, dt, axis=0)
         else:
-            filled = _fill_gaps(seg)
+            filled = fill_gaps(seg)
             d = _savgol(filled, dt, window) if method == "savgol" else _spline(filled, dt, smoothness)
             d[np.isnan(seg)] = np.nan
             out[start:stop] = d

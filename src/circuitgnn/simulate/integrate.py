@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from circuitgnn.data.indicators import Indicator
 from circuitgnn.errors import SimulationDiverged
 from circuitgnn.simulate.neuron_models import Circuit
 from circuitgnn.simulate.stimuli import Stimulus
@@ -66,7 +67,9 @@ class Integrator:
 
     ``run(x0, sink)`` calls ``sink(blocks)`` with consecutive chunks of saved
     frames (``{"x", "dxdt"[, "omega"]}``, numpy float32 (frames, N)) and
-    returns the running activity statistics. Non-finite values stop the run
+    returns the running activity statistics. With an ``indicator``, each chunk also holds its
+    fluorescence at the saved frames (``"fluorescence"``), the calcium following the activity at every
+    integration step from rest at the start of burn-in. Non-finite values stop the run
     with :class:`SimulationDiverged` naming the first bad frame; no chunk that
     contains it is handed to the sink.
     """
@@ -79,6 +82,7 @@ class Integrator:
         noise_std: float,
         method: str,
         generator: torch.Generator,
+        indicator: Indicator | None = None,
     ):
         self.circuit = circuit
         self.stimulus = stimulus
@@ -88,6 +92,16 @@ class Integrator:
         self.generator = generator
         self.device = circuit.device
         self.n = circuit.n_neurons
+        self.indicator = indicator
+        self._calcium: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _follow(self, x: torch.Tensor) -> None:
+        """Advance the indicator one integration step, the activity ``x`` (before the step) held over it."""
+        if self.indicator is None:
+            return
+        if self._calcium is None:
+            self._calcium = self.indicator.initial_state(x)
+        self._calcium = self.indicator.step(self._calcium, x, self.dt)
 
     def _f(self, x: torch.Tensor, step: float) -> torch.Tensor:
         omega, extra = self.stimulus.inputs(step)
@@ -116,6 +130,7 @@ class Integrator:
             stop = min(start + c, 0)
             noise = self._noise(stop - start)
             for k, step in enumerate(range(start, stop)):
+                self._follow(x)
                 x = x + self._increment(x, self._f(x, step), step)
                 if noise is not None:
                     x = x + noise[k]
@@ -145,6 +160,7 @@ class Integrator:
             xb = torch.empty((m, self.n), device=self.device)
             fb = torch.empty((m, self.n), device=self.device)
             ob = torch.empty((m, self.n), device=self.device) if record_input else None
+            fl = torch.empty((m, self.n), device=self.device) if self.indicator is not None else None
             noise = self._noise(m * every)
             for k in range(m):
                 for sub in range(every):
@@ -156,10 +172,18 @@ class Integrator:
                         fb[k] = f
                         if ob is not None:
                             ob[k] = omega if omega is not None else extra
+                        if fl is not None:
+                            assert self.indicator is not None
+                            if self._calcium is None:
+                                self._calcium = self.indicator.initial_state(x)
+                            fl[k] = self.indicator.fluorescence(self._calcium[1])
+                    self._follow(x)
                     x = x + self._increment(x, f, step)
                     if noise is not None:
                         x = x + noise[k * every + sub]
             finite = torch.isfinite(xb).all(dim=1) & torch.isfinite(fb).all(dim=1)
+            if fl is not None:
+                finite &= torch.isfinite(fl).all(dim=1)
             if not bool(finite.all()):
                 bad = start + int(torch.argmin(finite.to(torch.int8)))
                 raise SimulationDiverged(
@@ -170,6 +194,8 @@ class Integrator:
             blocks = {"x": xb.cpu().numpy(), "dxdt": fb.cpu().numpy()}
             if ob is not None:
                 blocks["omega"] = ob.cpu().numpy()
+            if fl is not None:
+                blocks["fluorescence"] = fl.cpu().numpy()
             sink(blocks)
             if progress is not None:
                 progress(m)

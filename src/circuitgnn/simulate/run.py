@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from circuitgnn.config import ExperimentConfig, SimulationConfig
 from circuitgnn.data.dataset import Dataset
+from circuitgnn.data.indicators import Indicator
 from circuitgnn.data.writer import BackgroundStreams, DatasetWriter, check_destination
 from circuitgnn.device import environment, pick_device, torch_threads
 from circuitgnn.simulate.connectivity import make_connectivity, spectral_radius
@@ -95,16 +96,24 @@ def simulate(
     net = build_network(cfg, dev)
     generator = torch.Generator(device=dev).manual_seed(cfg.seed)
     x0 = cfg.init_std * torch.randn(cfg.n_neurons, generator=generator, device=dev)
-    integrator = Integrator(net.circuit, net.stimulus, cfg.dt, cfg.noise_std, cfg.integrator, generator)
     n, t_frames = cfg.n_neurons, cfg.n_frames
     obs = cfg.observation
     every = obs.every if obs is not None else 1
 
+    indicator = Indicator(obs.indicator) if obs is not None and obs.indicator is not None else None
+    integrator = Integrator(net.circuit, net.stimulus, cfg.dt, cfg.noise_std, cfg.integrator, generator, indicator)
+    recorded = recorded_neurons(cfg, np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(6)[5]))
+    partly = len(recorded) < n
+
     with DatasetWriter(out, overwrite=overwrite) as writer:
-        # a recording keeps the clean states and their drift apart, in truth/, and gets its noisy x below
-        files = {"x": "x", "dxdt": "dxdt"} if obs is None else {"x": "truth/x", "dxdt": "truth/dxdt"}
+        # A recording keeps the clean states, their drift (and the clean fluorescence) apart, in truth/, and gets its
+        # noisy x below; when neurons are left unrecorded, the whole network's arrays go to truth/network/.
+        truth_dir = "truth/network" if partly else "truth"
+        files = {"x": "x", "dxdt": "dxdt"} if obs is None else {"x": f"{truth_dir}/x", "dxdt": f"{truth_dir}/dxdt"}
+        if indicator is not None:
+            files["fluorescence"] = f"{truth_dir}/fluorescence"
         if net.stimulus.active:
-            files["omega"] = "omega"
+            files["omega"] = f"{truth_dir}/omega" if partly else "omega"
         streams = BackgroundStreams({name: writer.stream(file, (t_frames, n)) for name, file in files.items()})
         bar = tqdm(total=cfg.burn_in + t_frames * every, unit="step", desc="burn-in", disable=not progress, smoothing=0.1)
         t_sim = time.perf_counter()
@@ -123,18 +132,30 @@ def simulate(
         finally:
             bar.close()
         sim_seconds = time.perf_counter() - t_sim
+        truth_arrays: dict[str, Any] = {}
         if obs is not None:
-            truth_arrays = {k: {**arrays.pop(k), "file": f"truth/{k}.npy"} for k in ("x", "dxdt")}
-            arrays["x"] = write_observed(writer, obs.noise, np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(5)[4]))
+            for k in [k for k in ("x", "dxdt", "fluorescence") if k in arrays]:
+                spec = arrays.pop(k)
+                spec = spec if not partly else write_columns(writer, f"{truth_dir}/{k}", f"truth/{k}", recorded)
+                truth_arrays[k] = {**spec, "file": f"truth/{k}.npy"}
+            if partly and "omega" in arrays:
+                arrays["omega"] = write_columns(writer, f"{truth_dir}/omega", "omega", recorded)
+            observed = "truth/fluorescence" if indicator is not None else "truth/x"
+            rng_noise = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(5)[4])
+            arrays["x"] = write_columns(writer, observed, "x", np.arange(len(recorded)), obs.noise, rng_noise)
 
-        writer.save("truth/connectivity.npy", net.connectivity)
-        writer.save("truth/types.npy", net.types)
+        if partly:
+            writer.save("truth/network/connectivity.npy", net.connectivity)
+            writer.save("truth/network/types.npy", net.types)
+            writer.save("truth/network/recorded.npy", recorded)
+        writer.save("truth/connectivity.npy", net.connectivity[np.ix_(recorded, recorded)])
+        writer.save("truth/types.npy", net.types[recorded])
         writer.save_json("truth/functions.json", net.circuit.describe(net.table))
         if net.stimulus.movie is not None:
             writer.save("truth/movie.npy", net.stimulus.movie)
         driven = np.zeros(n, dtype=bool)
         driven[: net.stimulus.n_driven] = True
-        np.savez(writer.file("neurons.npz"), positions=net.positions, driven=driven, grid_size=np.int64(net.grid_size))
+        np.savez(writer.file("neurons.npz"), positions=net.positions[recorded], driven=driven[recorded], grid_size=np.int64(net.grid_size))
 
         counts = np.bincount(net.types, minlength=cfg.neurons.n_types)
         summary: dict[str, Any] = {
@@ -145,6 +166,8 @@ def simulate(
             "dt": cfg.dt,
             "every": every,
             "measurement_noise": obs.noise if obs is not None else 0.0,
+            "n_recorded": len(recorded),
+            "indicator": indicator.describe() if indicator is not None else None,
             "n_types": cfg.neurons.n_types,
             "type_counts": counts.tolist(),
             "signal": cfg.neurons.signal,
@@ -164,7 +187,7 @@ def simulate(
         meta = {
             "name": config.name,
             "n_frames": t_frames,
-            "n_neurons": n,
+            "n_neurons": len(recorded),
             "dt": cfg.dt * every,
             "seed": cfg.seed,
             "stimulus_mode": cfg.stimulus.mode,
@@ -183,26 +206,51 @@ def simulate(
                 observation=obs.model_dump(mode="json"),
                 truth_arrays=truth_arrays,
             )
+            if indicator is not None:
+                meta.update(signal="fluorescence", indicator=obs.indicator.model_dump(mode="json"))
         writer.finish(meta)
     return SimulationResult(Dataset(out), summary)
 
 
-def write_observed(writer: DatasetWriter, noise: float, rng: np.random.Generator) -> dict[str, Any]:
-    """Write x.npy: the clean states of truth/x.npy plus Gaussian noise of std ``noise`` x each neuron's std; returns its meta entry."""
-    clean = np.load(writer.file("truth/x.npy"), mmap_mode="r")
-    t, n = clean.shape
-    step = chunk_frames(n)
-    total, total_sq = np.zeros(n), np.zeros(n)
-    for a in range(0, t, step):
-        block = np.asarray(clean[a : a + step], dtype=np.float64)
-        total += block.sum(axis=0)
-        total_sq += (block**2).sum(axis=0)
-    std = np.sqrt(np.maximum(total_sq / t - (total / t) ** 2, 0.0))
-    stream = writer.stream("x", (t, n))
+def recorded_neurons(cfg: SimulationConfig, rng: np.random.Generator) -> np.ndarray:
+    """The indices (sorted) of the neurons a recording of ``cfg`` holds: all but ``observation.unrecorded``."""
+    n = cfg.n_neurons
+    obs = cfg.observation
+    if obs is None or not obs.unrecorded:
+        return np.arange(n)
+    left_out = obs.unrecorded if isinstance(obs.unrecorded, list) else rng.choice(n, obs.n_unrecorded(n), replace=False)
+    return np.setdiff1d(np.arange(n), np.asarray(left_out, dtype=np.int64))
+
+
+def write_columns(
+    writer: DatasetWriter,
+    source: str,
+    dest: str,
+    columns: np.ndarray,
+    noise: float = 0.0,
+    rng: np.random.Generator | None = None,
+) -> dict[str, Any]:
+    """Write ``dest``.npy: the ``columns`` of the written array ``source``.npy, plus Gaussian noise of std ``noise`` x each
+    column's std when ``noise`` > 0; returns its meta entry."""
+    full = np.load(writer.file(f"{source}.npy"), mmap_mode="r")
+    t = full.shape[0]
+    step = chunk_frames(full.shape[1])
+    std = np.zeros(len(columns))
+    if noise > 0:
+        total, total_sq = np.zeros(len(columns)), np.zeros(len(columns))
+        for a in range(0, t, step):
+            block = np.asarray(full[a : a + step], dtype=np.float64)[:, columns]
+            total += block.sum(axis=0)
+            total_sq += (block**2).sum(axis=0)
+        std = np.sqrt(np.maximum(total_sq / t - (total / t) ** 2, 0.0))
+    stream = writer.stream(dest, (t, len(columns)))
     try:
         for a in range(0, t, step):
-            block = np.asarray(clean[a : a + step])
-            stream.append((block + noise * std * rng.standard_normal(block.shape)).astype(np.float32))
+            block = np.asarray(full[a : a + step])[:, columns]
+            if noise > 0:
+                assert rng is not None
+                block = block + noise * std * rng.standard_normal(block.shape)
+            stream.append(block.astype(np.float32))
         return stream.close()
     except BaseException:
         stream.abort()
@@ -213,10 +261,13 @@ def format_summary(summary: dict[str, Any]) -> str:
     """The one-screen summary printed by ``circuitgnn simulate``."""
     s = summary
     every = s.get("every", 1)
+    seen = f"the fluorescence of a calcium indicator ({s['indicator']})" if s.get("indicator") else "the activity"
+    n_rec = s.get("n_recorded", s["n_neurons"])
     recorded = (
-        f"\nrecording    every {every} steps (frame interval {every * s['dt']:g}), measurement noise "
+        f"\nrecording    {seen}, every {every} steps (frame interval {every * s['dt']:g}), measurement noise "
         f"{100 * s.get('measurement_noise', 0):g} % of each neuron's std; no dx/dt; clean states in truth/"
-        if every > 1 or s.get("measurement_noise", 0) > 0
+        + (f"\n             {n_rec} of the {s['n_neurons']} neurons recorded, the others simulated only" if n_rec < s["n_neurons"] else "")
+        if every > 1 or s.get("measurement_noise", 0) > 0 or s.get("indicator") or n_rec < s["n_neurons"]
         else ""
     )
     lines = [

@@ -13,8 +13,9 @@ import math
 
 import torch
 
+from circuitgnn.data.indicators import Indicator
 from circuitgnn.model.gnn import GNN
-from circuitgnn.model.integrate import Integrator, next_frame
+from circuitgnn.model.integrate import Integrator, advance, next_frame
 
 
 def prediction_loss(pred: torch.Tensor, target: torch.Tensor, masked: bool = False) -> torch.Tensor:
@@ -139,4 +140,43 @@ def rollout_error(
         x = next_frame(model, x, frame_dt, substeps, omega, extra, integrator)
         scale = s * frame_dt  # differences from the start frame first: dividing states by a small step would lose digits
         total = total + prediction_loss((x - frames[0]) / scale, (frames[s] - frames[0]) / scale, masked)
+    return total / k
+
+
+def fluorescence_error(
+    model: GNN,
+    x0: torch.Tensor,
+    calcium: torch.Tensor,
+    fluorescence: torch.Tensor,
+    frame_dt: float,
+    indicator: Indicator,
+    substeps: int = 1,
+    integrator: Integrator = "euler",
+    inputs: list[tuple[torch.Tensor | None, torch.Tensor | None]] | None = None,
+    masked: bool = False,
+) -> torch.Tensor:
+    """The fluorescence objective's prediction error: the model and the indicator integrated together.
+
+    From activity ``x0`` (B, N) (deconvolved) and the smoothed ``calcium`` (k + 1, B, N) at the start
+    frame (the indicator's rise state, when it has one, from the calcium's slope over the first
+    interval), the model's activity drives the indicator (held over each substep, as in the simulator)
+    and its fluorescence s frames later is compared with the recorded ``fluorescence[s]``. Differences
+    from the start frame are divided by ``s * frame_dt / tau`` and by the indicator's scale, so that the
+    error has the activity's units. The k errors are averaged.
+    """
+    cfg = indicator.cfg
+    k = fluorescence.shape[0] - 1
+    h = frame_dt / substeps
+    c0 = calcium[0]
+    rise = c0 + cfg.tau * (calcium[1] - c0) / frame_dt if cfg.rise > 0 else indicator.transform(x0)
+    state, x = (rise, c0), x0
+    start = fluorescence[0]
+    total = x0.new_zeros(())
+    for s in range(1, k + 1):
+        omega, extra = inputs[s - 1] if inputs is not None else (None, None)
+        for _ in range(substeps):
+            state = indicator.step(state, x, h)
+            x = advance(model, x, h, omega, extra, integrator)
+        scale = cfg.scale * s * frame_dt / cfg.tau
+        total = total + prediction_loss((indicator.fluorescence(state[1]) - start) / scale, (fluorescence[s] - start) / scale, masked)
     return total / k

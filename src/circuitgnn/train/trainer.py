@@ -31,7 +31,7 @@ from circuitgnn.model.gnn import GNN
 from circuitgnn.model.siren import make_input_model
 from circuitgnn.train.data import FrameSource, activity_scale
 from circuitgnn.train.events import Counters, run_epoch_events
-from circuitgnn.train.losses import regularized, rollout_error, total_loss
+from circuitgnn.train.losses import fluorescence_error, regularized, rollout_error, total_loss
 from circuitgnn.train.run_folder import CHECKPOINT, ResumeError, RunFolder, TrainedRun, read_log
 
 Scorer = Callable[[GNN, "torch.nn.Module | None", float], dict[str, float]]
@@ -81,7 +81,12 @@ def check_data_fits(config: ExperimentConfig, data: Activity) -> np.ndarray | No
             f"training.derivative is 'recorded' but the data ({data.source}) have no dx/dt: choose forward, central, savgol or "
             "spline, or training.objective 'rollout'"
         )
-    if tc.extensions.w_solve is not None and (tc.objective == "rollout" or data.missing):
+    if tc.objective == "fluorescence" and data.observation is None:
+        raise DatasetError(
+            f"training.objective is 'fluorescence' but {data.source} is not a deconvolved calcium recording: deconvolve it first "
+            "(`circuitgnn deconvolve`), which keeps the fluorescence, the smoothed calcium and the indicator beside the activity"
+        )
+    if tc.extensions.w_solve is not None and (tc.objective != "derivative" or data.missing):
         raise DatasetError(
             "training.extensions.w_solve needs the derivative objective on data without missing values "
             f"(objective is {tc.objective!r}, {data.source} {'has' if data.missing else 'has no'} missing values)"
@@ -92,9 +97,9 @@ def check_data_fits(config: ExperimentConfig, data: Activity) -> np.ndarray | No
 
 
 def derivative_method(config: ExperimentConfig, data: Activity) -> str | None:
-    """The dx/dt the derivative objective trains on: ``recorded`` or an estimator's name; None for the rollout objective."""
+    """The dx/dt the derivative objective trains on: ``recorded`` or an estimator's name; None for the other objectives."""
     tc = config.training
-    if tc.objective == "rollout":
+    if tc.objective != "derivative":
         return None
     if tc.derivative != "auto":
         return tc.derivative
@@ -116,7 +121,15 @@ def as_activity(data: Activity | Dataset | str | Path) -> Activity:
     """Training data from an :class:`Activity`, a :class:`Dataset` or a dataset folder's path."""
     if isinstance(data, Activity):
         return data
-    return (data if isinstance(data, Dataset) else Dataset(data)).activity()
+    ds = data if isinstance(data, Dataset) else Dataset(data)
+    if ds.signal == "fluorescence":
+        warnings.warn(
+            f"{ds.path} holds the fluorescence of a calcium indicator ({ds.indicator.describe() if ds.indicator else 'unknown'}): "
+            "the model will describe the fluorescence, not the activity behind it. Deconvolve it first (`circuitgnn deconvolve`)",
+            UserWarning,
+            stacklevel=3,
+        )
+    return ds.activity()
 
 
 class Trainer:
@@ -153,7 +166,7 @@ class Trainer:
                 if array is not None and (name != "inputs" or self.use_input):
                     check_finite_array(array, self.data.label(name), allow_nan=self.data.missing and name != "inputs")
         self.derivative = derivative_method(config, self.data)
-        self.horizon = tc.rollout.steps if tc.objective == "rollout" else 0
+        self.horizon = tc.rollout.steps if self.derivative is None else 0
         self.starts = torch.from_numpy(self.data.start_frames(self.horizon))
         if len(self.starts) < tc.batch_size:
             raise DatasetError(
@@ -193,10 +206,14 @@ class Trainer:
             self._load_checkpoint()
 
     def _arrays(self) -> list[np.ndarray]:
-        """What the batches read: x, then the target dx/dt (derivative objective), then the known input."""
+        """What the batches read: x, then the target dx/dt (derivative objective) or the smoothed calcium and the
+        fluorescence (fluorescence objective), then the known input."""
         d = self.data
         arrays = [d.x]
-        if self.derivative == "recorded":
+        if self.config.training.objective == "fluorescence":
+            assert d.observation is not None
+            arrays += [d.observation.calcium, d.observation.fluorescence]
+        elif self.derivative == "recorded":
             assert d.dxdt is not None
             arrays.append(d.dxdt)
         elif self.derivative is not None:
@@ -379,16 +396,33 @@ class Trainer:
         self._n_sum += 1
 
     def _rollout_loss(self, idx: torch.Tensor, coeffs: dict[str, float], delta: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The rollout objective on start frames ``idx``: the model integrated k frames from each, against the recording."""
+        """The rollout (or fluorescence) objective on start frames ``idx``: the model integrated k frames from each, against
+        the recorded activity (or fluorescence)."""
         tc = self.config.training
         k, b = self.horizon, len(idx)
         rows = (idx[None, :] + torch.arange(k + 1)[:, None]).reshape(-1)
-        batch = self.source.batch(rows)
-        frames = batch[0].reshape(k + 1, b, -1)
-        recorded = batch[1].reshape(k + 1, b, -1) if self.use_input else None
+        batch = [a.reshape(k + 1, b, -1) for a in self.source.batch(rows)]
+        frames = batch[0]
+        recorded = batch[-1] if self.use_input else None
         inputs = [self._inputs(rows[s * b : (s + 1) * b], None if recorded is None else recorded[s]) for s in range(k)]
         r = tc.rollout
-        error = rollout_error(self.model, frames, self.data.dt, r.substeps, r.integrator, inputs, self.masked)
+        if tc.objective == "fluorescence":
+            observation = self.data.observation
+            assert observation is not None
+            error = fluorescence_error(
+                self.model,
+                frames[0],
+                batch[1],
+                batch[2],
+                self.data.dt,
+                observation.indicator,
+                r.substeps,
+                r.integrator,
+                inputs,
+                self.masked,
+            )
+        else:
+            error = rollout_error(self.model, frames, self.data.dt, r.substeps, r.integrator, inputs, self.masked)
         return regularized(self.model, frames[0], error, coeffs, delta, tc.extensions.monotone_norm)
 
     def _take_means(self) -> dict[str, float]:
