@@ -206,3 +206,56 @@ def test_edge_auc_and_partial_correlation() -> None:
     c = b + 0.5 * rng.normal(size=a.size)
     pc = partial_correlation(np.stack([a, b, c], axis=1))
     assert abs(pc[0, 2]) < 0.05 and pc[0, 1] > 0.5 and pc[1, 2] > 0.5 and np.allclose(np.diag(pc), 1)
+
+
+def test_the_estimator_fits_a_fluorescence_array_through_its_indicator(calcium: Dataset) -> None:
+    from circuitgnn import CircuitGNN
+
+    f = np.asarray(calcium.x)
+    est = CircuitGNN(model={"hidden": 8}, training={**TRAINING, "objective": "fluorescence", "rollout": {"steps": 2}}, progress=False)
+    est.fit(f, dt=calcium.dt, indicator={"tau": 0.3}, holdout=0.1)
+    assert est.connectivity_.shape == (40, 40) and np.isfinite(est.history_[-1]["loss_prediction"])
+    with pytest.raises(DatasetError, match="dxdt cannot be given with an indicator"):
+        est.fit(f, dt=calcium.dt, dxdt=f, indicator={"tau": 0.3})
+    from circuitgnn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="tau: Input should be greater than 0"):
+        est.fit(f, dt=calcium.dt, indicator={"tau": -1})
+
+
+def test_held_out_frames_never_shape_the_deconvolved_training_frames(calcium: Dataset) -> None:
+    from circuitgnn.data.activity import Activity
+    from circuitgnn.data.deconvolve import deconvolve_activity
+
+    f = np.asarray(calcium.x)
+    data = Activity.from_arrays(f, calcium.dt, holdout=0.2)
+    changed = f.copy()
+    changed[-100:] += 5.0  # inside the held-out fifth
+    a = deconvolve_activity(data, IndicatorConfig(tau=0.3), smoothness=1e-4)
+    b = deconvolve_activity(Activity.from_arrays(changed, calcium.dt, holdout=0.2), IndicatorConfig(tau=0.3), smoothness=1e-4)
+    stop = data.train_bounds()[0][1]
+    np.testing.assert_array_equal(a.x[:stop], b.x[:stop])
+    assert a.observation is not None and a.observation.smoothness == 1e-4
+
+
+def test_the_tau_scan_fits_each_candidate_and_scores_the_held_out_fluorescence(calcium: Dataset, tmp_path, capsys) -> None:
+    from circuitgnn.analyze.indicator_scan import scan_indicator_tau
+    from circuitgnn.data.activity import Activity
+    from circuitgnn.errors import ConfigError
+
+    cfg = config_from_dict({"name": "t", "model": {"hidden": 8}, "training": TRAINING})
+    scores = scan_indicator_tau(calcium.activity(), [0.15, 0.3], cfg, minutes=1, horizon=5)
+    assert [s.tau for s in scores] == [0.15, 0.3] and all(s.iterations == 40 and np.isfinite(s.forecast_error) for s in scores)
+    with pytest.raises(DatasetError, match="set a holdout > 0"):
+        scan_indicator_tau(Activity.from_arrays(np.asarray(calcium.x), calcium.dt), [0.3], cfg)
+    with pytest.raises(ConfigError, match="rise"):
+        scan_indicator_tau(calcium.activity(), [0.3], cfg, indicator=IndicatorConfig(tau=1, rise=0.5))
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("name: t\nmodel: {hidden: 8}\ntraining: {n_epochs: 1, iterations_per_epoch: 10, batch_size: 4}\n")
+    out = tmp_path / "scan.json"
+    assert (
+        main(["scan-tau", str(calcium.path), str(config_file), "--taus", "0.2", "0.4", "--horizon", "4", "--out", str(out), "--quiet"]) == 0
+    )
+    assert "<- best" in capsys.readouterr().out and json.loads(out.read_text())["best_tau"] in (0.2, 0.4)
+    assert main(["scan-tau", str(calcium.path), str(config_file), "--taus", "0.2", "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err

@@ -77,6 +77,43 @@ def _cmd_deconvolve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_scan_tau(args: argparse.Namespace) -> int:
+    from circuitgnn.analyze.indicator_scan import scan_indicator_tau
+    from circuitgnn.config import load_config
+    from circuitgnn.config.indicator import IndicatorConfig
+    from circuitgnn.data.dataset import Dataset
+    from circuitgnn.data.writer import write_json_atomic
+    from circuitgnn.errors import DatasetError
+
+    ds = Dataset(args.dataset)
+    if ds.signal != "fluorescence":
+        raise DatasetError(f"{ds.path} holds {ds.signal}, not fluorescence: the scan deconvolves a calcium recording")
+    config = load_config(args.config)
+    base = ds.indicator.cfg if ds.indicator is not None else IndicatorConfig()
+    if args.out is not None and Path(args.out).exists() and not args.overwrite:
+        raise FileExistsError(f"{args.out} already exists: choose another --out or pass --overwrite")
+    scores = scan_indicator_tau(
+        ds.activity(), args.taus, config, indicator=base, minutes=args.minutes, horizon=args.horizon, progress=not args.quiet
+    )
+    best = min(scores, key=lambda s: s.forecast_error)
+    print(f"{'tau':>8} {'held-out forecast error':>24} {'iterations':>11} {'seconds':>8}")
+    for s in scores:
+        print(f"{s.tau:8g} {s.forecast_error:24.4f} {s.iterations:11,} {s.seconds:8.0f}{'   <- best' if s is best else ''}")
+    if args.out is not None:
+        write_json_atomic(
+            Path(args.out),
+            {
+                "dataset": str(ds.path.resolve()),
+                "horizon": args.horizon,
+                "minutes": args.minutes,
+                "best_tau": best.tau,
+                "scores": [s.__dict__ for s in scores],
+            },
+        )
+    print(f"tau          {best.tau:g}: deconvolve with `circuitgnn deconvolve {args.dataset} --tau {best.tau:g} --out ...`")
+    return 0
+
+
 def _trainer(config, data: Path, out: Path, resume: bool, overwrite: bool, quiet: bool):
     """A trainer whose log scores the model against the dataset's ground truth, when it has one."""
     from circuitgnn.analyze.evaluate import training_scorer
@@ -339,6 +376,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoothness", type=float, help="the spline's penalty weight (default: chosen by cross-validation)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
     p.set_defaults(func=_cmd_deconvolve)
+
+    p = sub.add_parser("scan-tau", help="choose an unknown indicator time constant by the held-out fluorescence forecast")
+    p.add_argument("dataset", help="dataset folder holding fluorescence, with held-out frames")
+    p.add_argument("config", help="experiment YAML (its model and training sections are used for each fit)")
+    p.add_argument("--taus", type=float, nargs="+", required=True, help="candidate decay time constants")
+    p.add_argument("--minutes", type=float, default=3.0, help="training minutes per candidate (default 3)")
+    p.add_argument("--horizon", type=int, default=20, help="frames forecast from each held-out start (default 20)")
+    p.add_argument("--out", help="write the scores to this JSON file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_scan_tau)
 
     p = sub.add_parser("train", help="train the GNN on a dataset and write a run folder")
     p.add_argument("config", help="experiment YAML (its model and training sections are used)")

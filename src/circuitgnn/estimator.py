@@ -25,10 +25,13 @@ import torch
 from circuitgnn.analyze.rollout import rollout_model
 from circuitgnn.analyze.symbolic import formula_scope, symbolic_formulas
 from circuitgnn.config import ExperimentConfig, ModelConfig, StrictModel, TrainingConfig, config_from_dict, format_validation_error
+from circuitgnn.config.indicator import IndicatorConfig
 from circuitgnn.data.activity import Activity, InputMode, ScaleMethod, as_float32_frames
 from circuitgnn.data.dataset import Dataset
+from circuitgnn.data.deconvolve import deconvolve_activity
 from circuitgnn.data.derivatives import estimate_derivative
 from circuitgnn.data.importer import DEFAULT_HOLDOUT
+from circuitgnn.data.indicators import indicator_config
 from circuitgnn.data.readers import Recording
 from circuitgnn.device import pick_device
 from circuitgnn.errors import CircuitGNNError, ConfigError, DatasetError
@@ -142,6 +145,7 @@ class CircuitGNN:
         holdout: float | None = None,
         scale: ScaleMethod | None = None,
         names: Sequence[str] | None = None,
+        indicator: IndicatorConfig | dict[str, Any] | None = None,
         run_dir: str | Path | None = None,
         resume: bool = False,
         overwrite: bool = False,
@@ -184,6 +188,12 @@ class CircuitGNN:
             (percentiles per segment; the default for a recording).
         names
             Optional neuron names, used in messages.
+        indicator
+            When ``x`` is the fluorescence of a calcium indicator: the indicator (``tau`` and, where they
+            apply, ``rise``, ``transform``, ``saturation``, ``hill``, ``scale``, ``baseline``; see
+            :class:`~circuitgnn.config.indicator.IndicatorConfig`). The activity and its dx/dt are then
+            deconvolved from ``x`` first (:func:`~circuitgnn.data.deconvolve.deconvolve_activity`), and
+            ``training.objective: fluorescence`` can fit the fluorescence itself.
         run_dir
             A folder for checkpoints, the log and ``run.json``; with it, an interrupted fit can
             continue with ``resume=True``. Without it, nothing is written.
@@ -215,6 +225,13 @@ class CircuitGNN:
             scale=scale or "std",
             names=names,
         )
+        if indicator is not None:
+            if dxdt is not None:
+                raise DatasetError(
+                    "dxdt cannot be given with an indicator: x is then fluorescence, and its activity's dx/dt is deconvolved"
+                )
+            config = indicator if isinstance(indicator, IndicatorConfig) else indicator_config(indicator, "fit(indicator=...)")
+            data = deconvolve_activity(data, config)
         return self._fit(data, run_dir, resume, overwrite, scorer)
 
     def fit_dataset(

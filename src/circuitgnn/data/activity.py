@@ -67,12 +67,14 @@ class Observation:
     """How a deconvolved calcium recording was seen: what the fluorescence objective of training fits.
 
     ``fluorescence`` (T, N) is the recording, ``calcium`` (T, N) its smoothed calcium (the indicator's
-    state at each frame) and ``indicator`` the model that links them to the activity.
+    state at each frame), ``indicator`` the model that links them to the activity and ``smoothness``
+    the deconvolution's spline weight (None: unknown, or central differences).
     """
 
     fluorescence: np.ndarray
     calcium: np.ndarray
     indicator: Indicator
+    smoothness: float | None = None
 
 
 @dataclass(frozen=True)
@@ -228,6 +230,12 @@ class Activity(Frames):
         """(start, stop) of the held-out frames of each segment (empty ranges when ``holdout`` is 0)."""
         ends = [b for _, b in segment_bounds(self.n_frames, self.segments)]
         return [(stop, end) for (_, stop), end in zip(self.train_bounds(), ends, strict=True)]
+
+    def part_starts(self) -> tuple[int, ...]:
+        """Start frames of the training part and of the held-out part of every segment: computations that must not carry
+        held-out frames into training values (derivatives, deconvolution) treat each part as its own segment."""
+        parts = [a for a, _ in self.train_bounds()] + [a for a, b in self.heldout_bounds() if b > a]
+        return tuple(sorted(parts))
 
     def derivative(self, method: DerivativeMethod) -> np.ndarray:
         """dx/dt estimated from ``x`` by ``method`` within each segment's training frames (held-out frames: NaN)."""

@@ -214,7 +214,8 @@ class Dataset(Frames):
             return None
         indicator = self.indicator
         assert indicator is not None  # a deconvolved dataset names its indicator
-        return Observation(self.arrays["fluorescence"], self.arrays["calcium"], indicator)
+        lam = self.meta.get("deconvolution", {}).get("smoothness")
+        return Observation(self.arrays["fluorescence"], self.arrays["calcium"], indicator, lam)
 
     def verify_checksums(self, block_rows: int = 4096) -> None:
         """Recompute every array's sha256 and compare with meta.json (reads the whole data once)."""

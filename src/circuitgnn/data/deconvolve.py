@@ -14,13 +14,14 @@ import json
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from circuitgnn.config.indicator import IndicatorConfig
+from circuitgnn.data.activity import Activity, Observation
 from circuitgnn.data.dataset import Dataset
 from circuitgnn.data.derivatives import MIN_SPLINE_FRAMES, fill_gaps, longest_smoothness, segment_bounds
 from circuitgnn.data.indicators import Indicator
@@ -90,6 +91,27 @@ def deconvolve(
     return Deconvolution(x, dxdt, smooth, lam)
 
 
+def deconvolve_activity(data: Activity, indicator: Indicator | IndicatorConfig, smoothness: float | None = None) -> Activity:
+    """The activity behind the calcium recording ``data`` (its x is fluorescence): x and dx/dt deconvolved, the
+    recording and the indicator kept (:class:`Observation`) for the fluorescence objective.
+
+    The training part and the held-out part of each segment are deconvolved apart, so that no held-out
+    frame shapes a value training reads.
+    """
+    if data.dxdt is not None:
+        raise DatasetError(f"{data.source}: a calcium recording has no dx/dt to give; the deconvolution estimates it")
+    ind = indicator if isinstance(indicator, Indicator) else Indicator(indicator)
+    result = deconvolve(data.x, data.dt, ind, data.part_starts(), smoothness)
+    return replace(
+        data,
+        x=result.x,
+        dxdt=result.dxdt,
+        fingerprint=None,
+        missing=bool(np.isnan(result.x).any()),
+        observation=Observation(np.asarray(data.x, dtype=np.float32), result.calcium, ind, result.smoothness),
+    )
+
+
 def _link_or_copy(src: Path, dst: Path) -> None:
     try:
         os.link(src, dst)
@@ -124,7 +146,7 @@ def deconvolve_dataset(
             f"{ds.path} names no calcium indicator in its meta.json: give the indicator's parameters (tau, and rise, transform, "
             "saturation, hill, scale, baseline when they apply)"
         )
-    result = deconvolve(np.asarray(ds.x), ds.dt, ind, ds.segments, smoothness)
+    result = deconvolve(np.asarray(ds.x), ds.dt, ind, ds.activity().part_starts(), smoothness)
     with DatasetWriter(out, overwrite=overwrite) as writer:
         meta = json.loads((ds.path / "meta.json").read_text())
         arrays: dict[str, Any] = {}

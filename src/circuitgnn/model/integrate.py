@@ -1,4 +1,4 @@
-"""Integrating the model's dynamics between recorded frames: the rollout objective and forecasts share it."""
+"""Integrating the model's dynamics between recorded frames: the rollout and fluorescence objectives and forecasts share it."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Literal
 
 import torch
 
+from circuitgnn.data.indicators import Indicator
 from circuitgnn.model.gnn import GNN
 
 Integrator = Literal["euler", "rk4"]
@@ -43,3 +44,35 @@ def next_frame(
     for _ in range(substeps):
         x = advance(model, x, h, omega, extra, integrator)
     return x
+
+
+def fluorescence_rollout(
+    model: GNN,
+    x0: torch.Tensor,
+    calcium: torch.Tensor,
+    frame_dt: float,
+    indicator: Indicator,
+    k: int,
+    substeps: int = 1,
+    integrator: Integrator = "euler",
+    inputs: list[tuple[torch.Tensor | None, torch.Tensor | None]] | None = None,
+) -> list[torch.Tensor]:
+    """The fluorescence 1 .. ``k`` frames after activity ``x0`` (B, N) under the model, seen through ``indicator``.
+
+    The indicator starts at the smoothed ``calcium[0]`` (its rise state, when it has one, from the calcium's
+    slope to ``calcium[1]``); the model's activity drives it, held over each substep as in the simulator.
+    ``inputs[s]`` is the (omega, extra) held over interval s.
+    """
+    cfg = indicator.cfg
+    h = frame_dt / substeps
+    c0 = calcium[0]
+    rise = c0 + cfg.tau * (calcium[1] - c0) / frame_dt if cfg.rise > 0 else indicator.transform(x0)
+    state, x = (rise, c0), x0
+    out = []
+    for s in range(k):
+        omega, extra = inputs[s] if inputs is not None else (None, None)
+        for _ in range(substeps):
+            state = indicator.step(state, x, h)
+            x = advance(model, x, h, omega, extra, integrator)
+        out.append(indicator.fluorescence(state[1]))
+    return out

@@ -28,6 +28,27 @@ def activity(ds: Dataset):
     return fig
 
 
+def calcium(ds: Dataset, n_neurons: int = 4, max_frames: int = 400):
+    """For a few neurons: the recorded fluorescence (as calcium), the deconvolved activity and, in a simulation, the true one."""
+    plt = pyplot()
+    fluorescence = ds.arrays["fluorescence"]
+    assert ds.indicator is not None
+    cols = np.linspace(0, ds.n_neurons - 1, min(n_neurons, ds.n_neurons)).astype(int)
+    frames = slice(0, min(max_frames, ds.n_frames))
+    t = np.arange(ds.n_frames)[frames] * ds.dt
+    fig, axes = plt.subplots(len(cols), 1, figsize=(12, 1.9 * len(cols)), sharex=True, squeeze=False)
+    for ax, i in zip(axes[:, 0], cols, strict=True):
+        ax.plot(t, ds.indicator.calcium(np.asarray(fluorescence[frames, i])), color="0.6", lw=1, label="recorded (as calcium)")
+        if ds.truth is not None and ds.truth.x is not None:
+            ax.plot(t, ds.truth.x[frames, i], color="k", lw=1.5, label="true activity")
+        ax.plot(t, ds.x[frames, i], color="tab:red", lw=1, ls="--", label="deconvolved activity")
+        ax.set_ylabel(f"neuron {i}")
+    axes[0, 0].legend(loc="upper right", fontsize=8, ncol=3)
+    axes[-1, 0].set_xlabel(f"time ({ds.indicator.describe()})")
+    fig.tight_layout()
+    return fig
+
+
 def _corrected_w(run: TrainedRun, gains: np.ndarray | None) -> np.ndarray:
     w = run.model.connectivity().detach().cpu().numpy().astype(np.float64)
     plateau = psi_plateau(run.model, run.xnorm)

@@ -42,14 +42,30 @@ def _recording_note(ds: Dataset) -> str:
         parts.append(f"the last {100 * ds.holdout:g} % of each segment held out from training")
     if ds.meta.get("left_out"):
         parts.append(f"{len(ds.meta['left_out'])} neuron(s) without signal left out")
+    if ds.indicator is not None:
+        parts.append(f"recorded through a calcium indicator ({ds.indicator.describe()})")
+    if ds.signal == "deconvolved":
+        lam = ds.meta.get("deconvolution", {}).get("smoothness")
+        how = "central differences" if lam is None else f"spline weight {lam:.3g}, chosen by cross-validation"
+        parts.append(f"the activity deconvolved from the fluorescence ({how})")
+    if ds.recorded is not None:
+        parts.append(f"{ds.n_neurons} neurons of a simulated network of {int(ds.meta['summary']['n_neurons'])} recorded")
     return "; " + "; ".join(parts) if parts else ""
 
 
-def _objective_note(tc: TrainingConfig, data: dict[str, Any]) -> str:
+def _objective_note(tc: TrainingConfig, data: dict[str, Any], ds: Dataset) -> str:
+    r = tc.rollout
     if tc.objective == "rollout":
-        r = tc.rollout
         return f"rollout objective, {r.steps} frame(s) ahead, {r.substeps} {r.integrator} step(s) per frame, no derivative"
-    return f"derivative objective, dx/dt {data.get('derivative') or 'recorded'}"
+    if tc.objective == "fluorescence":
+        return (
+            f"fluorescence objective: the model and the indicator integrated {r.steps} frame(s) ahead "
+            f"({r.substeps} {r.integrator} step(s) per frame), the loss on the recorded fluorescence"
+        )
+    derivative = data.get("derivative") or "recorded"
+    if derivative == "recorded" and ds.signal == "deconvolved":
+        derivative = "deconvolved with the activity"
+    return f"derivative objective, dx/dt {derivative}"
 
 
 def build_report(run_dir: str | Path, recompute: bool = False, reference: dict[str, Any] | None = None, reference_name: str = "") -> Path:
@@ -73,6 +89,8 @@ def build_report(run_dir: str | Path, recompute: bool = False, reference: dict[s
             skipped[f"figure: {title}"] = f"{type(err).__name__}: {err}"
 
     add("activity", "Activity", lambda: figures.activity(ds))
+    if ds.signal == "deconvolved":
+        add("calcium", "Calcium: the recorded fluorescence and the activity deconvolved from it", lambda: figures.calcium(ds))
     if "W_r2" in metrics:
         add("connectivity", "Connectivity: true and learned W", lambda: figures.connectivity(run, ds, metrics))
     else:
@@ -135,7 +153,7 @@ pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body>
 <h1>circuitgnn report: {html.escape(metrics["name"])}</h1>
 <p>dataset <code>{html.escape(metrics["dataset"])}</code>: N = {metrics["n_neurons"]} neurons, T = {metrics["n_frames"]} frames
 {ds.dt:g} time units apart, activity in {html.escape(ds.units)}{_recording_note(ds)}.
-Training: {html.escape(_objective_note(run.config.training, run.data))}.
+Training: {html.escape(_objective_note(run.config.training, run.data, ds))}.
 Forecast: {html.escape(metrics.get("rollout_method", ""))}.</p>
 <section id="summary"><h2>Summary</h2><table><tr><th>metric</th><th>this run</th>{ref_head}</tr>{rows}</table>
 {f"<h3>Skipped</h3><ul>{skipped_html}</ul>" if skipped_html else ""}</section>

@@ -46,6 +46,7 @@ class Targets(StrictModel):
     W_r2: float | None = None
     type_accuracy: float | None = None
     omega_r2: float | None = None
+    W_edge_auc: float | None = None
 
 
 class Experiment(StrictModel):
@@ -53,16 +54,24 @@ class Experiment(StrictModel):
 
     id: str = Field(..., description="short name; also the folder under the work directory")
     title: str = Field(..., description="what the experiment tests, as in the paper")
-    figure: str = Field(..., description="the paper's figure(s)")
+    figure: str = Field(..., description="the paper's figure(s), or the issue of an experiment beyond the paper")
     config: Path = Field(..., description="experiment YAML, relative to the manifest")
     minutes: float = Field(..., gt=0, description="training wall-time budget on the reference CPU machine")
+    overrides: dict[str, Any] = Field(
+        default_factory=dict, description="dotted config keys that make this experiment a variant of its config (always applied)"
+    )
     cpu_overrides: dict[str, Any] = Field(
         default_factory=dict, description="dotted config keys changed for CPU sizing; ignored on a GPU or with full_size"
     )
     series: list[Literal["frames", "sparsity"]] = Field(default_factory=list, description="series plots this run belongs to")
-    paper: PaperValues
+    paper: PaperValues | None = Field(None, description="the paper's values; null for an experiment beyond the paper")
     targets: Targets = Field(default_factory=Targets)
     note: str = Field("", description="context for the row: known limits, what the paper saw")
+
+    @property
+    def beyond(self) -> bool:
+        """Whether the experiment goes beyond the paper (no paper values to compare with)."""
+        return self.paper is None
 
     @field_validator("id")
     @classmethod
@@ -124,11 +133,12 @@ def set_dotted(data: dict[str, Any], key: str, value: Any, source: str) -> None:
 
 
 def experiment_config(exp: Experiment, full_size: bool = False) -> ExperimentConfig:
-    """The experiment's config; unless ``full_size``, with the manifest's CPU-sizing overrides applied."""
+    """The experiment's config with its ``overrides``; unless ``full_size``, also with the manifest's CPU-sizing overrides."""
     config = load_config(exp.config)
-    if full_size or not exp.cpu_overrides:
+    changes = {**exp.overrides, **({} if full_size else exp.cpu_overrides)}
+    if not changes:
         return config
     data = config.model_dump(mode="json")
-    for key, value in exp.cpu_overrides.items():
+    for key, value in changes.items():
         set_dotted(data, key, value, f"experiment {exp.id}")
-    return config_from_dict(data, source=f"{exp.config} (with the CPU sizing of experiment {exp.id})")
+    return config_from_dict(data, source=f"{exp.config} (with the overrides of experiment {exp.id})")

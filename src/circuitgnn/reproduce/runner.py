@@ -4,6 +4,7 @@ Layout under the work directory, the same as ``circuitgnn run --out WORK/ID``::
 
     WORK/ID/config.yaml   the effective config (with the manifest's CPU sizing unless full size)
     WORK/ID/data/         the simulated dataset (reused when complete)
+    WORK/ID/deconvolved/  for a calcium recording: the activity deconvolved from it, which training reads
     WORK/ID/run/          the training run (resumed from its checkpoint), metrics.json
 
 Training continues until the run's total training time reaches the budget
@@ -45,6 +46,10 @@ class ExperimentPaths:
     @property
     def data(self) -> Path:
         return self.root / "data"
+
+    @property
+    def deconvolved(self) -> Path:
+        return self.root / "deconvolved"
 
     @property
     def run(self) -> Path:
@@ -124,6 +129,7 @@ def reproduce_experiment(
     """
     from circuitgnn.analyze.evaluate import evaluate_run, training_scorer
     from circuitgnn.data.dataset import Dataset
+    from circuitgnn.data.deconvolve import deconvolve_dataset
     from circuitgnn.report.html import build_report
     from circuitgnn.simulate.run import simulate
     from circuitgnn.train.trainer import Trainer
@@ -153,6 +159,16 @@ def reproduce_experiment(
         with measure(paths.root, "simulate"):
             simulate(config, paths.data, overwrite=False, progress=progress, figure=False)
 
+    data = paths.data
+    if Dataset(paths.data).signal == "fluorescence":  # a calcium recording: training reads the activity behind it
+        data = paths.deconvolved
+        if (data / META_FILE).is_file():
+            say(f"[{exp.id}] deconvolved dataset exists: reusing {data}")
+        else:
+            say(f"[{exp.id}] deconvolving the calcium recording")
+            with measure(paths.root, "deconvolve"):
+                deconvolve_dataset(paths.data, data)
+
     budget = exp.minutes if minutes is None else minutes
     left = remaining_minutes(paths, budget, config.training.n_epochs)
     resume = (paths.run / CHECKPOINT).is_file()
@@ -161,7 +177,7 @@ def reproduce_experiment(
         config.training.max_minutes = left
         # Without a checkpoint, whatever a killed first attempt left in the run folder is worthless.
         with measure(paths.root, "train", budget_minutes=budget):
-            dataset = Dataset(paths.data)
+            dataset = Dataset(data)
             trainer = Trainer(
                 config, dataset, paths.run, resume=resume, overwrite=not resume, progress=progress, scorer=training_scorer(dataset, config)
             )
@@ -173,7 +189,8 @@ def reproduce_experiment(
         say(f"[{exp.id}] evaluating")
         with measure(paths.root, "evaluate"):
             evaluate_run(paths.run)
-        build_report(paths.run, reference=exp.paper.model_dump(), reference_name=f"paper ({exp.figure})")
+        reference = exp.paper.model_dump() if exp.paper is not None else None
+        build_report(paths.run, reference=reference, reference_name=f"paper ({exp.figure})")
     return paths
 
 

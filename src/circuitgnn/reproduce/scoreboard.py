@@ -92,7 +92,8 @@ def build_row(exp: Experiment, work: Path) -> dict[str, Any]:
         "series": list(exp.series),
         "command": reproducing_command(exp, saved, budget),
         "budget_minutes": budget,
-        "paper": exp.paper.model_dump(),
+        "beyond": exp.beyond,
+        "paper": exp.paper.model_dump() if exp.paper is not None else None,
         "targets": exp.targets.model_dump(exclude_none=True),
         "note": exp.note,
     }
@@ -119,8 +120,8 @@ def build_row(exp: Experiment, work: Path) -> dict[str, Any]:
         batch_size=batch,
         train_minutes=float(metrics["train_seconds"]) / 60,
         hardware=_hardware(info),
-        frames_fraction=metrics["n_frames"] / exp.paper.frames,
-        samples_fraction=iterations * batch / (exp.paper.iterations * exp.paper.batch_size),
+        frames_fraction=metrics["n_frames"] / exp.paper.frames if exp.paper is not None else None,
+        samples_fraction=iterations * batch / (exp.paper.iterations * exp.paper.batch_size) if exp.paper is not None else None,
         filling_factor=config.simulation.connectivity.filling_factor,
         w_shrink=applied(config.training.regularization.w_shrink, log),
         resources=resources,
@@ -139,6 +140,8 @@ def build_row(exp: Experiment, work: Path) -> dict[str, Any]:
         "omega_slope",
         "omega_sqrt_r2",
         "omega_sqrt_slope",
+        "W_edge_auc",
+        "W_edge_auc_partial_correlation",
     ):
         row[key] = metrics.get(key)
     row["stimulus_bandwidth"] = {k: v for k, v in metrics.items() if k.startswith(("omega_temporal_", "omega_spatial_"))}
@@ -167,7 +170,11 @@ def diagnosis(row: dict[str, Any]) -> str:
     """Why a row falls short, per missed target, from its own training log."""
     if row["status"] in ("not run", "failed", "trained, not evaluated") or not row["missed"]:
         return row.get("failure", "")
-    used = f"{row['samples_fraction']:.1%} of the paper's training samples in {row['train_minutes']:.0f} min"
+    used = (
+        f"{row['samples_fraction']:.1%} of the paper's training samples in {row['train_minutes']:.0f} min"
+        if row["samples_fraction"] is not None
+        else f"{row['iterations']:,} iterations in {row['train_minutes']:.0f} min"
+    )
     when = "when its schedule ended" if row["status"] == "schedule finished" else "when its budget ran out"
     parts = []
     for key in row["targets"]:
@@ -218,6 +225,42 @@ def _budget(minutes: float | None) -> str:
     return "budget not recorded" if minutes is None else f"budget {minutes:g}"
 
 
+def _training(r: dict[str, Any]) -> str:
+    """Training time and iterations (with the share of the paper's samples when it has values), peak memory."""
+    out = f"{r['train_minutes']:.0f} min, {r['iterations']:,} it × {r['batch_size']}"
+    if r["samples_fraction"] is not None:
+        out += f" ({r['samples_fraction']:.1%} of paper)"
+    if r.get("peak_memory_mb"):
+        out += f", peak {r['peak_memory_mb'] / 1024:.1f} GB"
+    return out
+
+
+def _outcome(r: dict[str, Any]) -> str:
+    out = verdict(r).replace("missed:", "**missed**:", 1)
+    return out + (" (metrics older than the last checkpoint)" if r.get("stale") else "")
+
+
+def beyond_table(rows: list[dict[str, Any]]) -> str:
+    """The table of the experiments beyond the paper: ours only, with edge detection beside partial correlation's."""
+    head = (
+        r"| experiment | W R² | W slope | types | edge AUC of \|W\| (partial correlation) | rollout R² 400 | frames | training | "
+        "targets |\n|---|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = []
+    for r in rows:
+        name = f"{r['title']} ({r['figure']})"
+        if "W_r2" not in r:
+            why = f"failed: {r['failure']}" if r["status"] == "failed" else r["status"]
+            lines.append(f"| {name} | {r['status']} | | | | | | | **missed**: {why}; `{r['command']}` |")
+            continue
+        auc = "–" if r.get("W_edge_auc") is None else f"{_f(r['W_edge_auc'])} ({_f(r.get('W_edge_auc_partial_correlation'))})"
+        lines.append(
+            f"| {name} | {_f(r['W_r2'])} | {_f(r['W_slope'])} | {_f(r['type_accuracy'])} | {auc} | {_f(r['rollout_r2_400'])} | "
+            f"{r['frames']:,} | {_training(r)} | {_outcome(r)} |"
+        )
+    return head + "\n".join(lines) + "\n"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """The results table, ours first and the paper's value in brackets."""
     head = (
@@ -234,16 +277,10 @@ def table(rows: list[dict[str, Any]]) -> str:
             continue
         rollout = f"{_f(r['rollout_r2_400'])} / {_f(r['rollout_r2_800'])} ({_paper(p['rollout_r2_400'])} / {_paper(p['rollout_r2_800'])})"
         frames = f"{r['frames']:,}" + (f" ({r['frames_fraction']:.0%} of paper)" if r["frames_fraction"] < 1 else "")
-        training = f"{r['train_minutes']:.0f} min, {r['iterations']:,} it × {r['batch_size']} ({r['samples_fraction']:.1%} of paper)"
-        if r.get("peak_memory_mb"):
-            training += f", peak {r['peak_memory_mb'] / 1024:.1f} GB"
-        outcome = verdict(r).replace("missed:", "**missed**:", 1)
-        if r.get("stale"):
-            outcome += " (metrics older than the last checkpoint)"
         lines.append(
             f"| {name} | {_pair(r['W_r2'], p['W_r2'])} | {_pair(r['W_slope'], p['W_slope'])} | "
             f"{_pair(r['type_accuracy'], p['type_accuracy'])} | {rollout} | {_pair(r['omega_r2'], p['omega_r2'])} | "
-            f"{frames} | {training} | {outcome} |"
+            f"{frames} | {_training(r)} | {_outcome(r)} |"
         )
         for name_g, title in GENERALIZATION.items():
             if f"generalization_{name_g}_r2_400" in r and p.get(f"generalization_{name_g}_r2_400") is not None:  # the paper's S5/S6
@@ -254,6 +291,18 @@ def table(rows: list[dict[str, Any]]) -> str:
                     f"({_paper(theirs[0])} / {_paper(theirs[1])}) | | | | |"
                 )
     return head + "\n".join(lines) + "\n"
+
+
+def tables(rows: list[dict[str, Any]]) -> str:
+    """The paper's experiments' table, then (when there are such rows) the table of the experiments beyond the paper."""
+    paper, beyond = [r for r in rows if not r["beyond"]], [r for r in rows if r["beyond"]]
+    out = table(paper) if paper else ""
+    if beyond:
+        out += (
+            "\n**Beyond the paper** (no published values to compare with; edge detection on sparse W as the ChaLearn 2014 "
+            "connectomics challenge scored it, partial correlation's AUC on the same frames in brackets):\n\n" + beyond_table(beyond)
+        )
+    return out
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
@@ -267,7 +316,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         "Ω R²: each field divided by its mean (the paper's square-root metric is in the row's detail).",
         "Training samples = iterations × frames per iteration, against the paper's schedule (spec 4.6).\n",
         f"Hardware: {'; '.join(hardware) or 'none yet'}.\n",
-        table(rows),
+        tables(rows),
         "\n## Rows in detail\n",
     ]
     for r in rows:
@@ -275,10 +324,15 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         if "W_r2" not in r:
             parts.append(f"- {r['status']}" + (f": {r['failure']}" if "failure" in r else ""))
         else:
+            p = r["paper"]
+            paper = (
+                f"; the paper: {p['iterations']:,} × {p['batch_size']}; frames {r['frames']:,} (paper {p['frames']:,})"
+                if p is not None
+                else f"; frames {r['frames']:,}"
+            )
             parts.append(
                 f"- {r['status']}; {r['train_minutes']:.1f} min of training ({_budget(r['budget_minutes'])}), "
-                f"{r['iterations']:,} iterations × {r['batch_size']} frames; the paper: {r['paper']['iterations']:,} × "
-                f"{r['paper']['batch_size']}; frames {r['frames']:,} (paper {r['paper']['frames']:,}); {r['hardware']}"
+                f"{r['iterations']:,} iterations × {r['batch_size']} frames{paper}; {r['hardware']}"
             )
             parts.append(f"- worst relative function error: phi* {_f(r['phi_error_max'])}, psi* {_f(r['psi_error_max'])}")
             for phase, res in r["resources"].items():
@@ -340,4 +394,4 @@ def update_readme(readme: Path, rows: list[dict[str, Any]]) -> None:
         raise CircuitGNNError(f"{readme} has no generated scoreboard block: add the lines\n{README_BEGIN}\n{README_END}")
     head, rest = text.split(README_BEGIN, 1)
     _, tail = rest.split(README_END, 1)
-    write_text_atomic(readme, head + README_BEGIN + "\n" + table(rows) + README_END + tail)
+    write_text_atomic(readme, head + README_BEGIN + "\n" + tables(rows) + README_END + tail)

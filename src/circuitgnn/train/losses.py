@@ -15,7 +15,7 @@ import torch
 
 from circuitgnn.data.indicators import Indicator
 from circuitgnn.model.gnn import GNN
-from circuitgnn.model.integrate import Integrator, advance, next_frame
+from circuitgnn.model.integrate import Integrator, fluorescence_rollout, next_frame
 
 
 def prediction_loss(pred: torch.Tensor, target: torch.Tensor, masked: bool = False) -> torch.Tensor:
@@ -155,28 +155,19 @@ def fluorescence_error(
     inputs: list[tuple[torch.Tensor | None, torch.Tensor | None]] | None = None,
     masked: bool = False,
 ) -> torch.Tensor:
-    """The fluorescence objective's prediction error: the model and the indicator integrated together.
+    """The fluorescence objective's prediction error: the model and the indicator integrated together
+    (:func:`~circuitgnn.model.integrate.fluorescence_rollout`) from activity ``x0`` (B, N) and the smoothed
+    ``calcium`` (k + 1, B, N), against the recorded ``fluorescence`` (k + 1, B, N).
 
-    From activity ``x0`` (B, N) (deconvolved) and the smoothed ``calcium`` (k + 1, B, N) at the start
-    frame (the indicator's rise state, when it has one, from the calcium's slope over the first
-    interval), the model's activity drives the indicator (held over each substep, as in the simulator)
-    and its fluorescence s frames later is compared with the recorded ``fluorescence[s]``. Differences
-    from the start frame are divided by ``s * frame_dt / tau`` and by the indicator's scale, so that the
-    error has the activity's units. The k errors are averaged.
+    Differences from the start frame are divided by ``s * frame_dt / tau`` and by the indicator's scale,
+    so that the error has the activity's units. The k errors are averaged.
     """
     cfg = indicator.cfg
     k = fluorescence.shape[0] - 1
-    h = frame_dt / substeps
-    c0 = calcium[0]
-    rise = c0 + cfg.tau * (calcium[1] - c0) / frame_dt if cfg.rise > 0 else indicator.transform(x0)
-    state, x = (rise, c0), x0
+    predicted = fluorescence_rollout(model, x0, calcium, frame_dt, indicator, k, substeps, integrator, inputs)
     start = fluorescence[0]
     total = x0.new_zeros(())
-    for s in range(1, k + 1):
-        omega, extra = inputs[s - 1] if inputs is not None else (None, None)
-        for _ in range(substeps):
-            state = indicator.step(state, x, h)
-            x = advance(model, x, h, omega, extra, integrator)
+    for s, pred in enumerate(predicted, start=1):
         scale = cfg.scale * s * frame_dt / cfg.tau
-        total = total + prediction_loss((indicator.fluorescence(state[1]) - start) / scale, (fluorescence[s] - start) / scale, masked)
+        total = total + prediction_loss((pred - start) / scale, (fluorescence[s] - start) / scale, masked)
     return total / k
