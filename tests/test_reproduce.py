@@ -276,3 +276,27 @@ def test_diagnosis_names_the_missed_metric_and_tells_rising_from_flat():
     text = diagnosis(base | {"type_accuracy": 0.7, "trends": {"W_r2": 0.0, "type_accuracy": 0.0}})
     assert "W_r2 changed by +0.000" in text and "type_accuracy changed" in text
     assert diagnosis(base | {"missed": []}) == ""
+
+
+def test_a_calcium_experiment_beyond_the_paper_is_deconvolved_trained_and_scored_in_its_own_table(tmp_path, capsys):
+    calcium = json.loads(json.dumps(TINY))
+    calcium["simulation"]["connectivity"] = {"filling_factor": 0.3}
+    calcium["simulation"]["observation"] = {"every": 2, "noise": 0.02, "indicator": {"tau": 0.2}}
+    (tmp_path / "calcium.yaml").write_text(yaml.safe_dump(calcium))
+    exp = {"id": "calcium", "title": "Calcium", "figure": "issue 17", "config": "calcium.yaml", "minutes": 5}
+    exp |= {"overrides": {"simulation.observation.unrecorded": 0.1}, "targets": {"W_edge_auc": 0.4}}
+    path = tmp_path / "manifest.yaml"
+    path.write_text(yaml.safe_dump({"experiments": [exp]}))
+    manifest = load_manifest(path)
+    said: list[str] = []
+    paths = reproduce_experiment(manifest.experiments[0], tmp_path / "work", progress=False, say=said.append)
+    assert any("deconvolving" in s for s in said) and (paths.deconvolved / "meta.json").is_file()
+    assert json.loads((paths.run / "run.json").read_text())["dataset"] == str(paths.deconvolved.resolve())
+    assert load_config(paths.config).simulation.observation.unrecorded == 0.1
+    rows = write_scoreboard(manifest, tmp_path / "work", tmp_path / "results")
+    row = rows[0]
+    assert row["beyond"] and row["paper"] is None and row["samples_fraction"] is None and row["n_neurons"] == 36
+    assert 0 <= row["W_edge_auc"] <= 1 and 0 <= row["W_edge_auc_partial_correlation"] <= 1
+    board = (tmp_path / "results" / "scoreboard.md").read_text()
+    assert "**Beyond the paper**" in board and "edge AUC" in board and "frames 400" in board
+    assert (paths.run / "report.html").is_file()
