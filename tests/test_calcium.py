@@ -259,3 +259,6 @@ def test_the_tau_scan_fits_each_candidate_and_scores_the_held_out_fluorescence(c
     assert "<- best" in capsys.readouterr().out and json.loads(out.read_text())["best_tau"] in (0.2, 0.4)
     assert main(["scan-tau", str(calcium.path), str(config_file), "--taus", "0.2", "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
+    assert main(["deconvolve", str(calcium.path), "--out", str(tmp_path / "dec")]) == 0
+    assert main(["scan-tau", str(tmp_path / "dec"), str(config_file), "--taus", "0.2"]) == 2
+    assert "already deconvolved" in capsys.readouterr().err

@@ -86,8 +86,8 @@ def _cmd_scan_tau(args: argparse.Namespace) -> int:
     from circuitgnn.errors import DatasetError
 
     ds = Dataset(args.dataset)
-    if ds.signal != "fluorescence":
-        raise DatasetError(f"{ds.path} holds {ds.signal}, not fluorescence: the scan deconvolves a calcium recording")
+    if ds.signal == "deconvolved":
+        raise DatasetError(f"{ds.path} is already deconvolved: scan the calcium recording it came from")
     config = load_config(args.config)
     base = ds.indicator.cfg if ds.indicator is not None else IndicatorConfig()
     if args.out is not None and Path(args.out).exists() and not args.overwrite:
