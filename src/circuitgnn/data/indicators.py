@@ -40,9 +40,9 @@ class Indicator:
         if not isinstance(meta, dict):
             raise DatasetError(f"{source}: the indicator must be a mapping of its parameters (tau, ...), got {meta!r}")
         try:
-            return cls(IndicatorConfig(**meta))
-        except ValidationError as err:
-            raise DatasetError(format_validation_error(err, f"{source} (indicator)")) from None
+            return cls(indicator_config(meta, source))
+        except ConfigError as err:
+            raise DatasetError(str(err)) from None
 
     # ----------------------------------------------------------- forward
     def transform(self, x: torch.Tensor) -> torch.Tensor:
