@@ -262,3 +262,70 @@ def test_the_tau_scan_fits_each_candidate_and_scores_the_held_out_fluorescence(c
     assert main(["deconvolve", str(calcium.path), "--out", str(tmp_path / "dec")]) == 0
     assert main(["scan-tau", str(tmp_path / "dec"), str(config_file), "--taus", "0.2"]) == 2
     assert "already deconvolved" in capsys.readouterr().err
+
+
+def test_a_softplus_indicator_near_zero_calcium_gives_masked_targets_not_outliers() -> None:
+    """Where the calcium is within noise of zero the activity is unobservable: held there, its dx/dt left out."""
+    cfg = IndicatorConfig(tau=0.3, transform="softplus")
+    ind = Indicator(cfg)
+    dt, n = 0.01, 3000
+    x = 3 * np.sin(0.8 * np.arange(n) * dt)[:, None] - 4
+    state = ind.initial_state(torch.tensor(x[0], dtype=torch.float64))
+    f = []
+    for k in range(n):
+        f.append(float(ind.fluorescence(state[1])))
+        state = ind.step(state, torch.tensor(x[k], dtype=torch.float64), dt)
+    f = np.array(f)[:, None]
+    f += 0.02 * f.std() * np.random.default_rng(0).standard_normal(f.shape)
+    out = deconvolve(f, dt, cfg)
+    assert np.isfinite(out.x).all() and out.x.min() > -8  # no log(1e-6) = -13.8 outliers
+    finite = np.isfinite(out.dxdt)
+    assert 0 < (~finite).sum() < n and np.abs(out.dxdt[finite]).max() < 10  # true |dx/dt| <= 2.4
+
+
+def test_the_rise_state_falls_back_to_rest_where_the_next_calcium_is_missing() -> None:
+    from circuitgnn.config import ModelConfig
+    from circuitgnn.model.gnn import GNN
+
+    model = GNN(ModelConfig(hidden=8), 4)
+    ind = Indicator(IndicatorConfig(tau=0.4, rise=0.1))
+    calcium, fluo = torch.rand(4, 2, 4), torch.rand(4, 2, 4)
+    calcium[1, 0, 2] = float("nan")
+    fluo[2, 1, 1] = float("nan")
+    with torch.no_grad():
+        assert np.isfinite(float(fluorescence_error(model, torch.randn(2, 4), calcium, fluo, 0.05, ind, masked=True)))
+
+
+def test_bad_scan_and_deconvolution_settings_are_named_before_any_fit(calcium: Dataset) -> None:
+    from circuitgnn.analyze.indicator_scan import scan_indicator_tau
+    from circuitgnn.errors import ConfigError
+
+    cfg = config_from_dict({"name": "t", "model": {"hidden": 8}, "training": TRAINING})
+    rec = calcium.activity()
+    with pytest.raises(ConfigError, match="horizon"):
+        scan_indicator_tau(rec, [0.3], cfg, horizon=0)
+    with pytest.raises(ConfigError, match="minutes"):
+        scan_indicator_tau(rec, [0.3], cfg, minutes=0)
+    with pytest.raises(DatasetError, match="longest held-out part has 150 frames"):
+        scan_indicator_tau(rec, [0.3], cfg, horizon=150)
+    with pytest.raises(ConfigError, match=r"(?s)tau candidate -1.*greater than 0"):
+        scan_indicator_tau(rec, [0.3, -1], cfg)  # the bad candidate is refused before the good one trains
+    with pytest.raises(DatasetError, match="smoothness must be a finite number"):
+        deconvolve(np.asarray(calcium.x), calcium.dt, IndicatorConfig(tau=0.3), smoothness=-1)
+
+
+def test_a_given_smoothness_is_reported_as_given(calcium: Dataset, tmp_path, capsys) -> None:
+    assert main(["deconvolve", str(calcium.path), "--out", str(tmp_path / "d"), "--smoothness", "0.001"]) == 0
+    assert "0.001 (given)" in capsys.readouterr().out
+    assert Dataset(tmp_path / "d").meta["deconvolution"]["smoothness_chosen"] == "given"
+
+
+def test_unrecorded_neurons_with_a_figure_and_refused_with_a_stimulus_grid(tmp_path) -> None:
+    from circuitgnn.errors import ConfigError
+
+    data = {"name": "u", "simulation": {"n_neurons": 40, "n_frames": 50, "neurons": {"n_types": 4}, "observation": {"unrecorded": 0.5}}}
+    ds = simulate(config_from_dict(data), tmp_path / "u", progress=False, figure=True).dataset
+    assert ds.n_neurons == 20 and (ds.path / "simulation.png").is_file()
+    data["simulation"]["stimulus"] = {"mode": "multiplicative", "grid_size": 4}
+    with pytest.raises(ConfigError, match="unrecorded with a stimulus grid"):
+        config_from_dict(data)

@@ -148,7 +148,7 @@ def test_simulated_calcium_follows_the_true_activity(tmp_path) -> None:
     assert seen.signal == "fluorescence" and seen.indicator is not None and seen.indicator.cfg == IndicatorConfig(**ind_cfg)
     assert seen.truth is not None and seen.truth.x is not None and exact.truth is not None and exact.truth.dxdt is not None
     np.testing.assert_array_equal(seen.truth.x, exact.truth.x)  # the same network and states; only what is recorded differs
-    # the indicator replayed on the states at the integration step (every 2nd step is a frame; Euler: x between frames)
+    # the indicator replayed on the true states at every integration step (every 2nd step is a frame)
     x = np.asarray(exact.truth.x, dtype=np.float64)
     ind = Indicator(IndicatorConfig(**ind_cfg))
     # from the recorded calcium's own state at frame 100, every step's x rebuilt from the exact drift

@@ -72,7 +72,8 @@ def _cmd_deconvolve(args: argparse.Namespace) -> int:
     info = out.meta["deconvolution"]
     lam = info["smoothness"]
     print(f"indicator    {out.indicator.describe()}")
-    print(f"smoothness   {'(segments too short: central differences)' if lam is None else f'{lam:.4g} (cross-validated)'}")
+    chosen = info.get("smoothness_chosen", "cross-validated")
+    print(f"smoothness   {'(segments too short: central differences)' if lam is None else f'{lam:.4g} ({chosen})'}")
     print(f"dataset      {out.path.resolve()}: activity and dx/dt deconvolved, with the fluorescence and smoothed calcium")
     return 0
 

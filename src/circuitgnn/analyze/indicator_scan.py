@@ -3,7 +3,9 @@
 For each candidate tau the recording is deconvolved with it and the model fitted (a short fit
 suffices to compare); the fitted model and the indicator are then integrated from held-out frames
 and their fluorescence compared with the recorded one. The recording is common to all candidates,
-so their errors are comparable; no ground truth is read.
+so their errors are comparable; no ground truth is read. The start states (deconvolved activity,
+smoothed calcium) come from the deconvolution of the held-out part as a whole, the same for every
+candidate: training never saw those frames, but the start state was smoothed with its successors.
 """
 
 from __future__ import annotations
@@ -84,14 +86,24 @@ def scan_indicator_tau(
     """
     if not taus:
         raise ConfigError("taus: give at least one candidate time constant")
+    if not isinstance(horizon, int) or horizon < 1:
+        raise ConfigError(f"horizon must be a whole number of frames >= 1, got {horizon!r}")
+    if not np.isfinite(minutes) or minutes <= 0:
+        raise ConfigError(f"minutes must be a positive number (training time per candidate), got {minutes!r}")
     if recording.holdout <= 0:
         raise DatasetError(f"{recording.source}: the scan scores forecasts on held-out frames: set a holdout > 0")
+    longest = max(b - a for a, b in recording.heldout_bounds())
+    if longest <= horizon:
+        raise DatasetError(
+            f"{recording.source}: the longest held-out part has {longest} frames, a forecast of {horizon} needs more: "
+            "shorten the horizon or hold out more"
+        )
     if config.model.external_input != "none":
         raise ConfigError("the tau scan fits models without an external input (model.external_input: none)")
     base = (indicator or IndicatorConfig()).model_dump()
+    candidates = [Indicator(indicator_config(base, f"tau candidate {tau!r}", tau=tau)) for tau in taus]  # all checked before any fit
     out = []
-    for tau in taus:
-        candidate = Indicator(indicator_config(base, f"tau candidate {tau!r}", tau=tau))
+    for tau, candidate in zip(taus, candidates, strict=True):
         data = deconvolve_activity(recording, candidate)
         cfg = config.model_copy(deep=True)
         cfg.training.objective = "derivative"

@@ -201,6 +201,11 @@ class SimulationConfig(StrictModel):
             unrecorded = self.observation.unrecorded
             if isinstance(unrecorded, list) and unrecorded and max(unrecorded) >= self.n_neurons:
                 raise ValueError(f"observation.unrecorded names neuron {max(unrecorded)} but n_neurons is {self.n_neurons}")
+            if self.observation.n_unrecorded(self.n_neurons) and self.stimulus.n_driven:
+                raise ValueError(
+                    "observation.unrecorded with a stimulus grid: the grid's neurons would lose their places; "
+                    "set stimulus.mode to none or record every neuron"
+                )
             if self.n_neurons - self.observation.n_unrecorded(self.n_neurons) < 2:
                 raise ValueError(f"observation.unrecorded leaves fewer than 2 of the {self.n_neurons} neurons recorded")
         if self.stimulus.n_driven > self.n_neurons:

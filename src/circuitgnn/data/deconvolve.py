@@ -39,6 +39,7 @@ class Deconvolution:
     dxdt: np.ndarray
     calcium: np.ndarray
     smoothness: float | None
+    cross_validated: bool = True  # False: the smoothness was given
 
 
 def _derivatives(c: np.ndarray, dt: float, lam: float | None, order: int) -> list[np.ndarray]:
@@ -61,19 +62,26 @@ def deconvolve(
     indicator: Indicator | IndicatorConfig,
     segments: Sequence[int] = (0,),
     smoothness: float | None = None,
+    choose_on: Sequence[tuple[int, int]] | None = None,
 ) -> Deconvolution:
     """Activity, its dx/dt and the smoothed calcium behind ``fluorescence`` (T, N) sampled every ``dt``.
 
-    ``smoothness`` is the spline's penalty weight; None chooses it by cross-validation (no ground truth).
-    Missing values (NaN) are bridged for the spline and stay NaN in every output.
+    ``smoothness`` is the spline's penalty weight; None chooses it by cross-validation (no ground truth)
+    on the longest of the ``choose_on`` frame ranges (default: the segments). Missing values (NaN) are
+    bridged for the spline and stay NaN in every output. With a softplus or ReLU indicator, activity
+    whose calcium is within 3 noise levels of zero cannot be told apart: there x is held at that level
+    and dx/dt is NaN (training masks it).
     """
+    if smoothness is not None and (not np.isfinite(smoothness) or smoothness < 0):
+        raise DatasetError(f"smoothness must be a finite number >= 0 (the spline's penalty weight), got {smoothness!r}")
     ind = indicator if isinstance(indicator, Indicator) else Indicator(indicator)
-    f = np.asarray(fluorescence, dtype=np.float64)
+    f = np.asarray(fluorescence)
     if f.ndim != 2:
         raise DatasetError(f"fluorescence must be a (frames, neurons) array, got shape {f.shape}")
-    calcium = ind.calcium(f)
+    calcium = ind.calcium(f)  # float64: the spline's second and third derivatives need the digits
     bounds = segment_bounds(len(f), segments)
-    lam = longest_smoothness(calcium, dt, bounds) if smoothness is None else smoothness
+    chosen = smoothness is None
+    lam = longest_smoothness(calcium, dt, list(choose_on) if choose_on else bounds) if chosen else smoothness
     order = 3 if ind.cfg.rise > 0 else 2
     x, dxdt, smooth = (np.empty(f.shape, dtype=np.float32) for _ in range(3))
     for start, stop in bounds:
@@ -83,12 +91,16 @@ def deconvolve(
             d = _derivatives(fill_gaps(seg), dt, lam, order)
             u = ind.drive(d[0], d[1], d[2])
             du = d[1] + (ind.cfg.rise + ind.cfg.tau) * d[2] + (ind.cfg.rise * ind.cfg.tau * d[3] if order == 3 else 0.0)
+            derivative = np.ones_like(u)
+            if ind.cfg.transform != "identity":  # f^-1 is steep (softplus) or unknown (ReLU) near zero calcium
+                floor = 3 * np.sqrt(np.nanmean((seg - d[0]) ** 2, axis=0)) + 1e-6
+                derivative = np.where(u < floor, np.nan, 1.0)
+                u = np.maximum(u, floor)
             xs, slope = ind.activity(u)
             missing = np.isnan(seg)
-            for out, value in ((x, xs), (dxdt, slope * du), (smooth, d[0])):
-                value = np.where(missing, np.nan, value)
-                out[start:stop, cols] = value
-    return Deconvolution(x, dxdt, smooth, lam)
+            for out, value in ((x, xs), (dxdt, slope * du * derivative), (smooth, d[0])):
+                out[start:stop, cols] = np.where(missing, np.nan, value)
+    return Deconvolution(x, dxdt, smooth, lam, chosen)
 
 
 def deconvolve_activity(data: Activity, indicator: Indicator | IndicatorConfig, smoothness: float | None = None) -> Activity:
@@ -101,13 +113,13 @@ def deconvolve_activity(data: Activity, indicator: Indicator | IndicatorConfig, 
     if data.dxdt is not None:
         raise DatasetError(f"{data.source}: a calcium recording has no dx/dt to give; the deconvolution estimates it")
     ind = indicator if isinstance(indicator, Indicator) else Indicator(indicator)
-    result = deconvolve(data.x, data.dt, ind, data.part_starts(), smoothness)
+    result = deconvolve(data.x, data.dt, ind, data.part_starts(), smoothness, data.train_bounds())
     return replace(
         data,
         x=result.x,
         dxdt=result.dxdt,
         fingerprint=None,
-        missing=bool(np.isnan(result.x).any()),
+        missing=bool(np.isnan(result.x).any() or np.isnan(result.dxdt).any()),
         observation=Observation(np.asarray(data.x, dtype=np.float32), result.calcium, ind, result.smoothness),
     )
 
@@ -146,7 +158,8 @@ def deconvolve_dataset(
             f"{ds.path} names no calcium indicator in its meta.json: give the indicator's parameters (tau, and rise, transform, "
             "saturation, hill, scale, baseline when they apply)"
         )
-    result = deconvolve(np.asarray(ds.x), ds.dt, ind, ds.activity().part_starts(), smoothness)
+    parts = ds.activity()
+    result = deconvolve(np.asarray(ds.x), ds.dt, ind, parts.part_starts(), smoothness, parts.train_bounds())
     with DatasetWriter(out, overwrite=overwrite) as writer:
         meta = json.loads((ds.path / "meta.json").read_text())
         arrays: dict[str, Any] = {}
@@ -169,8 +182,13 @@ def deconvolve_dataset(
             arrays=arrays,
             signal="deconvolved",
             indicator=ind.cfg.model_dump(mode="json"),
-            deconvolution={"method": "spline", "smoothness": result.smoothness, "source": str(ds.path.resolve())},
-            missing=bool(np.isnan(result.x).any()),
+            deconvolution={
+                "method": "spline",
+                "smoothness": result.smoothness,
+                "smoothness_chosen": "cross-validated" if result.cross_validated else "given",
+                "source": str(ds.path.resolve()),
+            },
+            missing=bool(np.isnan(result.x).any() or np.isnan(result.dxdt).any()),
         )
         writer.finish(meta)
     return Dataset(out)

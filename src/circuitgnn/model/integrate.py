@@ -60,13 +60,17 @@ def fluorescence_rollout(
     """The fluorescence 1 .. ``k`` frames after activity ``x0`` (B, N) under the model, seen through ``indicator``.
 
     The indicator starts at the smoothed ``calcium[0]`` (its rise state, when it has one, from the calcium's
-    slope to ``calcium[1]``); the model's activity drives it, held over each substep as in the simulator.
+    slope to ``calcium[1]``, or at rest where that is missing); the model's activity drives it, held over each substep as in the simulator.
     ``inputs[s]`` is the (omega, extra) held over interval s.
     """
     cfg = indicator.cfg
     h = frame_dt / substeps
     c0 = calcium[0]
-    rise = c0 + cfg.tau * (calcium[1] - c0) / frame_dt if cfg.rise > 0 else indicator.transform(x0)
+    if cfg.rise > 0:  # r = c + tau c', the slope over the first interval (where that calcium is missing: at rest, r = c)
+        rise = c0 + cfg.tau * (calcium[1] - c0) / frame_dt
+        rise = torch.where(torch.isnan(rise), c0, rise)
+    else:
+        rise = indicator.transform(x0)
     state, x = (rise, c0), x0
     out = []
     for s in range(k):

@@ -45,8 +45,10 @@ def _recording_note(ds: Dataset) -> str:
     if ds.indicator is not None:
         parts.append(f"recorded through a calcium indicator ({ds.indicator.describe()})")
     if ds.signal == "deconvolved":
-        lam = ds.meta.get("deconvolution", {}).get("smoothness")
-        how = "central differences" if lam is None else f"spline weight {lam:.3g}, chosen by cross-validation"
+        info = ds.meta.get("deconvolution", {})
+        lam = info.get("smoothness")
+        chosen = "chosen by cross-validation" if info.get("smoothness_chosen", "cross-validated") == "cross-validated" else "given"
+        how = "central differences" if lam is None else f"spline weight {lam:.3g}, {chosen}"
         parts.append(f"the activity deconvolved from the fluorescence ({how})")
     if ds.recorded is not None:
         parts.append(f"{ds.n_neurons} neurons of a simulated network of {int(ds.meta['summary']['n_neurons'])} recorded")

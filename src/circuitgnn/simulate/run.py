@@ -182,7 +182,7 @@ def simulate(
         if figure:
             from circuitgnn.simulate.figure import plot_simulation
 
-            plot_simulation(writer.tmp, net.connectivity, net.types, writer.file("simulation.png"))
+            plot_simulation(writer.tmp, net.connectivity[np.ix_(recorded, recorded)], net.types[recorded], writer.file("simulation.png"))
         summary["total_seconds"] = time.perf_counter() - t0
         meta = {
             "name": config.name,
