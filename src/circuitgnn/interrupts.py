@@ -27,3 +27,35 @@ def sigterm_as_interrupt() -> Iterator[None]:
     finally:
         # None: the previous handler was not set from Python; the default is the closest to it
         signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+class StopRequest:
+    """Set by Ctrl-C or SIGTERM inside :func:`deferred_interrupts`; the loop reads it at a safe point."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.forced = False  # a second signal: the work stopped at once, wherever it was
+
+
+@contextmanager
+def deferred_interrupts() -> Iterator[StopRequest]:
+    """Within the block, the first Ctrl-C or SIGTERM only sets ``requested`` on the yielded :class:`StopRequest`,
+    so the caller can finish its step and save a consistent state; a second one raises :class:`KeyboardInterrupt`
+    at once (``forced``). Main thread only; elsewhere nothing is caught."""
+    stop = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum, frame):
+        if stop.requested:
+            stop.forced = True
+            raise KeyboardInterrupt
+        stop.requested = True
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, signal.SIG_DFL if old is None else old)

@@ -26,7 +26,7 @@ from circuitgnn.data.dataset import Dataset
 from circuitgnn.data.derivatives import roughness
 from circuitgnn.device import environment, pick_device
 from circuitgnn.errors import CircuitGNNError, DatasetError
-from circuitgnn.interrupts import sigterm_as_interrupt
+from circuitgnn.interrupts import deferred_interrupts
 from circuitgnn.model.gnn import GNN
 from circuitgnn.model.siren import make_input_model
 from circuitgnn.train.data import FrameSource, activity_scale
@@ -297,6 +297,7 @@ class Trainer:
                 "input_optimizer": self.input_optimizer.state_dict() if self.input_optimizer is not None else None,
                 "sampler": self.sampler.get_state(),
                 "counters": self.counters.__dict__,
+                "log_sums": ({k: v.detach().cpu() for k, v in self._sums.items()}, self._n_sum),  # the next log line's share
                 "xnorm": self.xnorm,
                 "config": self.config.model_dump(mode="json"),
                 "dataset": self._fingerprint,
@@ -339,6 +340,8 @@ class Trainer:
             self.input_optimizer.load_state_dict(state["input_optimizer"])
         self.sampler.set_state(state["sampler"])
         self.counters = Counters(**state["counters"])
+        sums, self._n_sum = state.get("log_sums", ({}, 0))  # older checkpoints: none
+        self._sums = {k: v.to(self.device) for k, v in sums.items()}
         self.xnorm = float(state["xnorm"])
 
     def _write_run_info(self, status: str) -> None:
@@ -461,8 +464,9 @@ class Trainer:
     def fit(self, max_iterations: int | None = None) -> TrainedRun:
         """Train until ``n_epochs`` are done (or ``max_iterations`` global iterations, or ``max_minutes``).
 
-        Ctrl-C (or SIGTERM) saves a checkpoint before re-raising ``KeyboardInterrupt``; a NaN loss
-        raises :class:`TrainingDiverged` and keeps the last good checkpoint.
+        Ctrl-C (or SIGTERM) finishes the current step, saves a checkpoint and raises ``KeyboardInterrupt``:
+        resuming it gives the run an uninterrupted fit would have (a second Ctrl-C stops at once and keeps the last
+        periodic checkpoint). A NaN loss raises :class:`TrainingDiverged` and keeps the last good checkpoint.
         """
         tc = self.config.training
         c = self.counters
@@ -477,13 +481,15 @@ class Trainer:
         deadline = None if tc.max_minutes is None else time.perf_counter() + 60 * tc.max_minutes
         status = "finished"
         t_last = time.perf_counter()
-        with sigterm_as_interrupt():
+        with deferred_interrupts() as stop:
             try:
                 while c.epoch < tc.n_epochs:
                     lrs = self._set_learning_rates()
                     coeffs = self.coefficients(c.epoch)
                     delta = tc.regularization.delta_fraction * self.xnorm
                     while c.iteration < self.iters_per_epoch:
+                        if stop.requested:  # between two steps: the checkpoint below is the state of a whole number of steps
+                            raise KeyboardInterrupt
                         if max_iterations is not None and c.global_iteration >= max_iterations:
                             raise _Stop
                         if deadline is not None and time.perf_counter() > deadline:
@@ -511,6 +517,8 @@ class Trainer:
             except _Stop:
                 status = "stopped"
             except KeyboardInterrupt:
+                if stop.forced:  # stopped mid-step: the last periodic checkpoint is the consistent state, keep it
+                    raise
                 c.train_seconds += time.perf_counter() - t_last
                 self._check_finite()
                 self.save_checkpoint("interrupted")
