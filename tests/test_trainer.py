@@ -397,3 +397,37 @@ def test_overwrite_deletes_nothing_until_every_check_has_passed(small_data, tmp_
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == before  # still there until fit starts
     trainer.fit()
     assert read_log(tmp_path / "r")[-1]["iteration"] == 60
+
+
+def test_a_second_trainer_is_refused_while_the_first_trains_and_a_dead_owners_lock_is_taken_over(small_data, tmp_path, monkeypatch):
+    """Regression: two trainings into one folder both ran and interleaved their logs; --overwrite killed the first."""
+    import os
+    import socket
+    import subprocess
+
+    from circuitgnn.train.run_folder import LOCK, RunLockedError
+
+    seen = {}
+    original = trainer_module.total_loss
+
+    def meanwhile(*args, **kwargs):  # while the first trains, a second one tries the same folder
+        if not seen:
+            for resume, overwrite in ((False, True), (False, False)):
+                try:
+                    Trainer(small_config(seed=2), small_data, tmp_path / "r", resume=resume, overwrite=overwrite, progress=False)
+                except RunLockedError as err:
+                    seen[overwrite] = str(err)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "total_loss", meanwhile)
+    Trainer(small_config(n_epochs=1), small_data, tmp_path / "r", progress=False).fit()
+    assert set(seen) == {True, False} and f"process {os.getpid()} on {socket.gethostname()}" in seen[True]
+    assert not (tmp_path / "r" / LOCK).exists()  # released at the end
+    assert [line["iteration"] for line in read_log(tmp_path / "r")] == [5, 10, 15, 20]
+    # a process that was killed leaves its lock: the next trainer takes it over, with a warning
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (tmp_path / "r" / LOCK).write_text(json.dumps({"pid": gone.pid, "host": socket.gethostname(), "started": "then"}))
+    monkeypatch.setattr(trainer_module, "total_loss", original)
+    with pytest.warns(UserWarning, match="taking over the lock of a process that is gone"):
+        Trainer(small_config(n_epochs=2), small_data, tmp_path / "r", resume=True, progress=False).fit()

@@ -7,6 +7,7 @@ A run folder holds::
     log.jsonl              one line per log interval: iteration, epoch, loss terms, learning rates, time,
                            and whatever the caller's scorer adds (W R^2 ... when ground truth exists)
     checkpoint.pt          the latest checkpoint (model, optimiser, random state, counters), written atomically
+    .lock                  while a process trains into the folder: its PID and host (one trainer per folder)
 
 This module sits below both the training loop and the analysis, which read runs through :func:`load_run`.
 """
@@ -16,7 +17,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
+import time
 import uuid
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +42,7 @@ CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
 RUN_INFO = "run.json"
 CONFIG = "config.yaml"
+LOCK = ".lock"
 
 
 class ResumeError(CircuitGNNError):
@@ -44,6 +51,20 @@ class ResumeError(CircuitGNNError):
 
 class RunExistsError(CircuitGNNError, FileExistsError):
     """The run folder already holds a run and neither resume nor overwrite was asked for."""
+
+
+class RunLockedError(CircuitGNNError):
+    """Another live process is training into the run folder."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -66,8 +87,26 @@ class RunFolder:
     def checkpoint(self) -> Path:
         return self.path / CHECKPOINT
 
+    def owner(self) -> dict[str, Any] | None:
+        """The live process training into this folder (its lock: pid, host, started), or None."""
+        path = self.path / LOCK
+        try:
+            owner = json.loads(path.read_text())
+            pid, host = int(owner["pid"]), str(owner["host"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError):  # cut short by a kill or a full disk: nobody holds it
+            return None
+        if host == socket.gethostname() and not _alive(pid):
+            return None
+        return owner
+
     def check(self, resume: bool, overwrite: bool) -> None:
-        """Refuse, before any side effect, a resume without a checkpoint or a run that would be overwritten silently."""
+        """Refuse, before any side effect, a folder another process is training into, a resume without a checkpoint
+        or a run that would be overwritten silently."""
+        owner = self.owner()
+        if owner is not None:
+            raise RunLockedError(self._in_use(owner))
         if resume:
             if not self.checkpoint.is_file():
                 raise ResumeError(f"--resume: no checkpoint in {self.path} ({CHECKPOINT} is missing)")
@@ -81,10 +120,44 @@ class RunFolder:
         if resume:
             self.truncate_log(at_iteration)
             return
-        if self.path.is_dir():
-            shutil.rmtree(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
+        for item in self.path.iterdir():  # the old run's files; the lock is this process's
+            if item.name == LOCK:
+                continue
+            if item.is_dir() and not item.is_symlink():
+                shutil.rmtree(item)
+            else:
+                item.unlink()
         write_text_atomic(self.path / CONFIG, dump_config(config))
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the folder's lock while training: a second trainer is refused, naming this process; the lock of a
+        process that is gone (killed) is taken over with a warning."""
+        path = self.path / LOCK
+        owner = self.owner()
+        if owner is not None:
+            raise RunLockedError(self._in_use(owner))
+        self.path.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            warnings.warn(f"{path}: taking over the lock of a process that is gone", UserWarning, stacklevel=3)
+            path.unlink(missing_ok=True)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:  # another trainer took it between the check and now
+            raise RunLockedError(self._in_use(self.owner() or {"pid": "?", "host": "?"})) from None
+        with os.fdopen(fd, "w") as f:
+            json.dump({"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+
+    def _in_use(self, owner: dict[str, Any]) -> str:
+        return (
+            f"{self.path} is in use: process {owner['pid']} on {owner['host']} has been training into it since "
+            f"{owner.get('started', '?')}; wait for it, stop it, or choose another run folder"
+        )
 
     def write_info(self, info: dict[str, Any]) -> None:
         write_json_atomic(self.path / RUN_INFO, info)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -468,6 +469,10 @@ class Trainer:
         resuming it gives the run an uninterrupted fit would have (a second Ctrl-C stops at once and keeps the last
         periodic checkpoint). A NaN loss raises :class:`TrainingDiverged` and keeps the last good checkpoint.
         """
+        with self.run.locked() if self.run is not None else nullcontext():
+            return self._fit(max_iterations)
+
+    def _fit(self, max_iterations: int | None) -> TrainedRun:
         tc = self.config.training
         c = self.counters
         if self.run is not None:
