@@ -431,3 +431,58 @@ def test_a_second_trainer_is_refused_while_the_first_trains_and_a_dead_owners_lo
     monkeypatch.setattr(trainer_module, "total_loss", original)
     with pytest.warns(UserWarning, match="taking over the lock of a process that is gone"):
         Trainer(small_config(n_epochs=2), small_data, tmp_path / "r", resume=True, progress=False).fit()
+
+
+def test_a_full_disk_leaves_a_whole_log_and_the_old_checkpoint_and_the_run_resumes(small_data, tmp_path, monkeypatch):
+    """Regression: a full disk during a log append left half a JSON line and --resume then failed; during a checkpoint it
+    gave a raw RuntimeError."""
+    import builtins
+    import errno
+
+    from circuitgnn.train import run_folder
+    from circuitgnn.train.run_folder import RunWriteError
+
+    full = Trainer(small_config(), small_data, tmp_path / "full", progress=False).fit()
+    real_open = builtins.open
+    state = {"appends": 0}
+
+    class HalfWriter:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, text):
+            self.f.write(text[: len(text) // 2])
+            self.f.flush()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def disk_fills(path, mode="r", *args, **kwargs):
+        f = real_open(path, mode, *args, **kwargs)
+        if str(path).endswith("log.jsonl") and mode == "a":
+            state["appends"] += 1
+            if state["appends"] == 4:
+                return HalfWriter(f)
+        return f
+
+    monkeypatch.setattr(run_folder.Path, "open", lambda self, mode="r", *a, **k: disk_fills(self, mode, *a, **k))
+    with pytest.raises(RunWriteError, match="is the disk full"):
+        Trainer(small_config(), small_data, tmp_path / "r", progress=False).fit()
+    monkeypatch.undo()
+    assert [line["iteration"] for line in read_log(tmp_path / "r")] == [5, 10, 15]  # no half line
+    resumed = Trainer(small_config(), small_data, tmp_path / "r", resume=True, progress=False).fit()
+    assert_same_params(params(resumed.model), params(full.model))
+
+    def no_space(obj, f, *args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc] . PytorchStreamWriter failed writing file: file write failed")
+
+    monkeypatch.setattr(run_folder.torch, "save", no_space)
+    before = (tmp_path / "r" / "checkpoint.pt").read_bytes()
+    with pytest.raises(RunWriteError, match="previous checkpoint.pt, if any, is kept"):
+        run_folder.save_atomic({}, tmp_path / "r" / "checkpoint.pt")
+    assert (tmp_path / "r" / "checkpoint.pt").read_bytes() == before
+    assert not [p for p in (tmp_path / "r").iterdir() if ".tmp-" in p.name]

@@ -67,12 +67,18 @@ def _alive(pid: int) -> bool:
     return True
 
 
+class RunWriteError(CircuitGNNError):
+    """A file of the run folder could not be written (a full disk, a lost mount); what was there before is kept."""
+
+
 def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary name, then rename it into place."""
+    """``torch.save`` to a temporary name, then rename it into place; a failed write leaves the old file and no temporary."""
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         torch.save(obj, tmp)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # torch reports a full disk as a RuntimeError
+        raise RunWriteError(f"could not write {path} ({err}); is the disk full? The previous {path.name}, if any, is kept") from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -163,8 +169,19 @@ class RunFolder:
         write_json_atomic(self.path / RUN_INFO, info)
 
     def append_log(self, line: dict[str, Any]) -> None:
-        with (self.path / LOG).open("a") as f:
-            f.write(json.dumps(line) + "\n")
+        """Append one line, whole or not at all: a failed write (a full disk) is cut back to the line before."""
+        path = self.path / LOG
+        size = path.stat().st_size if path.exists() else 0
+        try:
+            with path.open("a") as f:
+                f.write(json.dumps(line) + "\n")
+        except OSError as err:
+            with path.open("r+") as f:
+                f.truncate(size)
+            raise RunWriteError(
+                f"could not append to {path} ({err}); is the disk full? The log ends at its last whole line; free space and "
+                "resume from the last checkpoint"
+            ) from None
 
     def truncate_log(self, iteration: int) -> None:
         """Drop log lines written after the checkpoint (that work is redone on resume)."""
