@@ -243,6 +243,18 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(small_data, tmp_path,
     state = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)
     assert state["counters"]["global_iteration"] == 10
     assert all(torch.isfinite(v).all() for v in state["model"].values())
+    info = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert info["status"] == "diverged" and info["global_iteration"] == 10  # regression: it stayed "running"
+
+
+def test_nan_weights_behind_a_finite_loss_are_never_checkpointed(small_data, tmp_path):
+    """Regression: with an infinite learning rate the weights became NaN while the logged loss was still finite, and
+    the message claimed a good checkpoint was kept: the one saved held NaN."""
+    cfg = small_config(checkpoint_every=1)  # a checkpoint after the first step, whose loss was computed before the update
+    cfg.training.lr_w = float("inf")
+    with pytest.raises(TrainingDiverged, match=r"parameter W became NaN or infinite before iteration 1 .* no checkpoint was written"):
+        Trainer(cfg, small_data, tmp_path / "r", progress=False).fit()
+    assert not (tmp_path / "r" / "checkpoint.pt").exists()
 
 
 def test_bad_inputs_are_named(small_data, tmp_path):

@@ -10,6 +10,7 @@ is written and the run cannot be resumed.
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from collections.abc import Callable
@@ -33,7 +34,7 @@ from circuitgnn.model.siren import make_input_model
 from circuitgnn.train.data import FrameSource, activity_scale
 from circuitgnn.train.events import Counters, run_epoch_events
 from circuitgnn.train.losses import fluorescence_error, regularized, rollout_error, total_loss
-from circuitgnn.train.run_folder import CHECKPOINT, ResumeError, RunFolder, TrainedRun, read_log
+from circuitgnn.train.run_folder import CHECKPOINT, RUN_INFO, ResumeError, RunFolder, TrainedRun, read_log
 
 Scorer = Callable[[GNN, "torch.nn.Module | None", float], dict[str, float]]
 """``scorer(model, input_model, xnorm) -> {name: value}``, called at each log line (e.g. scores against ground truth)."""
@@ -437,9 +438,14 @@ class Trainer:
         return means
 
     def _check_finite(self) -> None:
-        """Raise when a loss term since the last log line is not finite (before a checkpoint: never save a diverged model)."""
+        """Raise when a loss term since the last log line or a parameter is not finite (before a checkpoint: never save a
+        diverged model; a step can leave NaN weights behind a finite loss)."""
         if self._n_sum:
             self._raise_if_diverged({k: float(v) for k, v in self._sums.items()})
+        models = [self.model] + ([self.input_model] if self.input_model is not None else [])
+        bad = [name for m in models for name, p in m.named_parameters() if not bool(torch.isfinite(p).all())]
+        if bad:
+            self._raise_if_diverged({f"parameter {name}": float("nan") for name in bad})
 
     def _raise_if_diverged(self, values: dict[str, float]) -> None:
         c = self.counters
@@ -450,9 +456,16 @@ class Trainer:
                 if self.run is not None and self.run.checkpoint.is_file()
                 else "no checkpoint was written"
             )
-            raise TrainingDiverged(
-                f"the loss became {bad} before iteration {c.global_iteration} (epoch {c.epoch}); {kept}. Lower the learning rates"
-            )
+            what = ", ".join(k for k in bad if k.startswith("parameter "))
+            became = f"{what} became NaN or infinite" if what else f"the loss became {bad}"
+            raise TrainingDiverged(f"{became} before iteration {c.global_iteration} (epoch {c.epoch}); {kept}. Lower the learning rates")
+
+    def _mark_diverged(self) -> None:
+        """run.json says the run diverged (its counters stay those of the last good checkpoint, the one kept)."""
+        if self.run is None or not (self.run.path / RUN_INFO).is_file():
+            return
+        info = json.loads((self.run.path / RUN_INFO).read_text())
+        self.run.write_info({**info, "status": "diverged"})
 
     def score(self) -> dict[str, float]:
         """The caller's scores of the current model (empty without a scorer)."""
@@ -521,6 +534,9 @@ class Trainer:
                     c.iteration = 0
             except _Stop:
                 status = "stopped"
+            except TrainingDiverged:
+                self._mark_diverged()
+                raise
             except KeyboardInterrupt:
                 if stop.forced:  # stopped mid-step: the last periodic checkpoint is the consistent state, keep it
                     raise
