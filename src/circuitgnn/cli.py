@@ -1,4 +1,5 @@
-"""Command-line interface: ``circuitgnn run | simulate | import | export | train | evaluate | report | symbolic | reproduce | info | config-help``."""
+"""Command-line interface: ``circuitgnn run | simulate | import | export | deconvolve | scan-tau | train | evaluate | report | symbolic |
+reproduce | info | config-help``."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from circuitgnn.config.io import format_validation_error
 from circuitgnn.errors import CircuitGNNError
 
 
@@ -465,6 +469,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (CircuitGNNError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except ValidationError as err:  # a command-line option assigned to a config field out of its range
+        print(f"error: {format_validation_error(err, 'the command line')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: nothing was published", file=sys.stderr)

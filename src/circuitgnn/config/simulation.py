@@ -183,7 +183,7 @@ class SimulationConfig(StrictModel):
     integrator: Literal["euler", "rk4"] = Field("euler", description="euler (paper) or rk4")
     noise_std: float = Field(0.0, ge=0, description="per-step std of the additive process noise, not scaled by dt (paper's sigma)")
     init_std: float = Field(5.0, ge=0, description="initial state x_i(0) ~ N(0, init_std^2)")
-    seed: int = Field(42, description="seed of every random draw of the simulation")
+    seed: int = Field(42, ge=0, description="seed of every random draw of the simulation")
     connectivity: ConnectivityConfig = Field(default_factory=ConnectivityConfig, description="connectivity generator")
     neurons: NeuronConfig = Field(default_factory=NeuronConfig, description="neuron types and signal form")
     stimulus: StimulusConfig = Field(default_factory=StimulusConfig, description="external input")

@@ -116,7 +116,7 @@ class RolloutConfig(StrictModel):
 class TrainingConfig(StrictModel):
     """Optimisation: batches of random frames, Adam with per-group learning rates, schedules, checkpoints."""
 
-    seed: int = Field(16, description="seed of initialisation, frame sampling and clustering")
+    seed: int = Field(16, ge=0, description="seed of initialisation, frame sampling and clustering")
     batch_size: int = Field(8, ge=1, description="frames per iteration")
     objective: Literal["derivative", "rollout", "fluorescence"] = Field(
         "derivative",

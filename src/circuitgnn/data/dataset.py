@@ -74,8 +74,9 @@ class Dataset(Frames):
             self.meta: dict[str, Any] = json.loads(meta_path.read_text())
         except json.JSONDecodeError as err:
             raise DatasetError(f"{meta_path} is not valid JSON: {err}") from None
-        if self.meta.get("format") != FORMAT_NAME or not self.meta.get("complete"):
+        if not isinstance(self.meta, dict) or self.meta.get("format") != FORMAT_NAME or not self.meta.get("complete"):
             raise DatasetError(f"{meta_path} does not describe a complete {FORMAT_NAME}")
+        _check_meta(self.meta, meta_path)
         self.arrays: dict[str, np.ndarray] = {name: self._open_array(name, spec) for name, spec in self.meta["arrays"].items()}
         if "x" not in self.arrays:
             raise DatasetError(f"{meta_path}: the dataset has no 'x' array")
@@ -85,6 +86,8 @@ class Dataset(Frames):
                 raise DatasetError(f"{self.path / (name + '.npy')}: shape {arr.shape}, expected {shape} like x.npy")
 
     def _open_array(self, name: str, spec: dict[str, Any]) -> np.ndarray:
+        if not isinstance(spec, dict) or not {"file", "shape", "dtype"} <= spec.keys():
+            raise DatasetError(f"{self.path / META_FILE}: the entry of array {name!r} needs 'file', 'shape' and 'dtype', got {spec!r}")
         file = self.path / spec["file"]
         if not file.is_file():
             raise DatasetError(f"{file} is missing (listed in {META_FILE})")
@@ -225,6 +228,22 @@ class Dataset(Frames):
 
     def __repr__(self) -> str:
         return f"Dataset({str(self.path)!r}, T={self.n_frames}, N={self.n_neurons}, truth={self.has_truth})"
+
+
+def _check_meta(meta: dict[str, Any], path: Path) -> None:
+    """The entries every reader relies on: ``arrays`` (float32 arrays) and a positive ``dt``; a named error otherwise."""
+    arrays = meta.get("arrays")
+    if not isinstance(arrays, dict) or "x" not in arrays:
+        raise DatasetError(f"{path}: 'arrays' must map array names (x, and dxdt, omega ...) to their files; got {arrays!r}")
+    for name, spec in arrays.items():
+        if isinstance(spec, dict) and spec.get("dtype") not in (None, "float32"):
+            raise DatasetError(
+                f"{path}: array {name!r} is {spec['dtype']}, datasets hold float32: write it with `circuitgnn import` "
+                "(which converts), or convert the file"
+            )
+    dt = meta.get("dt")
+    if isinstance(dt, bool) or not isinstance(dt, int | float) or not np.isfinite(dt) or dt <= 0:
+        raise DatasetError(f"{path}: 'dt' (the time between frames) must be a positive number, got {dt!r}")
 
 
 def open_dataset(path: str | Path) -> Dataset:
