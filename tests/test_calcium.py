@@ -329,3 +329,20 @@ def test_unrecorded_neurons_with_a_figure_and_refused_with_a_stimulus_grid(tmp_p
     data["simulation"]["stimulus"] = {"mode": "multiplicative", "grid_size": 4}
     with pytest.raises(ConfigError, match="unrecorded with a stimulus grid"):
         config_from_dict(data)
+
+
+def test_a_truth_folder_that_is_incomplete_or_does_not_fit_is_named(calcium: Dataset, tmp_path) -> None:
+    """Regression: a missing truth file, float type labels or a truth of the wrong size gave FileNotFoundError or
+    IndexError (after training had run)."""
+    import shutil
+
+    for name, change, match in (
+        ("missing", lambda t: (t / "types.npy").unlink(), "types.npy is missing"),
+        ("float", lambda t: np.save(t / "types.npy", np.load(t / "types.npy").astype(float)), "integer type labels"),
+        ("size", lambda t: np.save(t / "connectivity.npy", np.zeros((3, 3))), r"shape \(3, 3\), expected \(40, 40\)"),
+    ):
+        copy = tmp_path / name
+        shutil.copytree(calcium.path, copy)
+        change(copy / "truth")
+        with pytest.raises(DatasetError, match=match):
+            _ = Dataset(copy).truth

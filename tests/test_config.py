@@ -162,3 +162,18 @@ def test_configs_written_before_the_extensions_were_grouped_still_load():
     ext = cfg.training.extensions
     assert ext.monotone_norm and not ext.w_shrink_keep_norm and ext.stop_clustering_at_ari == 0.99
     assert ext.w_solve is not None and ext.w_solve.frames == 100
+
+
+def test_empty_binary_and_deeply_nested_config_files_are_named(tmp_path):
+    """Regression: an empty file was taken as all defaults; non-UTF-8 and deeply nested YAML gave tracebacks."""
+    import pytest
+
+    from circuitgnn.config import load_config
+    from circuitgnn.errors import ConfigError
+
+    cases = {"empty.yaml": b"", "binary.yaml": b"\xff\xfe\x00name: x", "deep.yaml": b"a: " + b"[" * 3000 + b"]" * 3000}
+    expected = {"empty.yaml": "is empty", "binary.yaml": "is not UTF-8 text", "deep.yaml": "is not valid YAML"}
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ConfigError, match=expected[name]):
+            load_config(tmp_path / name)

@@ -92,10 +92,13 @@ def load_config(path: str | Path) -> ExperimentConfig:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
-    data = {} if data is None else data
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {path} is not UTF-8 text ({err})") from None
+    except (yaml.YAMLError, RecursionError) as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {str(err)[:300]}") from None
+    if data is None:
+        raise ConfigError(f"config file {path} is empty: write at least a name (every other field has a default; see circuitgnn config-help)")
     if isinstance(data, dict):
         _resolve_paths(data, path.parent.resolve())
     return config_from_dict(data, source=str(path))

@@ -177,16 +177,30 @@ class Dataset(Frames):
 
     @cached_property
     def truth(self) -> GroundTruth | None:
-        """Ground truth, or None for a recording without it."""
+        """Ground truth, or None for a recording without it; a truth folder that is incomplete or does not fit x is a
+        named error."""
         t = self.path / "truth"
         if not self.has_truth:
             return None
+        for name in ("types.npy", "functions.json"):
+            if not (t / name).is_file():
+                raise DatasetError(f"{t / name} is missing: the ground truth is incomplete (truth/connectivity.npy is there)")
+        n = self.n_neurons
+        connectivity, types = np.load(t / "connectivity.npy"), np.load(t / "types.npy")
+        if connectivity.shape != (n, n):
+            raise DatasetError(f"{t / 'connectivity.npy'}: shape {connectivity.shape}, expected ({n}, {n}) for the {n} neurons of x.npy")
+        if types.shape != (n,) or not np.issubdtype(types.dtype, np.integer) or (types < 0).any():
+            raise DatasetError(f"{t / 'types.npy'}: expected {n} integer type labels >= 0, got shape {types.shape} {types.dtype}")
+        try:
+            functions = json.loads((t / "functions.json").read_text())
+        except json.JSONDecodeError as err:
+            raise DatasetError(f"{t / 'functions.json'} is not valid JSON: {err}") from None
         movie = t / "movie.npy"
         clean = {name: self._open_array(name, spec) for name, spec in self.meta.get("truth_arrays", {}).items()}
         return GroundTruth(
-            connectivity=np.load(t / "connectivity.npy"),
-            types=np.load(t / "types.npy"),
-            functions=json.loads((t / "functions.json").read_text()),
+            connectivity=connectivity,
+            types=types,
+            functions=functions,
             movie=np.load(movie) if movie.is_file() else None,
             x=clean.get("x"),
             dxdt=clean.get("dxdt"),
