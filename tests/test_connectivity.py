@@ -62,6 +62,25 @@ def test_dale_law_signs_by_sender_column():
     assert np.all(np.diag(w) == 0)
 
 
+def test_dale_balance_makes_each_row_sum_to_zero_and_keeps_a_mostly_excitatory_network_alive(tmp_path):
+    """Regression: an 80 % excitatory network under Dale's law fell to a fixed point (rms dx/dt 0.00) and was published."""
+    from circuitgnn.config import config_from_dict
+    from circuitgnn.simulate.run import simulate
+
+    w = make_connectivity(ConnectivityConfig(dale_excitatory_fraction=0.8, dale_balance=True), 200, rng())
+    assert np.all(w[:, :160] >= 0) and np.all(w[:, 160:] <= 0)
+    np.testing.assert_allclose(w.sum(axis=1, dtype=np.float64), 0, atol=1e-4)
+    rms = {}
+    for balance in (False, True):
+        neurons = {"n_types": 4, "signal": "tanh", "gain": 10, "self_coupling": [1, 2, 1, 2], "decay": [1, 1, 2, 2]}  # Fig. 2's
+        data = {"name": "d", "simulation": {"n_neurons": 200, "n_frames": 300, "burn_in": 1000, "neurons": neurons}}
+        data["simulation"]["connectivity"] = {"dale_excitatory_fraction": 0.8, "dale_balance": balance}
+        rms[balance] = simulate(config_from_dict(data), tmp_path / str(balance), progress=False, figure=False).summary["dxdt_rms"]
+    assert rms[False] < 0.01 < rms[True]
+    with pytest.raises(ValueError, match="dale_balance needs dale_excitatory_fraction"):
+        ConnectivityConfig(dale_balance=True)
+
+
 def test_same_seed_same_matrix():
     a = make_connectivity(ConnectivityConfig(filling_factor=0.3), 300, rng(7))
     b = make_connectivity(ConnectivityConfig(filling_factor=0.3), 300, rng(7))

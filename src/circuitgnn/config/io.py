@@ -98,7 +98,9 @@ def load_config(path: str | Path) -> ExperimentConfig:
     except (yaml.YAMLError, RecursionError) as err:
         raise ConfigError(f"config file {path} is not valid YAML: {str(err)[:300]}") from None
     if data is None:
-        raise ConfigError(f"config file {path} is empty: write at least a name (every other field has a default; see circuitgnn config-help)")
+        raise ConfigError(
+            f"config file {path} is empty: write at least a name (every other field has a default; see circuitgnn config-help)"
+        )
     if isinstance(data, dict):
         _resolve_paths(data, path.parent.resolve())
     return config_from_dict(data, source=str(path))

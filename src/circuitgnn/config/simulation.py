@@ -30,12 +30,19 @@ class ConnectivityConfig(StrictModel):
     dale_excitatory_fraction: float | None = Field(
         None, ge=0, le=1, description="Dale's law: this fraction of senders (first columns) excitatory, the rest inhibitory; null = off"
     )
+    dale_balance: bool = Field(
+        False,
+        description="Dale's law with excitation/inhibition balance: each row's inhibitory weights scaled so that the row "
+        "sums to zero (without it, a mostly excitatory network saturates to a fixed point)",
+    )
     path: Path | None = Field(None, description="kind=file: path of an (N, N) .npy matrix, W[i, j] = weight from j to i")
 
     @model_validator(mode="after")
     def _file_needs_path(self) -> ConnectivityConfig:
         if self.kind == "file" and self.path is None:
             raise ValueError("connectivity.kind is 'file' but connectivity.path is not set")
+        if self.dale_balance and not (self.dale_excitatory_fraction is not None and 0 < self.dale_excitatory_fraction < 1):
+            raise ValueError("connectivity.dale_balance needs dale_excitatory_fraction strictly between 0 and 1 (both kinds of sender)")
         return self
 
 

@@ -74,7 +74,7 @@ def make_connectivity(cfg: ConnectivityConfig, n_neurons: int, rng: np.random.Ge
     """Generate the ground-truth W (float32, zero diagonal) described by ``cfg``.
 
     Steps, in order: draw (or load), scale, zero the diagonal, apply the
-    filling-factor mask, apply Dale's law. The same ``rng`` state gives the same matrix.
+    filling-factor mask, apply Dale's law (and its E/I balance). The same ``rng`` state gives the same matrix.
     """
     n = n_neurons
     if cfg.kind == "file":
@@ -97,6 +97,11 @@ def make_connectivity(cfg: ConnectivityConfig, n_neurons: int, rng: np.random.Ge
         n_exc = int(np.floor(n * cfg.dale_excitatory_fraction))
         np.abs(w, out=w)
         w[:, n_exc:] *= -1.0
+        if cfg.dale_balance:  # each receiver's inhibition scaled to its excitation: the row sums to zero
+            excitation = w[:, :n_exc].sum(axis=1, dtype=np.float64)
+            inhibition = -w[:, n_exc:].sum(axis=1, dtype=np.float64)
+            factor = np.divide(excitation, inhibition, out=np.ones(n), where=inhibition > 0)
+            w[:, n_exc:] *= factor[:, None].astype(np.float32)
     return w
 
 
