@@ -103,7 +103,9 @@ def test_a_deconvolved_dataset_holds_the_activity_the_recording_and_the_truth(ca
 
 def test_deconvolve_refuses_what_it_cannot_do(calcium: Dataset, tmp_path, capsys) -> None:
     plain = simulate(
-        config_from_dict({"name": "p", "simulation": {"n_neurons": 10, "n_frames": 50, "neurons": {"n_types": 2}}}),
+        config_from_dict(
+            {"name": "p", "simulation": {"n_neurons": 10, "n_frames": 50, "neurons": {"n_types": 2}, "check_activity": False}}
+        ),
         tmp_path / "plain",
         progress=False,
         figure=False,

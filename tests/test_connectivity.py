@@ -75,8 +75,20 @@ def test_dale_balance_makes_each_row_sum_to_zero_and_keeps_a_mostly_excitatory_n
         neurons = {"n_types": 4, "signal": "tanh", "gain": 10, "self_coupling": [1, 2, 1, 2], "decay": [1, 1, 2, 2]}  # Fig. 2's
         data = {"name": "d", "simulation": {"n_neurons": 200, "n_frames": 300, "burn_in": 1000, "neurons": neurons}}
         data["simulation"]["connectivity"] = {"dale_excitatory_fraction": 0.8, "dale_balance": balance}
+        data["simulation"]["check_activity"] = False  # the unbalanced network's fixed point is what is measured here
         rms[balance] = simulate(config_from_dict(data), tmp_path / str(balance), progress=False, figure=False).summary["dxdt_rms"]
     assert rms[False] < 0.01 < rms[True]
+    from circuitgnn.errors import SimulationDegenerate
+
+    data["simulation"]["connectivity"]["dale_balance"] = False
+    data["simulation"]["check_activity"] = True
+    with pytest.raises(SimulationDegenerate, match=r"fixed point .*dale_balance"):
+        simulate(config_from_dict(data), tmp_path / "dead", progress=False, figure=False)
+    assert not (tmp_path / "dead").exists()
+    data["simulation"]["connectivity"] = {}
+    data["simulation"]["neurons"]["gain"] = 1e12
+    with pytest.raises(SimulationDegenerate, match="the network explodes"):
+        simulate(config_from_dict(data), tmp_path / "loud", progress=False, figure=False)
     with pytest.raises(ValueError, match="dale_balance needs dale_excitatory_fraction"):
         ConnectivityConfig(dale_balance=True)
 

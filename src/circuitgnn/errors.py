@@ -15,3 +15,7 @@ class DatasetError(CircuitGNNError):
 
 class SimulationDiverged(CircuitGNNError):
     """The simulated activity became NaN or infinite; the message names the first bad frame."""
+
+
+class SimulationDegenerate(CircuitGNNError):
+    """The simulated activity carries no information to learn from (a fixed point, an explosion); nothing is published."""

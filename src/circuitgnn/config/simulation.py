@@ -194,6 +194,11 @@ class SimulationConfig(StrictModel):
     connectivity: ConnectivityConfig = Field(default_factory=ConnectivityConfig, description="connectivity generator")
     neurons: NeuronConfig = Field(default_factory=NeuronConfig, description="neuron types and signal form")
     stimulus: StimulusConfig = Field(default_factory=StimulusConfig, description="external input")
+    check_activity: bool = Field(
+        True,
+        description="refuse to publish activity that carries nothing to learn from (a fixed point, an explosion), saying what "
+        "to change; false = publish it anyway",
+    )
     observation: ObservationConfig | None = Field(
         None, description="write a recording (sampled, noisy, no dx/dt; the truth apart) instead of the exact states; null = exact"
     )

@@ -17,6 +17,7 @@ from circuitgnn.data.dataset import Dataset
 from circuitgnn.data.indicators import Indicator
 from circuitgnn.data.writer import BackgroundStreams, DatasetWriter, check_destination
 from circuitgnn.device import environment, pick_device, torch_threads
+from circuitgnn.errors import SimulationDegenerate
 from circuitgnn.simulate.connectivity import make_connectivity, spectral_radius
 from circuitgnn.simulate.integrate import Integrator, chunk_frames
 from circuitgnn.simulate.neuron_models import Circuit
@@ -132,6 +133,9 @@ def simulate(
         finally:
             bar.close()
         sim_seconds = time.perf_counter() - t_sim
+        problem = degenerate_activity(stats.as_dict())
+        if problem is not None and cfg.check_activity:
+            raise SimulationDegenerate(f"{problem}; nothing was published (simulation.check_activity: false publishes it anyway)")
         truth_arrays: dict[str, Any] = {}
         if obs is not None:
             for k in [k for k in ("x", "dxdt", "fluorescence") if k in arrays]:
@@ -210,6 +214,27 @@ def simulate(
                 meta.update(signal="fluorescence", indicator=obs.indicator.model_dump(mode="json"))
         writer.finish(meta)
     return SimulationResult(Dataset(out), summary)
+
+
+FIXED_POINT = 1e-3  # rms dx/dt below this fraction of the activity's std: the network has stopped moving
+EXPLOSION = 1e6  # activity beyond this magnitude: the coupling is far too strong for any usable scale
+
+
+def degenerate_activity(stats: dict[str, float]) -> str | None:
+    """Why the simulated activity (its running statistics) is useless for training, or None when it is not."""
+    size = max(abs(stats["x_min"]), abs(stats["x_max"]))
+    if size > EXPLOSION:
+        return (
+            f"the activity reaches {size:.3g}: the network explodes. Lower neurons.gain or the weights' scale "
+            "(connectivity.scale), or raise the decay"
+        )
+    if stats["dxdt_rms"] < FIXED_POINT * max(stats["x_std"], 1e-12) or stats["x_std"] == 0:
+        return (
+            f"the network fell to a fixed point (rms dx/dt {stats['dxdt_rms']:.2g} against an activity std of {stats['x_std']:.3g}): "
+            "there are no dynamics to learn from. Balance excitation and inhibition (connectivity.dale_balance), raise "
+            "neurons.gain, add noise (noise_std) or a stimulus"
+        )
+    return None
 
 
 def recorded_neurons(cfg: SimulationConfig, rng: np.random.Generator) -> np.ndarray:
