@@ -211,3 +211,33 @@ def test_sigterm_while_writing_removes_the_partial_folder(tmp_path):
         os.kill(os.getpid(), signal.SIGTERM)
     assert not list(tmp_path.glob(".*partial*")) and not (tmp_path / "d").exists()
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_partial_folders_of_killed_writers_are_removed_and_live_ones_kept(tmp_path):
+    """Regression: `kill -9` during a simulation left hidden partial folders that nothing cleaned."""
+    import os
+    import subprocess
+
+    from circuitgnn.data.writer import DatasetWriter
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead = tmp_path / f".d.partial-{gone.pid}-abcd1234"
+    live = tmp_path / f".d.partial-{os.getpid()}-abcd1234"  # a writer still at work (here: this process)
+    for folder in (dead, live):
+        folder.mkdir()
+        (folder / "x.npy").write_bytes(b"half")
+    with pytest.warns(UserWarning, match=f"removed 1 partial folder.*{dead.name}"), DatasetWriter(tmp_path / "d") as w:
+        w.save("x.npy", np.zeros(3))
+    assert not dead.exists() and live.exists()
+
+
+def test_a_killed_trainers_half_written_checkpoint_is_removed_on_the_next_start(tmp_path):
+    from circuitgnn.train.run_folder import RunFolder
+
+    run = RunFolder(tmp_path / "r")
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / ".checkpoint.pt.tmp-1234abcd").write_bytes(b"half")
+    with pytest.warns(UserWarning, match="removed 1 half-written file"), run.locked():
+        pass
+    assert not list((tmp_path / "r").iterdir())

@@ -1,6 +1,6 @@
 """Writing a dataset folder safely: streamed arrays, checksums, atomic completion.
 
-A dataset is first written into a hidden sibling folder ``.NAME.partial-XXXX``;
+A dataset is first written into a hidden sibling folder ``.NAME.partial-PID-XXXX``;
 only when every array is complete and ``meta.json`` is written is the folder
 renamed to ``NAME``. A run that fails or is killed therefore never leaves a
 folder that looks complete.
@@ -15,6 +15,7 @@ import queue
 import shutil
 import threading
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,32 @@ class BackgroundStreams:
             s.abort()
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_leftovers(path: Path) -> list[Path]:
+    """Remove the partial folders that writers of ``path`` killed by ``kill -9`` left behind (their process is gone);
+    returns them, after a warning naming them. A partial folder of a live writer is left alone."""
+    gone = []
+    for item in Path(path).parent.glob(f".{Path(path).name}.partial-*"):
+        pid = item.name.rsplit(".partial-", 1)[1].split("-")[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(item, ignore_errors=True)
+            gone.append(item)
+    if gone:
+        warnings.warn(
+            f"removed {len(gone)} partial folder(s) of killed writers: {', '.join(p.name for p in gone)}", UserWarning, stacklevel=3
+        )
+    return gone
+
+
 def check_destination(path: Path, overwrite: bool) -> None:
     """Refuse an existing destination unless ``overwrite``; call before any expensive work."""
     path = Path(path)
@@ -153,7 +180,8 @@ class DatasetWriter:
         self.overwrite = overwrite
         check_destination(self.path, overwrite)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.parent / f".{self.path.name}.partial-{uuid.uuid4().hex[:8]}"
+        remove_leftovers(self.path)
+        self.tmp = self.path.parent / f".{self.path.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.arrays: dict[str, dict[str, Any]] = {}
         self._finished = False
 

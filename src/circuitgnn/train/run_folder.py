@@ -154,6 +154,11 @@ class RunFolder:
             raise RunLockedError(self._in_use(self.owner() or {"pid": "?", "host": "?"})) from None
         with os.fdopen(fd, "w") as f:
             json.dump({"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
+        leftovers = [p for p in self.path.glob(".*.tmp-*") if p.is_file()]  # writes a killed trainer left half done
+        for p in leftovers:
+            p.unlink(missing_ok=True)
+        if leftovers:
+            warnings.warn(f"{self.path}: removed {len(leftovers)} half-written file(s) of an interrupted run", UserWarning, stacklevel=3)
         try:
             yield
         finally:
