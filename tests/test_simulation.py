@@ -241,3 +241,19 @@ def test_a_killed_trainers_half_written_checkpoint_is_removed_on_the_next_start(
     with pytest.warns(UserWarning, match="removed 1 half-written file"), run.locked():
         pass
     assert not list((tmp_path / "r").iterdir())
+
+
+def test_verify_finds_a_bit_flipped_truth_file(tmp_path):
+    """Regression: truth files had no checksums, so --verify passed a bit-flipped W."""
+    from circuitgnn.cli import main
+
+    ds = simulate(tiny_config(n_neurons=20, n_frames=30), tmp_path / "d", progress=False, figure=False).dataset
+    assert {"truth/connectivity.npy", "truth/types.npy", "truth/functions.json", "neurons.npz"} <= set(ds.meta["checksums"])
+    ds.verify_checksums()
+    w = tmp_path / "d" / "truth" / "connectivity.npy"
+    raw = bytearray(w.read_bytes())
+    raw[-1] ^= 0x01
+    w.write_bytes(bytes(raw))
+    assert main(["info", str(tmp_path / "d"), "--verify"]) == 2
+    with pytest.raises(DatasetError, match=r"truth/connectivity.npy: checksum mismatch"):
+        open_dataset(tmp_path / "d").verify_checksums()

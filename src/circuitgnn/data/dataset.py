@@ -37,7 +37,7 @@ import numpy as np
 
 from circuitgnn.data.activity import Activity, Frames, Observation, sha256_of_rows
 from circuitgnn.data.indicators import Indicator
-from circuitgnn.data.writer import FORMAT_NAME, META_FILE
+from circuitgnn.data.writer import FORMAT_NAME, META_FILE, file_sha256
 from circuitgnn.errors import DatasetError
 
 
@@ -235,10 +235,19 @@ class Dataset(Frames):
         return Observation(self.arrays["fluorescence"], self.arrays["calcium"], indicator, lam)
 
     def verify_checksums(self, block_rows: int = 4096) -> None:
-        """Recompute every array's sha256 and compare with meta.json (reads the whole data once)."""
-        for name, spec in self.meta["arrays"].items():
-            if sha256_of_rows(self.arrays[name], block_rows) != spec["sha256"]:
-                raise DatasetError(f"{self.path / spec['file']}: checksum mismatch, the file was modified or is corrupted")
+        """Recompute the sha256 of every array and every other file (ground truth, neurons) and compare with meta.json
+        (reads the whole data once); datasets written before file checksums were kept have their arrays checked."""
+        for key in ("arrays", "truth_arrays"):
+            for name, spec in self.meta.get(key, {}).items():
+                array = self.arrays[name] if key == "arrays" else self._open_array(name, spec)
+                if "sha256" in spec and sha256_of_rows(array, block_rows) != spec["sha256"]:
+                    raise DatasetError(f"{self.path / spec['file']}: checksum mismatch, the file was modified or is corrupted")
+        for rel, digest in self.meta.get("checksums", {}).items():
+            file = self.path / rel
+            if not file.is_file():
+                raise DatasetError(f"{file} is missing (listed in {META_FILE})")
+            if file_sha256(file) != digest:
+                raise DatasetError(f"{file}: checksum mismatch, the file was modified or is corrupted")
 
     def __repr__(self) -> str:
         return f"Dataset({str(self.path)!r}, T={self.n_frames}, N={self.n_neurons}, truth={self.has_truth})"

@@ -30,6 +30,15 @@ META_FILE = "meta.json"
 _FLOAT32 = np.dtype(np.float32)
 
 
+def file_sha256(path: Path, block: int = 1 << 22) -> str:
+    """sha256 of a file's bytes, read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write text to a temporary name, then rename it into place."""
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
@@ -213,8 +222,12 @@ class DatasetWriter:
         self.file(relpath).write_text(json.dumps(data, indent=2, default=str))
 
     def finish(self, meta: dict[str, Any]) -> Path:
-        """Write meta.json (marking the dataset complete) and move the folder to its final name."""
-        meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "complete": True, **meta}
+        """Write meta.json (marking the dataset complete, with the sha256 of every file that is not a listed array) and
+        move the folder to its final name."""
+        hashed = {spec["file"] for key in ("arrays", "truth_arrays") for spec in meta.get(key, {}).values()}
+        files = sorted(p for p in self.tmp.rglob("*") if p.is_file() and p.name != META_FILE)
+        checksums = {str(p.relative_to(self.tmp)): file_sha256(p) for p in files if str(p.relative_to(self.tmp)) not in hashed}
+        meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "complete": True, **meta, "checksums": checksums}
         write_json_atomic(self.tmp / META_FILE, meta)
         if self.path.exists():
             check_destination(self.path, self.overwrite)
