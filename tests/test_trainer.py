@@ -498,3 +498,14 @@ def test_a_full_disk_leaves_a_whole_log_and_the_old_checkpoint_and_the_run_resum
         run_folder.save_atomic({}, tmp_path / "r" / "checkpoint.pt")
     assert (tmp_path / "r" / "checkpoint.pt").read_bytes() == before
     assert not [p for p in (tmp_path / "r").iterdir() if ".tmp-" in p.name]
+
+
+def test_evaluating_a_run_against_a_replaced_dataset_is_refused(tmp_path):
+    """Regression: evaluating a run after its dataset folder was replaced by another gave an IndexError."""
+    from circuitgnn.analyze.evaluate import evaluate_run
+
+    simulate(tiny_config(n_neurons=30, n_frames=200), tmp_path / "d", progress=False, figure=False)
+    Trainer(small_config(n_epochs=1), tmp_path / "d", tmp_path / "r", progress=False).fit()
+    simulate(tiny_config(n_neurons=20, n_frames=200, seed=9), tmp_path / "d", overwrite=True, progress=False, figure=False)
+    with pytest.raises(DatasetError, match="is not the dataset this run was trained on"):
+        evaluate_run(tmp_path / "r")

@@ -269,4 +269,11 @@ def run_dataset(run: TrainedRun) -> Dataset:
     path = Path(json.loads(info_path.read_text())["dataset"])
     if not (path / "meta.json").is_file():
         raise DatasetError(f"the run's data {path} is not a dataset folder: it was moved or deleted, or the run was fitted on arrays")
-    return Dataset(path)
+    ds = Dataset(path)
+    trained_on, now = run.data.get("x_sha256"), ds.meta["arrays"]["x"].get("sha256")
+    if trained_on is not None and now is not None and trained_on != now:
+        raise DatasetError(
+            f"{path} is not the dataset this run was trained on: its x.npy changed since (sha256 {now[:12]}..., the run's "
+            f"{trained_on[:12]}...); evaluate against the original data"
+        )
+    return ds
