@@ -509,3 +509,18 @@ def test_evaluating_a_run_against_a_replaced_dataset_is_refused(tmp_path):
     simulate(tiny_config(n_neurons=20, n_frames=200, seed=9), tmp_path / "d", overwrite=True, progress=False, figure=False)
     with pytest.raises(DatasetError, match="is not the dataset this run was trained on"):
         evaluate_run(tmp_path / "r")
+
+
+def test_sizes_beyond_the_machines_memory_are_refused_before_allocation(small_data, tmp_path):
+    """Regression: n_neurons 1e7 or hidden 1e7 ended in allocation errors instead of a size check."""
+    from circuitgnn.errors import ConfigError
+
+    cfg = small_config()
+    cfg.model.hidden = 10_000_000
+    with pytest.raises(ConfigError, match=r"hidden = 10000000 .* needs about .* GiB, more than the .* GiB of cpu"):
+        Trainer(cfg, small_data, tmp_path / "r", progress=False)
+    assert not (tmp_path / "r").exists()
+    big = tiny_config(n_neurons=10_000_000, n_frames=2)
+    with pytest.raises(ConfigError, match=r"simulating N = 10000000 neurons .* needs about"):
+        simulate(big, tmp_path / "d", progress=False, figure=False, device="cpu")
+    assert not (tmp_path / "d").exists()

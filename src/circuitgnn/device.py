@@ -28,6 +28,25 @@ def pick_device(requested: str | None = None) -> torch.device:
     return device
 
 
+def memory_bytes(device: torch.device) -> int | None:
+    """The memory of ``device``: the GPU's, or the machine's physical memory (None when unknown)."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits(n_bytes: float, what: str, device: torch.device) -> None:
+    """Refuse, before allocating, work whose arrays alone need more than the device's memory, naming the sizes."""
+    total = memory_bytes(device)
+    if total is not None and n_bytes > total:
+        raise ConfigError(
+            f"{what} needs about {n_bytes / 2**30:,.1f} GiB, more than the {total / 2**30:,.1f} GiB of {device}: make it smaller"
+        )
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:

@@ -16,7 +16,7 @@ from circuitgnn.config import ExperimentConfig, SimulationConfig
 from circuitgnn.data.dataset import Dataset
 from circuitgnn.data.indicators import Indicator
 from circuitgnn.data.writer import BackgroundStreams, DatasetWriter, check_destination
-from circuitgnn.device import environment, pick_device, torch_threads
+from circuitgnn.device import check_fits, environment, pick_device, torch_threads
 from circuitgnn.errors import SimulationDegenerate
 from circuitgnn.simulate.connectivity import make_connectivity, spectral_radius
 from circuitgnn.simulate.integrate import Integrator, chunk_frames
@@ -93,6 +93,7 @@ def simulate(
     out = Path(out)
     check_destination(out, overwrite)
     dev = pick_device(device)
+    check_fits(8.0 * cfg.n_neurons**2, f"simulating N = {cfg.n_neurons} neurons (W, float32, and its copy on the device)", dev)
     t0 = time.perf_counter()
     net = build_network(cfg, dev)
     generator = torch.Generator(device=dev).manual_seed(cfg.seed)

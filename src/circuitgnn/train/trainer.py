@@ -26,7 +26,7 @@ from circuitgnn.config import ExperimentConfig, load_config
 from circuitgnn.data.activity import Activity, check_finite_array
 from circuitgnn.data.dataset import Dataset
 from circuitgnn.data.derivatives import roughness
-from circuitgnn.device import environment, pick_device
+from circuitgnn.device import check_fits, environment, pick_device
 from circuitgnn.errors import CircuitGNNError, DatasetError
 from circuitgnn.interrupts import deferred_interrupts
 from circuitgnn.model.gnn import GNN
@@ -162,6 +162,11 @@ class Trainer:
         tc = config.training
         mask = check_data_fits(config, self.data)
         self.device = pick_device(tc.device)
+        m = config.model
+        params = (0 if m.low_rank is not None else self.data.n_neurons**2) + (m.phi_layers + m.psi_layers) * m.hidden**2
+        check_fits(
+            16.0 * params, f"training with N = {self.data.n_neurons} and hidden = {m.hidden} (weights, gradients, Adam)", self.device
+        )
         self.use_input = config.model.external_input == "known"
         if not self.data.checked_finite:
             for name, array in {"x": self.data.x, "dxdt": self.data.dxdt, "inputs": self.data.inputs}.items():
