@@ -28,6 +28,7 @@ last frames that training never reads), ``scale`` (``robust``), ``missing`` (whe
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -72,7 +73,7 @@ class Dataset(Frames):
             )
         try:
             self.meta: dict[str, Any] = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as err:
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise DatasetError(f"{meta_path} is not valid JSON: {err}") from None
         if not isinstance(self.meta, dict) or self.meta.get("format") != FORMAT_NAME or not self.meta.get("complete"):
             raise DatasetError(f"{meta_path} does not describe a complete {FORMAT_NAME}")
@@ -93,7 +94,7 @@ class Dataset(Frames):
             raise DatasetError(f"{file} is missing (listed in {META_FILE})")
         try:
             arr = np.load(file, mmap_mode="r")
-        except ValueError as err:
+        except (ValueError, OSError, EOFError) as err:
             raise DatasetError(f"{file} is not a readable .npy file ({err}): the dataset is incomplete or corrupted") from None
         if list(arr.shape) != list(spec["shape"]) or arr.dtype.name != spec["dtype"]:
             raise DatasetError(f"{file}: shape {arr.shape} {arr.dtype}, expected {tuple(spec['shape'])} {spec['dtype']}")
@@ -153,7 +154,7 @@ class Dataset(Frames):
     def recorded(self) -> np.ndarray | None:
         """For a simulation that left neurons out of its recording: the indices of the recorded ones in the whole network."""
         file = self.path / "truth" / "network" / "recorded.npy"
-        return np.load(file) if file.is_file() else None
+        return load_npy(file) if file.is_file() else None
 
     @property
     def stimulus_mode(self) -> str:
@@ -164,11 +165,16 @@ class Dataset(Frames):
         file = self.path / "neurons.npz"
         if not file.is_file():
             raise DatasetError(f"{file} is missing")
-        with np.load(file) as z:
-            return {k: z[k] for k in z.files}
+        try:
+            with np.load(file, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+            raise DatasetError(f"{file} is not a readable .npz file ({err}): the dataset is incomplete or corrupted") from None
 
     @property
     def positions(self) -> np.ndarray:
+        if "positions" not in self.neurons:
+            raise DatasetError(f"{self.path / 'neurons.npz'} has no 'positions' array")
         return self.neurons["positions"]
 
     @property
@@ -186,14 +192,14 @@ class Dataset(Frames):
             if not (t / name).is_file():
                 raise DatasetError(f"{t / name} is missing: the ground truth is incomplete (truth/connectivity.npy is there)")
         n = self.n_neurons
-        connectivity, types = np.load(t / "connectivity.npy"), np.load(t / "types.npy")
+        connectivity, types = load_npy(t / "connectivity.npy"), load_npy(t / "types.npy")
         if connectivity.shape != (n, n):
             raise DatasetError(f"{t / 'connectivity.npy'}: shape {connectivity.shape}, expected ({n}, {n}) for the {n} neurons of x.npy")
         if types.shape != (n,) or not np.issubdtype(types.dtype, np.integer) or (types < 0).any():
             raise DatasetError(f"{t / 'types.npy'}: expected {n} integer type labels >= 0, got shape {types.shape} {types.dtype}")
         try:
             functions = json.loads((t / "functions.json").read_text())
-        except json.JSONDecodeError as err:
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise DatasetError(f"{t / 'functions.json'} is not valid JSON: {err}") from None
         movie = t / "movie.npy"
         clean = {name: self._open_array(name, spec) for name, spec in self.meta.get("truth_arrays", {}).items()}
@@ -201,7 +207,7 @@ class Dataset(Frames):
             connectivity=connectivity,
             types=types,
             functions=functions,
-            movie=np.load(movie) if movie.is_file() else None,
+            movie=load_npy(movie) if movie.is_file() else None,
             x=clean.get("x"),
             dxdt=clean.get("dxdt"),
         )
@@ -253,20 +259,70 @@ class Dataset(Frames):
         return f"Dataset({str(self.path)!r}, T={self.n_frames}, N={self.n_neurons}, truth={self.has_truth})"
 
 
+_SIGNALS = ("activity", "fluorescence", "deconvolved")
+
+
+def _check_spec(name: str, spec: Any, path: Path) -> None:
+    ok = (
+        isinstance(spec, dict)
+        and isinstance(spec.get("file"), str)
+        and isinstance(spec.get("dtype"), str)
+        and isinstance(spec.get("shape"), list)
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in spec["shape"])
+    )
+    if not ok:
+        raise DatasetError(f"{path}: the entry of array {name!r} needs 'file' (a name), 'shape' (sizes) and 'dtype', got {spec!r}")
+    if spec["dtype"] != "float32":
+        raise DatasetError(
+            f"{path}: array {name!r} is {spec['dtype']}, datasets hold float32: write it with `circuitgnn import` "
+            "(which converts), or convert the file"
+        )
+
+
 def _check_meta(meta: dict[str, Any], path: Path) -> None:
-    """The entries every reader relies on: ``arrays`` (float32 arrays) and a positive ``dt``; a named error otherwise."""
+    """Every entry readers rely on, with its type, before anything reads it; a named error otherwise."""
     arrays = meta.get("arrays")
     if not isinstance(arrays, dict) or "x" not in arrays:
         raise DatasetError(f"{path}: 'arrays' must map array names (x, and dxdt, omega ...) to their files; got {arrays!r}")
-    for name, spec in arrays.items():
-        if isinstance(spec, dict) and spec.get("dtype") not in (None, "float32"):
-            raise DatasetError(
-                f"{path}: array {name!r} is {spec['dtype']}, datasets hold float32: write it with `circuitgnn import` "
-                "(which converts), or convert the file"
-            )
+    truth_arrays = meta.get("truth_arrays", {})
+    if not isinstance(truth_arrays, dict):
+        raise DatasetError(f"{path}: 'truth_arrays' must map array names to their files, got {truth_arrays!r}")
+    for name, spec in [*arrays.items(), *truth_arrays.items()]:
+        _check_spec(name, spec, path)
     dt = meta.get("dt")
     if isinstance(dt, bool) or not isinstance(dt, int | float) or not np.isfinite(dt) or dt <= 0:
         raise DatasetError(f"{path}: 'dt' (the time between frames) must be a positive number, got {dt!r}")
+    checks: dict[str, tuple[Any, str]] = {
+        "segments": (
+            lambda v: isinstance(v, list) and all(isinstance(s, int) and not isinstance(s, bool) for s in v),
+            "a list of start frames",
+        ),
+        "holdout": (lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < 1, "a fraction in [0, 1)"),
+        "scale": (lambda v: v in ("std", "robust"), "'std' or 'robust'"),
+        "missing": (lambda v: isinstance(v, bool), "true or false"),
+        "stimulus_mode": (lambda v: isinstance(v, str), "a stimulus mode"),
+        "signal": (lambda v: v in _SIGNALS, " or ".join(_SIGNALS)),
+        "units": (lambda v: isinstance(v, str), "a unit"),
+        "indicator": (lambda v: v is None or isinstance(v, dict), "the indicator's parameters"),
+        "observation": (
+            lambda v: v is None or (isinstance(v, dict) and isinstance(v.get("every", 1), int) and v.get("every", 1) >= 1),
+            "the observation settings (every: an integer >= 1)",
+        ),
+        "deconvolution": (lambda v: isinstance(v, dict), "the deconvolution's settings"),
+        "summary": (lambda v: isinstance(v, dict), "the simulation's summary"),
+        "checksums": (lambda v: isinstance(v, dict) and all(isinstance(d, str) for d in v.values()), "file names and sha256 digests"),
+    }
+    for key, (valid, expected) in checks.items():
+        if key in meta and not valid(meta[key]):
+            raise DatasetError(f"{path}: '{key}' must be {expected}, got {meta[key]!r}")
+
+
+def load_npy(file: Path) -> np.ndarray:
+    """A small .npy file of the dataset, loaded whole; a named error when it is not a readable array."""
+    try:
+        return np.load(file, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise DatasetError(f"{file} is not a readable .npy file ({err}): the dataset is incomplete or corrupted") from None
 
 
 def open_dataset(path: str | Path) -> Dataset:
