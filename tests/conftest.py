@@ -5,8 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import torch
 
 from circuitgnn.config import ExperimentConfig, config_from_dict
+
+# The tests' models are small: one thread loses little alone, and beside other jobs on the machine torch's
+# spin-waiting threads made the suite many times slower (issue 15).
+torch.set_num_threads(1)
 
 
 def tiny_config(**sim: Any) -> ExperimentConfig:

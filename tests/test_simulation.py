@@ -257,3 +257,18 @@ def test_verify_finds_a_bit_flipped_truth_file(tmp_path):
     assert main(["info", str(tmp_path / "d"), "--verify"]) == 2
     with pytest.raises(DatasetError, match=r"truth/connectivity.npy: checksum mismatch"):
         open_dataset(tmp_path / "d").verify_checksums()
+
+
+def test_a_full_disk_while_simulating_is_named_and_publishes_nothing(tmp_path, monkeypatch):
+    """Regression: a full disk during a simulation ended in a raw OSError traceback."""
+    import errno
+
+    from circuitgnn.data import writer
+
+    def no_space(self, block):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(writer.NpyStream, "append", no_space)
+    with pytest.raises(DatasetError, match="is the disk full.*Nothing was published"):
+        simulate(tiny_config(n_neurons=20, n_frames=30), tmp_path / "d", progress=False, figure=False)
+    assert not list(tmp_path.iterdir())

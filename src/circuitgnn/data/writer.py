@@ -206,6 +206,8 @@ class DatasetWriter:
                 shutil.rmtree(self.tmp, ignore_errors=True)
         finally:
             self._sigterm.__exit__(None, None, None)
+        if isinstance(exc, OSError) and not isinstance(exc, FileExistsError):  # a full disk, a lost mount: named, not a traceback
+            raise DatasetError(f"could not write the dataset {self.path} ({exc}); is the disk full? Nothing was published") from exc
 
     def file(self, relpath: str) -> Path:
         p = self.tmp / relpath
