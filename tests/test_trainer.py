@@ -524,3 +524,14 @@ def test_sizes_beyond_the_machines_memory_are_refused_before_allocation(small_da
     with pytest.raises(ConfigError, match=r"simulating N = 10000000 neurons .* needs about"):
         simulate(big, tmp_path / "d", progress=False, figure=False, device="cpu")
     assert not (tmp_path / "d").exists()
+
+
+def test_a_run_that_ends_far_worse_than_predicting_nothing_says_so(small_data, tmp_path):
+    """Regression: a learning rate of 1e3 'succeeded' with a loss 10^5 times too high and W R^2 0, without a word."""
+    import warnings
+
+    with pytest.warns(UserWarning, match="times that of predicting no change .* lower the learning rates"):
+        Trainer(small_config(n_epochs=1, lr_w=1e3, lr_mlp=1e3), small_data, progress=False).fit()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Trainer(small_config(n_epochs=1), small_data, progress=False).fit()

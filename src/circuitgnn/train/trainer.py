@@ -465,6 +465,22 @@ class Trainer:
             became = f"{what} became NaN or infinite" if what else f"the loss became {bad}"
             raise TrainingDiverged(f"{became} before iteration {c.global_iteration} (epoch {c.epoch}); {kept}. Lower the learning rates")
 
+    def _warn_if_worse_than_nothing(self, factor: float = 10.0) -> None:
+        """Warn when the final prediction error is far above that of predicting dx/dt = 0 (the learning rates are too high:
+        a run can end with a finite loss 10^5 times too large and nothing learned)."""
+        if self.derivative is None or not self.history or "loss_prediction" not in self.history[-1]:
+            return
+        target = self.source.batch(self.starts[:: max(1, len(self.starts) // 4096)])[1]
+        baseline = float(torch.nanmean(target.float() ** 2))
+        final = float(self.history[-1]["loss_prediction"])
+        if baseline > 0 and final > factor * baseline:
+            warnings.warn(
+                f"training ended with a prediction error of {final:.3g}, {final / baseline:.3g} times that of predicting no change "
+                f"({baseline:.3g}): nothing useful was learned; lower the learning rates",
+                UserWarning,
+                stacklevel=3,
+            )
+
     def _mark_diverged(self) -> None:
         """run.json says the run diverged (its counters stay those of the last good checkpoint, the one kept)."""
         if self.run is None or not (self.run.path / RUN_INFO).is_file():
@@ -555,6 +571,7 @@ class Trainer:
         if self._n_sum:
             self._log(self._set_learning_rates(), self.coefficients(min(c.epoch, tc.n_epochs - 1)))
         self.save_checkpoint(status)
+        self._warn_if_worse_than_nothing()
         return TrainedRun(
             self.run.path if self.run else None,
             self.config,
