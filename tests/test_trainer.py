@@ -247,14 +247,23 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(small_data, tmp_path,
     assert info["status"] == "diverged" and info["global_iteration"] == 10  # regression: it stayed "running"
 
 
-def test_nan_weights_behind_a_finite_loss_are_never_checkpointed(small_data, tmp_path):
+def test_nan_weights_behind_a_finite_loss_are_never_checkpointed(small_data, tmp_path, monkeypatch):
     """Regression: with an infinite learning rate the weights became NaN while the logged loss was still finite, and
     the message claimed a good checkpoint was kept: the one saved held NaN."""
     cfg = small_config(checkpoint_every=1)  # a checkpoint after the first step, whose loss was computed before the update
-    cfg.training.lr_w = float("inf")
+    original = Trainer.step
+
+    def step_to_nan(self, *args):  # what an infinite step does (such rates are now refused by the config)
+        original(self, *args)
+        with torch.no_grad():
+            self.model.W[0, 1] = float("nan")
+
+    monkeypatch.setattr(Trainer, "step", step_to_nan)
     with pytest.raises(TrainingDiverged, match=r"parameter W became NaN or infinite before iteration 1 .* no checkpoint was written"):
         Trainer(cfg, small_data, tmp_path / "r", progress=False).fit()
     assert not (tmp_path / "r" / "checkpoint.pt").exists()
+    with pytest.raises(Exception, match="finite number"):  # and an infinite rate no longer gets that far
+        cfg.training.lr_w = float("inf")
 
 
 def test_bad_inputs_are_named(small_data, tmp_path):
