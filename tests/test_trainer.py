@@ -544,3 +544,17 @@ def test_a_run_that_ends_far_worse_than_predicting_nothing_says_so(small_data, t
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Trainer(small_config(n_epochs=1), small_data, progress=False).fit()
+
+
+def test_all_zero_activity_and_an_empty_forecast_are_named(small_data, tmp_path):
+    """Regression: all-zero activity trained and 'evaluated'; --rollout-steps 0 gave an IndexError."""
+    from circuitgnn.analyze.evaluate import evaluate_run
+    from circuitgnn.data.activity import Activity
+    from circuitgnn.errors import ConfigError
+
+    zeros = Activity(x=np.zeros((100, 5), dtype=np.float32), dxdt=None, dt=0.1)
+    with pytest.raises(DatasetError, match="the activity is constant"):
+        Trainer(small_config(), zeros, progress=False)
+    Trainer(small_config(n_epochs=1), small_data, tmp_path / "r", progress=False).fit()
+    with pytest.raises(ConfigError, match="rollout_steps .* must be an integer >= 1, got 0"):
+        evaluate_run(tmp_path / "r", rollout_steps=0)

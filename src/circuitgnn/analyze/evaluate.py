@@ -24,6 +24,7 @@ from circuitgnn.analyze.symbolic import symbolic_formulas
 from circuitgnn.config import ExperimentConfig
 from circuitgnn.data.dataset import Dataset
 from circuitgnn.data.writer import save_npz_atomic, write_json_atomic
+from circuitgnn.errors import ConfigError
 from circuitgnn.model.gnn import GNN
 from circuitgnn.simulate.replay import frame_trajectory, held_out_state, true_circuit
 from circuitgnn.train.clustering import kmeans_silhouette
@@ -156,6 +157,8 @@ def _state_truth(ds: Dataset) -> str | None:
 
 def evaluate_run(run_dir: str | Path, rollout_steps: int = 800, seed: int = 1) -> dict[str, Any]:
     """Compute the metrics of a run, write them to ``RUN/metrics.json`` and return them."""
+    if isinstance(rollout_steps, bool) or not isinstance(rollout_steps, int) or rollout_steps < 1:
+        raise ConfigError(f"rollout_steps (the forecast's length in frames) must be an integer >= 1, got {rollout_steps!r}")
     run = load_run(run_dir)
     assert run.path is not None
     ds = run_dataset(run)

@@ -200,6 +200,8 @@ class Trainer:
         self.sampler = torch.Generator().manual_seed(tc.seed + 1)
         self.counters = Counters()
         self.xnorm = activity_scale(self.data.x, self.data.scale, self.data.train_bounds())
+        if not self.xnorm > 0:
+            raise DatasetError(f"{self.data.source}: the activity is constant (its scale is {self.xnorm}): there is nothing to learn from")
         arrays = self._arrays()
         # a target is missing where x is, and where an estimate has too few frames (a one-frame segment)
         self.masked = self.data.missing or (self.derivative not in (None, "recorded") and bool(np.isnan(arrays[1]).any()))
