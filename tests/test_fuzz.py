@@ -6,6 +6,7 @@ FileExistsError; anything else (KeyError, IndexError, a raw pydantic or numpy er
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from pathlib import Path
@@ -47,14 +48,14 @@ def _set(data: dict[str, Any], dotted: str, value: Any) -> None:
 def _config(changes: list[tuple[str, Any]]) -> ExperimentConfig | None:
     data = json.loads(json.dumps(BASE))
     for dotted, value in changes:
-        _set(data, dotted, value)
+        _set(data, dotted, copy.deepcopy(value))
     try:
         return config_from_dict(data, source="fuzz")
     except ConfigError:
         return None
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.sampled_from(LEAVES), st.sampled_from(VALUES)), min_size=1, max_size=3))
 def test_generated_configs_validate_or_name_the_field(changes: list[tuple[str, Any]]) -> None:
     config = _config(changes)  # a named error or a config; anything else raises out of the test
@@ -104,7 +105,9 @@ CHEAP = [
 ]  # fmt: skip  (fields that set sizes or files stay small and valid: the fuzz is on behaviour, not on run time)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(st.tuples(st.sampled_from(CHEAP), st.sampled_from(VALUES)), min_size=1, max_size=2))
 def test_generated_configs_simulate_and_train_or_name_the_problem(tmp_path_factory, changes: list[tuple[str, Any]]) -> None:
     config = _config(changes)
@@ -136,7 +139,7 @@ def _mutate_meta(meta: dict[str, Any], key_path: list[str], value: Any) -> None:
     if value == "<delete>":
         node.pop(key_path[-1], None)
     else:
-        node[key_path[-1]] = value
+        node[key_path[-1]] = copy.deepcopy(value)  # the pool's lists and dicts are shared between examples
 
 
 META_PATHS = [["arrays"], ["arrays", "x"], ["arrays", "x", "shape"], ["arrays", "x", "dtype"], ["arrays", "x", "file"],
@@ -145,7 +148,9 @@ META_PATHS = [["arrays"], ["arrays", "x"], ["arrays", "x", "shape"], ["arrays", 
 FILES = ["x.npy", "dxdt.npy", "neurons.npz", "truth/connectivity.npy", "truth/types.npy", "truth/functions.json"]
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(
     st.lists(st.tuples(st.sampled_from(META_PATHS), st.sampled_from([*VALUES, "<delete>"])), max_size=2),
     st.lists(st.tuples(st.sampled_from(FILES), st.sampled_from(["delete", "truncate", "float64", "garbage"])), max_size=1),

@@ -28,6 +28,15 @@ def _not_a_number(value: Any) -> bool:
     return isinstance(value, bool | str | bytes)
 
 
+def _too_large(value: Any) -> bool:
+    """Integers of 2^40 and more (no size or count is that large), numbers beyond 1e30 (past float32's working range)."""
+    if isinstance(value, list):
+        return any(_too_large(v) for v in value)
+    if isinstance(value, int):
+        return abs(value) >= 2**40
+    return isinstance(value, float) and abs(value) > 1e30
+
+
 class StrictModel(BaseModel):
     """Base model: unknown keys are errors, defaults are validated too; NaN and infinity are refused everywhere, and
     a numeric field refuses true/false and text (pydantic would read ``true`` as 1 and ``'1_000'`` as 1000)."""
@@ -40,4 +49,6 @@ class StrictModel(BaseModel):
         kinds = _numbers(cls.model_fields[info.field_name].annotation) if info.field_name else set()
         if kinds and _not_a_number(value):
             raise ValueError(f"expected {'an integer' if kinds == {int} else 'a number'}, got {value!r}")
+        if kinds and _too_large(value):
+            raise ValueError(f"{value!r} is far too large (integers here stay below 2^40, other numbers below 1e30)")
         return value
