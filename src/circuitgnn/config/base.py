@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from typing import Any
@@ -34,7 +35,7 @@ def _too_large(value: Any) -> bool:
         return any(_too_large(v) for v in value)
     if isinstance(value, int):
         return abs(value) >= 2**40
-    return isinstance(value, float) and abs(value) > 1e30
+    return isinstance(value, float) and math.isfinite(value) and abs(value) > 1e30  # NaN and infinity: "a finite number"
 
 
 class StrictModel(BaseModel):
