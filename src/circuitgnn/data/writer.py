@@ -137,7 +137,8 @@ class BackgroundStreams:
             s.abort()
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (one owned by another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -153,7 +154,7 @@ def remove_leftovers(path: Path) -> list[Path]:
     gone = []
     for item in Path(path).parent.glob(f".{Path(path).name}.partial-*"):
         pid = item.name.rsplit(".partial-", 1)[1].split("-")[0]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(item, ignore_errors=True)
             gone.append(item)
     if gone:

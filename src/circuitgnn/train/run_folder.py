@@ -32,7 +32,7 @@ import torch
 
 from circuitgnn.config import ExperimentConfig, config_from_dict, dump_config
 from circuitgnn.data.dataset import Dataset
-from circuitgnn.data.writer import write_json_atomic, write_text_atomic
+from circuitgnn.data.writer import pid_alive, write_json_atomic, write_text_atomic
 from circuitgnn.device import pick_device
 from circuitgnn.errors import CircuitGNNError, DatasetError
 from circuitgnn.model.gnn import GNN
@@ -55,16 +55,6 @@ class RunExistsError(CircuitGNNError, FileExistsError):
 
 class RunLockedError(CircuitGNNError):
     """Another live process is training into the run folder."""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user
-        return True
-    return True
 
 
 class RunWriteError(CircuitGNNError):
@@ -103,7 +93,7 @@ class RunFolder:
             return None
         except (OSError, ValueError, KeyError, TypeError):  # cut short by a kill or a full disk: nobody holds it
             return None
-        if host == socket.gethostname() and not _alive(pid):
+        if host == socket.gethostname() and not pid_alive(pid):
             return None
         return owner
 
