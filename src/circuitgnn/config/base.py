@@ -10,17 +10,17 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 
-def _numbers(annotation: Any) -> set[type]:
+def _numbers(annotation: Any) -> frozenset[type]:
     """The number types a field holds when it holds numbers only (int, float, lists of them, unions with None); else empty."""
     if annotation in (int, float):
-        return {annotation}
+        return frozenset({annotation})
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is list:
-        return _numbers(args[0]) if args else set()
+        return _numbers(args[0]) if args else frozenset()
     if origin in (typing.Union, types.UnionType):
         parts = [_numbers(a) for a in args if a is not type(None)]
-        return set().union(*parts) if parts and all(parts) else set()
-    return set()
+        return frozenset().union(*parts) if parts and all(parts) else frozenset()
+    return frozenset()
 
 
 def _not_a_number(value: Any) -> bool:

@@ -39,7 +39,6 @@ class Deconvolution:
     dxdt: np.ndarray
     calcium: np.ndarray
     smoothness: float | None
-    cross_validated: bool = True  # False: the smoothness was given
 
 
 def _derivatives(c: np.ndarray, dt: float, lam: float | None, order: int) -> list[np.ndarray]:
@@ -80,8 +79,7 @@ def deconvolve(
         raise DatasetError(f"fluorescence must be a (frames, neurons) array, got shape {f.shape}")
     calcium = ind.calcium(f)  # float64: the spline's second and third derivatives need the digits
     bounds = segment_bounds(len(f), segments)
-    chosen = smoothness is None
-    lam = longest_smoothness(calcium, dt, list(choose_on) if choose_on else bounds) if chosen else smoothness
+    lam = longest_smoothness(calcium, dt, list(choose_on) if choose_on else bounds) if smoothness is None else smoothness
     order = 3 if ind.cfg.rise > 0 else 2
     x, dxdt, smooth = (np.empty(f.shape, dtype=np.float32) for _ in range(3))
     for start, stop in bounds:
@@ -91,16 +89,16 @@ def deconvolve(
             d = _derivatives(fill_gaps(seg), dt, lam, order)
             u = ind.drive(d[0], d[1], d[2])
             du = d[1] + (ind.cfg.rise + ind.cfg.tau) * d[2] + (ind.cfg.rise * ind.cfg.tau * d[3] if order == 3 else 0.0)
-            derivative = np.ones_like(u)
+            observable: np.ndarray | float = 1.0
             if ind.cfg.transform != "identity":  # f^-1 is steep (softplus) or unknown (ReLU) near zero calcium
                 floor = 3 * np.sqrt(np.nanmean((seg - d[0]) ** 2, axis=0)) + 1e-6
-                derivative = np.where(u < floor, np.nan, 1.0)
+                observable = np.where(u < floor, np.nan, 1.0)
                 u = np.maximum(u, floor)
             xs, slope = ind.activity(u)
             missing = np.isnan(seg)
-            for out, value in ((x, xs), (dxdt, slope * du * derivative), (smooth, d[0])):
+            for out, value in ((x, xs), (dxdt, slope * du * observable), (smooth, d[0])):
                 out[start:stop, cols] = np.where(missing, np.nan, value)
-    return Deconvolution(x, dxdt, smooth, lam, chosen)
+    return Deconvolution(x, dxdt, smooth, lam)
 
 
 def deconvolve_activity(data: Activity, indicator: Indicator | IndicatorConfig, smoothness: float | None = None) -> Activity:
@@ -158,12 +156,13 @@ def deconvolve_dataset(
             f"{ds.path} names no calcium indicator in its meta.json: give the indicator's parameters (tau, and rise, transform, "
             "saturation, hill, scale, baseline when they apply)"
         )
-    parts = ds.activity()
-    result = deconvolve(np.asarray(ds.x), ds.dt, ind, parts.part_starts(), smoothness, parts.train_bounds())
+    dec = deconvolve_activity(ds.activity(), ind, smoothness)
+    assert dec.observation is not None and dec.dxdt is not None
     with DatasetWriter(out, overwrite=overwrite) as writer:
         meta = json.loads((ds.path / "meta.json").read_text())
         arrays: dict[str, Any] = {}
-        for name, array in (("x", result.x), ("dxdt", result.dxdt), ("fluorescence", ds.x), ("calcium", result.calcium)):
+        obs = dec.observation
+        for name, array in (("x", dec.x), ("dxdt", dec.dxdt), ("fluorescence", obs.fluorescence), ("calcium", obs.calcium)):
             stream = writer.stream(name, array.shape)
             stream.append(np.asarray(array, dtype=np.float32))
             arrays[name] = stream.close()
@@ -184,11 +183,11 @@ def deconvolve_dataset(
             indicator=ind.cfg.model_dump(mode="json"),
             deconvolution={
                 "method": "spline",
-                "smoothness": result.smoothness,
-                "smoothness_chosen": "cross-validated" if result.cross_validated else "given",
+                "smoothness": obs.smoothness,
+                "smoothness_chosen": "cross-validated" if smoothness is None else "given",
                 "source": str(ds.path.resolve()),
             },
-            missing=bool(np.isnan(result.x).any() or np.isnan(result.dxdt).any()),
+            missing=dec.missing,
         )
         writer.finish(meta)
     return Dataset(out)

@@ -452,20 +452,22 @@ class Trainer:
         models = [self.model] + ([self.input_model] if self.input_model is not None else [])
         bad = [name for m in models for name, p in m.named_parameters() if not bool(torch.isfinite(p).all())]
         if bad:
-            self._raise_if_diverged({f"parameter {name}": float("nan") for name in bad})
+            raise self._diverged(f"parameter {', '.join(bad)} became NaN or infinite")
 
     def _raise_if_diverged(self, values: dict[str, float]) -> None:
-        c = self.counters
         bad = {k: v for k, v in values.items() if not np.isfinite(v)}
         if bad:
-            kept = (
-                f"the last good checkpoint in {self.run.checkpoint} is kept"
-                if self.run is not None and self.run.checkpoint.is_file()
-                else "no checkpoint was written"
-            )
-            what = ", ".join(k for k in bad if k.startswith("parameter "))
-            became = f"{what} became NaN or infinite" if what else f"the loss became {bad}"
-            raise TrainingDiverged(f"{became} before iteration {c.global_iteration} (epoch {c.epoch}); {kept}. Lower the learning rates")
+            raise self._diverged(f"the loss became {bad}")
+
+    def _diverged(self, what: str) -> TrainingDiverged:
+        """The divergence error: what became non-finite, when, and whether a good checkpoint is kept."""
+        c = self.counters
+        kept = (
+            f"the last good checkpoint in {self.run.checkpoint} is kept"
+            if self.run is not None and self.run.checkpoint.is_file()
+            else "no checkpoint was written"
+        )
+        return TrainingDiverged(f"{what} before iteration {c.global_iteration} (epoch {c.epoch}); {kept}. Lower the learning rates")
 
     def _warn_if_worse_than_nothing(self, factor: float = 10.0) -> None:
         """Warn when the final prediction error is far above that of predicting dx/dt = 0 (the learning rates are too high:
