@@ -1,5 +1,5 @@
 """Command-line interface: ``circuitgnn run | simulate | import | export | deconvolve | scan-tau | train | evaluate | report | symbolic |
-reproduce | info | config-help``."""
+reproduce | baselines | info | config-help``."""
 
 from __future__ import annotations
 
@@ -304,6 +304,36 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_baselines(args: argparse.Namespace) -> int:
+    from circuitgnn.analyze.baselines.compare import BASELINES_BEGIN, BASELINES_END, check_methods, compare_methods, machine, write_report
+    from circuitgnn.config import load_config
+    from circuitgnn.data.dataset import Dataset
+    from circuitgnn.data.writer import replace_generated_block
+
+    methods = check_methods(args.methods.split(",") if args.methods else None)
+    config = load_config(args.config) if args.config else None
+    datasets = [Dataset(d) for d in args.datasets]  # every folder is checked before any work
+    names = [d.path.name for d in datasets]
+    if len(set(names)) < len(names):
+        raise FileExistsError(f"two datasets share a folder name ({', '.join(names)}): their results would share OUT/NAME")
+    if args.readme and not Path(args.readme).is_file():
+        raise FileNotFoundError(f"--readme {args.readme}: no such file")
+    sections = []
+    for ds in datasets:
+        results = compare_methods(
+            ds, Path(args.out) / ds.path.name, args.minutes, methods, args.steps, args.seed, config, args.overwrite, not args.quiet
+        )
+        sections.append((ds.path.name, results, ds))
+    report = write_report(args.out, sections, machine())
+    text = report.read_text()
+    print(text)
+    if args.readme:
+        replace_generated_block(Path(args.readme), BASELINES_BEGIN, BASELINES_END, text, "circuitgnn baselines ... --readme README.md")
+        print(f"readme       {Path(args.readme).resolve()}")
+    print(f"tables       {report.resolve()}")
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from circuitgnn.data.dataset import open_dataset
     from circuitgnn.simulate.run import format_summary
@@ -453,6 +483,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_reproduce)
 
+    p = sub.add_parser(
+        "baselines", help="the GNN beside correlation, partial correlation, VAR, the known-function regression, GRU and transformer"
+    )
+    p.add_argument("datasets", nargs="+", help="dataset folders (simulated ones are scored against their truth)")
+    p.add_argument("--out", required=True, help="output folder: one subfolder per dataset, and baselines.md")
+    p.add_argument("--minutes", type=float, default=5.0, help="training budget of each trained method (GNN, GRU, transformer)")
+    p.add_argument(
+        "--methods",
+        help="comma-separated subset of: "
+        + "gnn, known_functions, ridge_var, correlation, partial_correlation, gru, gru_10x, transformer, transformer_10x",
+    )
+    p.add_argument("--config", help="the GNN's config (default: the dataset's own experiment config)")
+    p.add_argument("--steps", type=int, default=800, help="forecast length in frames (scored at 400 and 800)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the trained methods")
+    p.add_argument("--readme", help="also replace the generated baselines table in this README")
+    p.add_argument("--overwrite", action="store_true", help="replace earlier results in --out instead of continuing them")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_baselines)
+
     p = sub.add_parser("info", help="print the summary of a dataset folder")
     p.add_argument("dataset")
     p.add_argument("--verify", action="store_true", help="recompute the arrays' checksums")
@@ -467,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CircuitGNNError, FileExistsError) as err:
+    except (CircuitGNNError, FileExistsError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except ValidationError as err:  # a command-line option assigned to a config field out of its range

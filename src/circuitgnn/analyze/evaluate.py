@@ -80,7 +80,7 @@ def _rollout(run: TrainedRun, ds: Dataset, steps: int, seed: int) -> tuple[Rollo
             else:
                 learned_inputs, learned_mode = run.input_model(frames).cpu().numpy(), "additive"
     substeps, integrator = run.config.training.frame_integration()
-    if _state_truth(ds) is None:
+    if replay_unavailable(ds) is None:
         circuit = true_circuit(ds)
         x0 = held_out_state(circuit, ds.dt / ds.every, seed)
         inputs = np.array(ds.omega[:steps]) if ds.omega is not None else None
@@ -108,9 +108,9 @@ def _rollout(run: TrainedRun, ds: Dataset, steps: int, seed: int) -> tuple[Rollo
     return score_rollout(pred, true), how
 
 
-def _generalization_skipped(run: TrainedRun, ds: Dataset) -> str | None:
+def generalization_skipped(run: TrainedRun, ds: Dataset) -> str | None:
     """Why the paper's S5 and S6 tests do not apply (None when they do: 4 types, no stimulus, dense W, the state recorded)."""
-    why = _state_truth(ds)
+    why = replay_unavailable(ds)
     if why is not None or ds.truth is None:
         return why
     if len(ds.truth.functions["types"]) != 4:
@@ -124,7 +124,7 @@ def _generalization_skipped(run: TrainedRun, ds: Dataset) -> str | None:
 
 def _generalization(run: TrainedRun, ds: Dataset, metrics: dict[str, Any], steps: int) -> None:
     """The paper's S5 and S6 tests, when they apply."""
-    why = _generalization_skipped(run, ds)
+    why = generalization_skipped(run, ds)
     if why:
         metrics["skipped"]["generalization"] = why
         return
@@ -144,7 +144,7 @@ def _edge_detection(model: GNN, ds: Dataset, true_w: np.ndarray) -> dict[str, fl
     return {"W_edge_auc": auc, "W_edge_auc_partial_correlation": edge_auc(true_w, partial_correlation(np.concatenate(frames)))}
 
 
-def _state_truth(ds: Dataset) -> str | None:
+def replay_unavailable(ds: Dataset) -> str | None:
     """Why the true network cannot replay the recorded neurons' activity (None when it can)."""
     if ds.truth is None:
         return "the dataset has no ground truth"

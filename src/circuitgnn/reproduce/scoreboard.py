@@ -17,8 +17,7 @@ from typing import Any
 
 from circuitgnn.analyze.registry import metric
 from circuitgnn.config import Coefficient, ExperimentConfig, load_config
-from circuitgnn.data.writer import write_json_atomic, write_text_atomic
-from circuitgnn.errors import CircuitGNNError
+from circuitgnn.data.writer import replace_generated_block, write_json_atomic, write_text_atomic
 from circuitgnn.reproduce.manifest import Experiment, Manifest, experiment_config
 from circuitgnn.reproduce.resources import read_resources
 from circuitgnn.reproduce.runner import FAILURE_FILE, METRICS_FILE, ExperimentPaths, run_info
@@ -389,9 +388,4 @@ def write_scoreboard(manifest: Manifest, work: Path, results: Path, experiments:
 
 def update_readme(readme: Path, rows: list[dict[str, Any]]) -> None:
     """Replace the README's generated block (between the scoreboard markers) with the current table."""
-    text = readme.read_text()
-    if README_BEGIN not in text or README_END not in text:
-        raise CircuitGNNError(f"{readme} has no generated scoreboard block: add the lines\n{README_BEGIN}\n{README_END}")
-    head, rest = text.split(README_BEGIN, 1)
-    _, tail = rest.split(README_END, 1)
-    write_text_atomic(readme, head + README_BEGIN + "\n" + tables(rows) + README_END + tail)
+    replace_generated_block(readme, README_BEGIN, README_END, tables(rows), "circuitgnn reproduce --collect --readme README.md")
