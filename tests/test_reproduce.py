@@ -127,6 +127,8 @@ def test_reproduce_runs_resumes_and_scores_a_tiny_experiment(tmp_path):
     assert "the paper's metric" not in board  # no stimulus in this experiment
     stim = markdown([row | {"omega_r2": 0.97, "omega_slope": 0.93, "omega_sqrt_r2": 0.98, "omega_sqrt_slope": 1.01}])
     assert "R² 0.970, slope 0.930 with each field divided by its mean" in stim and "R² 0.980, slope 1.010" in stim
+    assert "Beside other methods" not in board
+    assert "## Beside other methods (`circuitgnn baselines`)\n\n| dataset |" in markdown([row], "| dataset |")
 
 
 def test_changed_config_is_not_resumed_silently(tmp_path):

@@ -305,7 +305,15 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _cmd_baselines(args: argparse.Namespace) -> int:
-    from circuitgnn.analyze.baselines.compare import BASELINES_BEGIN, BASELINES_END, check_methods, compare_methods, machine, write_report
+    from circuitgnn.analyze.baselines.compare import (
+        BASELINES_BEGIN,
+        BASELINES_END,
+        check_methods,
+        compare_methods,
+        machine,
+        summary_table,
+        write_report,
+    )
     from circuitgnn.config import load_config
     from circuitgnn.data.dataset import Dataset
     from circuitgnn.data.writer import replace_generated_block
@@ -324,11 +332,11 @@ def _cmd_baselines(args: argparse.Namespace) -> int:
             ds, Path(args.out) / ds.path.name, args.minutes, methods, args.steps, args.seed, config, args.overwrite, not args.quiet
         )
         sections.append((ds.path.name, results, ds))
-    report = write_report(args.out, sections, machine())
-    text = report.read_text()
-    print(text)
+    report = write_report(args.out, sections, machine(), Path(args.tables) if args.tables else None)
+    print(report.read_text())
     if args.readme:
-        replace_generated_block(Path(args.readme), BASELINES_BEGIN, BASELINES_END, text, "circuitgnn baselines ... --readme README.md")
+        summary = summary_table(sections) + f"\n\nEvery method on each dataset, with fit times and peak memory: `{report}`."
+        replace_generated_block(Path(args.readme), BASELINES_BEGIN, BASELINES_END, summary, "circuitgnn baselines ... --readme README.md")
         print(f"readme       {Path(args.readme).resolve()}")
     print(f"tables       {report.resolve()}")
     return 0
@@ -497,7 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="the GNN's config (default: the dataset's own experiment config)")
     p.add_argument("--steps", type=int, default=800, help="forecast length in frames (scored at 400 and 800)")
     p.add_argument("--seed", type=int, default=0, help="seed of the trained methods")
-    p.add_argument("--readme", help="also replace the generated baselines table in this README")
+    p.add_argument("--tables", help="where to write the markdown tables (default: OUT/baselines.md)")
+    p.add_argument("--readme", help="also replace the generated baselines summary in this README (it points to --tables)")
     p.add_argument("--overwrite", action="store_true", help="replace earlier results in --out instead of continuing them")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_baselines)

@@ -304,8 +304,12 @@ def tables(rows: list[dict[str, Any]]) -> str:
     return out
 
 
-def markdown(rows: list[dict[str, Any]]) -> str:
-    """The whole scoreboard page: table, hardware, per-row diagnoses and notes, figures."""
+BASELINES = "baselines.md"  # the tables of `circuitgnn baselines ... --tables RESULTS/baselines.md`, shown in the scoreboard
+
+
+def markdown(rows: list[dict[str, Any]], baselines: str | None = None) -> str:
+    """The whole scoreboard page: table, hardware, per-row diagnoses and notes, figures, and the comparison with other
+    methods (``baselines``: the tables written by `circuitgnn baselines`) when there is one."""
     hardware = sorted({r["hardware"] for r in rows if r.get("hardware")})
     parts = [
         "# Scoreboard: the paper's experiments, re-run\n",
@@ -364,6 +368,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     shown = [link for name, link in figures if any(name in r.get("series", ()) for r in rows)]
     if shown:
         parts += ["## Series (paper Supp. Figs. 7 and 9)\n", *shown]
+    if baselines:
+        parts += ["## Beside other methods (`circuitgnn baselines`)\n", baselines]
     return "\n".join(parts)
 
 
@@ -378,7 +384,8 @@ def write_scoreboard(manifest: Manifest, work: Path, results: Path, experiments:
     results.mkdir(parents=True, exist_ok=True)
     rows = collect(manifest, work, experiments)
     write_json_atomic(results / "scoreboard.json", rows)
-    write_text_atomic(results / "scoreboard.md", markdown(rows))
+    baselines = results / BASELINES
+    write_text_atomic(results / "scoreboard.md", markdown(rows, baselines.read_text() if baselines.is_file() else None))
     for name in ("frames", "sparsity"):
         members = [r for r in rows if name in r["series"]]
         if members:
