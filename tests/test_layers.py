@@ -21,7 +21,7 @@ LAYERS: list[set[str]] = [
     {"model"},
     {"train"},
     {"analyze"},
-    {"estimator"},
+    {"estimator", "ensemble"},
     {"report"},
     {"reproduce", "cli", "__init__", "__main__"},
 ]

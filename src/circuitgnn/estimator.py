@@ -22,6 +22,7 @@ import numpy as np
 import sympy
 import torch
 
+from circuitgnn.analyze.confidence import EdgeConfidence, diagnostics, least_squares_confidence
 from circuitgnn.analyze.rollout import rollout_model
 from circuitgnn.analyze.symbolic import formula_scope, symbolic_formulas
 from circuitgnn.config import ExperimentConfig, ModelConfig, StrictModel, TrainingConfig, config_from_dict, format_validation_error
@@ -50,7 +51,9 @@ class NotFittedError(CircuitGNNError, AttributeError):
     """A method that needs a fitted model was called before :meth:`CircuitGNN.fit`."""
 
 
-def _section(value: Any, cls: type[StrictModel], name: str) -> Any:
+def validate_section(value: Any, cls: type[StrictModel], name: str) -> Any:
+    """A config section from a user: None (the defaults), an instance (copied) or a dict of its fields (validated,
+    the wrong field named as ``name.field``)."""
     if value is None:
         return cls()
     if isinstance(value, cls):
@@ -111,8 +114,8 @@ class CircuitGNN:
         *,
         progress: bool = True,
     ):
-        m = _section(model, ModelConfig, "model")
-        t = _section(training, TrainingConfig, "training")
+        m = validate_section(model, ModelConfig, "model")
+        t = validate_section(training, TrainingConfig, "training")
         try:
             self.config = ExperimentConfig(name="estimator", model=m, training=t)
         except Exception as err:  # the checks that span sections (e.g. w_solve against the model)
@@ -395,6 +398,43 @@ class CircuitGNN:
         y, pred = y[seen], pred[seen]
         ss_tot = float(((y - y.mean()) ** 2).sum()) if y.size else 0.0
         return 1.0 - float(((y - pred) ** 2).sum()) / ss_tot if ss_tot > 0 else float("nan")
+
+    def _activity(self, x: Any, segments: Sequence[int] | None) -> Activity:
+        """The fitted neurons' frames ``x`` as an :class:`Activity` (NaN: missing values)."""
+        xa = as_float32_frames(x, "x", self.n_neurons_)
+        return Activity(xa, None, self.dt_, segments=(0,) if segments is None else tuple(int(s) for s in segments), missing=True)
+
+    def _drift(self, data: Activity, dxdt: Any | None) -> np.ndarray:
+        """dx/dt of ``data``: the given one, or estimated as training did."""
+        if dxdt is not None:
+            da = as_float32_frames(dxdt, "dxdt", self.n_neurons_)
+            if da.shape[0] != data.n_frames:
+                raise CircuitGNNError(f"dxdt has {da.shape[0]} frames but x has {data.n_frames}")
+            return da
+        method = self.training.derivative if self.training.derivative not in ("auto", "recorded") else "forward"
+        return data.derivative(method)  # type: ignore[arg-type]
+
+    def edge_confidence(
+        self, x: Any, dxdt: Any | None = None, *, segments: Sequence[int] | None = None, level: float = 0.9
+    ) -> EdgeConfidence:
+        """Per-connection intervals from this one fit: least-squares W given the learned phi* and psi*, with standard
+        errors corrected for the frames' autocorrelation (:func:`~circuitgnn.analyze.confidence.least_squares_confidence`).
+
+        ``x`` (and ``dxdt``, when known): the fitted neurons' frames, e.g. the training data. The result's ``mean``,
+        ``lower``, ``upper`` are W with psi*'s scale moved in (W_ij * plateau_j); ``confident()`` lists the
+        connections whose interval excludes zero. For the error of the learned functions themselves, fit an
+        ensemble (:class:`~circuitgnn.ensemble.CircuitGNNEnsemble`).
+        """
+        self._check_fitted()
+        data = self._activity(x, segments)
+        return least_squares_confidence(self.model_, data, self.xnorm_, self._drift(data, dxdt), level)
+
+    def diagnostics(self, x: Any) -> dict[str, Any]:
+        """Checks of the fit that need no ground truth (:func:`~circuitgnn.analyze.confidence.diagnostics`): per neuron,
+        how much of its coupling term its own activity explains; the senders' Gram condition number; how much of
+        psi*'s range each sender's activity reaches."""
+        self._check_fitted()
+        return diagnostics(self.model_, self._activity(x, None), self.xnorm_)
 
     def equations(self, precision: int = 3, backend: str = "grammar") -> list[str]:
         """Closed-form formulas of the learned phi* (per type) and psi* (per type, or one for all), as text."""

@@ -1,0 +1,268 @@
+"""How far to trust each inferred connection: intervals for W from one fit or from an ensemble of fits,
+diagnostics that need no ground truth, and, on simulated data, how well the intervals are calibrated.
+
+Scale. Only W psi* is determined by the data: (cW)(psi*/c) predicts the same. Every W here is therefore
+given with psi*'s scale moved into it: ``W_ij * plateau_j``, where ``plateau_j`` is psi*'s median value
+over the top of the activity range (as the corrected W of the metrics, but without the gain, which a
+recording does not give). Two fits are then comparable entry by entry.
+
+One fit (:func:`least_squares_confidence`). With the learned phi* and psi* held fixed, W is a linear
+least-squares solution: row i solves G w_i = b_i with G the senders' Gram matrix (the package's W solve).
+Its covariance is sigma_i^2 (G^-1 restricted to w_ii = 0) / T_eff,i, with sigma_i^2 the residual variance
+of receiver i and T_eff,i = T / kappa_i the effective number of frames: consecutive frames are not
+independent, and kappa_i = 1 + 2 sum_k (1 - k / (K + 1)) rho_e,i(k) rho_f(k) (Bartlett weights over the
+lags k <= K where the senders' signals stay correlated) accounts for the autocorrelation of the residuals
+(rho_e,i) and of the regressors (rho_f, pooled over senders). What this does not see: the error of phi*
+and psi* themselves, which an ensemble of fits does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import stats
+
+from circuitgnn.analyze.metrics import edge_auc, linear_fit, psi_plateau
+from circuitgnn.data.activity import Activity
+from circuitgnn.errors import CircuitGNNError
+from circuitgnn.model.gnn import GNN
+from circuitgnn.train.wsolve import constrained_solve, gram_sums
+
+
+@dataclass(frozen=True)
+class EdgeConfidence:
+    """Per-connection estimate and interval, W[i, j] from sender j to receiver i, with psi*'s scale moved into W.
+
+    ``lower`` and ``upper`` bound the nominal ``level`` interval; ``sign_agreement`` (ensembles) is the
+    fraction of members whose weight has the sign of the mean. The diagonal is not estimated (NaN sd).
+    """
+
+    mean: np.ndarray
+    sd: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    level: float
+    method: str
+    seconds: float
+    sign_agreement: np.ndarray | None = None
+
+    @property
+    def z(self) -> np.ndarray:
+        """|mean| / sd: how many standard errors each weight lies from zero (0 on the diagonal)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = np.abs(self.mean) / self.sd
+        return np.nan_to_num(out, nan=0.0, posinf=np.finfo(np.float64).max)
+
+    def confident(self, limit: int | None = None) -> list[dict[str, float]]:
+        """The connections whose interval excludes zero, most confident first: receiver, sender, weight, interval, z."""
+        nonzero = (self.lower > 0) | (self.upper < 0)
+        np.fill_diagonal(nonzero, False)
+        i, j = np.nonzero(nonzero)
+        z = self.z[i, j]
+        order = np.argsort(-z, kind="stable")[:limit]
+        return [
+            {
+                "receiver": int(i[k]),
+                "sender": int(j[k]),
+                "weight": float(self.mean[i[k], j[k]]),
+                "lower": float(self.lower[i[k], j[k]]),
+                "upper": float(self.upper[i[k], j[k]]),
+                "z": float(z[k]),
+            }
+            for k in order
+        ]
+
+
+def _check_level(level: float) -> float:
+    if not isinstance(level, int | float) or isinstance(level, bool) or not 0 < level < 1:
+        raise CircuitGNNError(f"level must be a fraction in (0, 1), e.g. 0.9 for 90 % intervals, got {level!r}")
+    return float(level)
+
+
+def _check_model(model: GNN) -> None:
+    if model.psi_input == "x_j,a_i,a_j" or model.cfg.low_rank is not None or model.masked:
+        raise CircuitGNNError("per-edge intervals from one fit need a dense W and a sender-only psi* (psi_input x_j or x_j,a_j)")
+
+
+@torch.no_grad()
+def plateau_aligned(model: GNN, xnorm: float) -> np.ndarray:
+    """The learned W with psi*'s scale moved into it: W_ij * plateau_j (see the module docstring)."""
+    plateau = psi_plateau(model, xnorm)
+    return model.connectivity().detach().cpu().numpy().astype(np.float64) * plateau[None, :]
+
+
+def _parts(activity: Activity, dxdt: np.ndarray) -> list[tuple[int, int]]:
+    """Contiguous training parts whose frames are complete (activity and drift): the frames the fit may read."""
+    out = []
+    for a, b in activity.train_bounds():
+        ok = np.isfinite(np.asarray(activity.x[a:b])).all(axis=1) & np.isfinite(dxdt[a:b]).all(axis=1)
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], ok.astype(np.int8), [0]])))
+        out += [(a + int(s), a + int(e)) for s, e in zip(edges[::2], edges[1::2], strict=True) if e - s >= 2]
+    if not out:
+        raise CircuitGNNError("no complete training frames with a drift to estimate W from")
+    return out
+
+
+def _chunks(
+    model: GNN, activity: Activity, dxdt: np.ndarray, parts: Sequence[tuple[int, int]], scale: torch.Tensor, rows: int = 2048
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(aligned sender signals f, targets r = dx/dt - phi*) over the parts, in chunks of frames."""
+    dev = model.a.device
+    for a, b in parts:
+        for s in range(a, b, rows):
+            x = torch.as_tensor(np.asarray(activity.x[s : min(s + rows, b)]), device=dev)
+            y = torch.as_tensor(np.asarray(dxdt[s : min(s + rows, b)]), device=dev)
+            yield model.psi_of_sender(x, model.a) / scale, y - model.phi_of(x, model.a)
+
+
+def _autocorrelation(series: np.ndarray, parts: Sequence[tuple[int, int]], max_lag: int) -> np.ndarray:
+    """Autocorrelation of each column of ``series`` (frames of the parts joined) at lags 0..max_lag, within parts."""
+    lengths = [b - a for a, b in parts]
+    starts = np.cumsum([0, *lengths[:-1]])
+    centred = series - series.mean(axis=0)
+    out = np.zeros((max_lag + 1, series.shape[1]))
+    for s, n in zip(starts, lengths, strict=True):
+        z = centred[s : s + n]
+        for k in range(min(max_lag, n - 1) + 1):
+            out[k] += np.einsum("tn,tn->n", z[: n - k], z[k:])
+    return out / np.maximum(out[0], 1e-300)
+
+
+@torch.no_grad()
+def least_squares_confidence(
+    model: GNN, activity: Activity, xnorm: float, dxdt: np.ndarray, level: float = 0.9, max_lag: int = 200, ridge: float = 1e-6
+) -> EdgeConfidence:
+    """Per-edge intervals from one fit: least-squares W given the learned phi* and psi*, and its standard errors
+    corrected for the autocorrelation of the frames (see the module docstring). ``dxdt`` (T, N): the drift the
+    fit used (recorded or estimated; NaN marks a missing value)."""
+    start = time.perf_counter()
+    level = _check_level(level)
+    _check_model(model)
+    parts = _parts(activity, dxdt)
+    scale = torch.as_tensor(psi_plateau(model, xnorm), dtype=torch.float32, device=model.a.device)
+    g, b = gram_sums(_chunks(model, activity, dxdt, parts, scale))
+    n_frames = sum(e - s for s, e in parts)
+    n = g.shape[0]
+    w = constrained_solve(g.clone(), b, ridge)  # rows: receivers
+    resid, signal = [], []
+    for f, r in _chunks(model, activity, dxdt, parts, scale):
+        resid.append((r.double() - f.double() @ w.T).cpu().numpy())
+        signal.append(f.double().mean(dim=1, keepdim=True).cpu().numpy())  # the senders' pooled signal (its lags decay like theirs)
+    res = np.concatenate(resid)
+    sigma2 = (res**2).sum(axis=0) / max(1, n_frames - n)
+    lag = min(max_lag, max(stop - begin for begin, stop in parts) - 1)
+    rho_f = _autocorrelation(np.concatenate(signal), parts, lag)[:, 0]
+    below = np.flatnonzero(rho_f < 0.05)
+    k = int(below[0]) if len(below) else lag  # the lags over which the regressors stay correlated
+    rho_e = _autocorrelation(res, parts, k)
+    bartlett = 1 - np.arange(1, k + 1) / (k + 1)
+    kappa = np.maximum(1.0, 1 + 2 * (bartlett[:, None] * rho_e[1 : k + 1] * rho_f[1 : k + 1, None]).sum(axis=0))
+    gi = g.clone()
+    gi.diagonal().add_(ridge * float(torch.diagonal(gi).mean()))
+    h = torch.cholesky_inverse(torch.linalg.cholesky(gi)).cpu().numpy()
+    hd = np.diag(h)
+    var = sigma2[:, None] * kappa[:, None] * (hd[None, :] - h**2 / hd[:, None]) / n_frames  # row i: w_i with w_ii = 0
+    sd = np.sqrt(np.maximum(var, 0))
+    np.fill_diagonal(sd, np.nan)
+    mean = w.cpu().numpy()
+    half = stats.norm.ppf(0.5 + level / 2) * sd
+    return EdgeConfidence(mean, sd, mean - half, mean + half, level, "least_squares", time.perf_counter() - start)
+
+
+def ensemble_confidence(weights: Sequence[np.ndarray], level: float = 0.9, seconds: float = float("nan")) -> EdgeConfidence:
+    """Per-edge mean, Student-t interval and sign agreement over K >= 2 fits' W, each with psi*'s scale moved in
+    (:func:`plateau_aligned`)."""
+    level = _check_level(level)
+    if len(weights) < 2:
+        raise CircuitGNNError(f"an ensemble needs at least 2 fits, got {len(weights)}")
+    shapes = {np.shape(w) for w in weights}
+    if len(shapes) != 1:
+        raise CircuitGNNError(f"the fits' W have different shapes: {sorted(shapes)}")
+    stack = np.stack([np.asarray(w, dtype=np.float64) for w in weights])
+    k = len(stack)
+    mean = stack.mean(axis=0)
+    sd = stack.std(axis=0, ddof=1)
+    np.fill_diagonal(sd, np.nan)
+    half = stats.t.ppf(0.5 + level / 2, k - 1) * sd * np.sqrt(1 + 1 / k)  # a prediction interval: the next fit's weight
+    agree = (np.sign(stack) == np.sign(mean)[None]).mean(axis=0)
+    return EdgeConfidence(mean, sd, mean - half, mean + half, level, f"ensemble of {k}", seconds, agree)
+
+
+def type_stability(labelings: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
+    """(co-assignment matrix: the fraction of fits that put neurons i and j in one cluster, mean adjusted Rand index
+    between every two fits' clusterings)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    labels = [np.asarray(v) for v in labelings]
+    if len(labels) < 2:
+        raise CircuitGNNError(f"type stability needs at least 2 clusterings, got {len(labels)}")
+    co = np.mean([v[:, None] == v[None, :] for v in labels], axis=0)
+    ari = [adjusted_rand_score(labels[a], labels[b]) for a in range(len(labels)) for b in range(a + 1, len(labels))]
+    return co, float(np.mean(ari))
+
+
+def calibration(conf: EdgeConfidence, true_w: np.ndarray, gains: np.ndarray | None = None) -> dict[str, float]:
+    """On simulated data: the fraction of connections whose interval covers the true weight, after one scale
+    (the slope of the estimate against the truth, off the diagonal) aligns the two; and, on sparse W, the
+    edge-detection AUC of ranking by |mean| / sd beside ranking by |mean|. ``gains``: the receivers' gains,
+    which scale the rows of any W the data determine."""
+    off = ~np.eye(true_w.shape[0], dtype=bool)
+    g = np.ones(true_w.shape[0]) if gains is None else np.asarray(gains, dtype=np.float64)
+    truth = true_w * g[:, None]
+    s = linear_fit(truth, conf.mean, off_diagonal=True).slope
+    aligned = s * truth
+    covered = (conf.lower <= aligned) & (aligned <= conf.upper)
+    out = {"level": conf.level, "coverage": float(covered[off].mean()), "scale": float(s)}
+    present = true_w[off] != 0
+    if 0 < present.mean() < 1:
+        out["auc_z"] = edge_auc(true_w, conf.z)
+        out["auc_abs_w"] = edge_auc(true_w, conf.mean)
+        out["coverage_absent"] = float(covered[off][~present].mean())
+        out["coverage_present"] = float(covered[off][present].mean())
+    return out
+
+
+@torch.no_grad()
+def diagnostics(model: GNN, activity: Activity, xnorm: float, max_frames: int = 20000) -> dict[str, np.ndarray | float]:
+    """Checks that need no ground truth, over up to ``max_frames`` evenly spaced training frames:
+
+    - ``self_explained`` (N,): R^2 of each neuron's inferred coupling term sum_j W_ij psi*_j regressed on its own
+      activity (1, z, z^2, z^3, tanh z; z the standardised x_i): near 1, the data cannot tell that neuron's
+      couplings from its update function;
+    - ``gram_condition``: the condition number of the senders' Gram matrix (large: some combinations of weights
+      are barely excited);
+    - ``excitation`` (N,): the fraction of psi*'s range over the model's activity range that each sender's
+      recorded activity reaches (small: the nonlinearity is seen only near one point).
+    """
+    _check_model(model)
+    frames = np.concatenate([np.arange(a, b) for a, b in activity.train_bounds()])
+    frames = frames[np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).astype(np.int64)]
+    x_np = np.asarray(activity.x[frames], dtype=np.float32)
+    x_np = x_np[np.isfinite(x_np).all(axis=1)]
+    if len(x_np) < 10:
+        raise CircuitGNNError(f"the diagnostics need at least 10 complete training frames, got {len(x_np)}")
+    x = torch.as_tensor(x_np, device=model.a.device)
+    f = model.psi_of_sender(x, model.a)
+    m = (f @ model.connectivity().T).double().cpu().numpy()
+    z = (x_np - x_np.mean(axis=0)) / (x_np.std(axis=0) + 1e-12)
+    basis = np.stack([np.ones_like(z), z, z**2, z**3, np.tanh(z)], axis=-1).astype(np.float64)  # (T, N, 5)
+    gram = np.einsum("tnk,tnl->nkl", basis, basis) + 1e-9 * np.eye(5)
+    coef = np.linalg.solve(gram, np.einsum("tnk,tn->nk", basis, m)[..., None])[..., 0]
+    resid = m - np.einsum("tnk,nk->tn", basis, coef)
+    total = ((m - m.mean(axis=0)) ** 2).sum(axis=0)
+    self_explained = np.where(total > 0, 1 - (resid**2).sum(axis=0) / np.maximum(total, 1e-300), np.nan)
+    fd = f.double()
+    eig = torch.linalg.eigvalsh(fd.T @ fd / len(fd)).cpu().numpy()
+    grid = torch.linspace(-xnorm, xnorm, 200, device=model.a.device)[:, None].expand(200, model.n)
+    full = model.psi_of_sender(grid.contiguous(), model.a)
+    span = (full.max(dim=0).values - full.min(dim=0).values).clamp_min(1e-12)
+    reached = (f.max(dim=0).values - f.min(dim=0).values) / span
+    return {
+        "self_explained": self_explained,
+        "gram_condition": float(eig[-1] / max(eig[0], 1e-300)),
+        "excitation": np.clip(reached.cpu().numpy().astype(np.float64), 0, 1),
+    }

@@ -1,0 +1,149 @@
+"""An ensemble of fits: how much W and the types change from one fit to another.
+
+Members differ by their seed and, with ``bootstrap=True``, by a block-bootstrap resample of the frames:
+blocks of consecutive frames drawn with replacement, long enough that the activity's autocorrelation
+dies out within them, so that a resample varies the way a new recording of the same circuit would.
+Each member's W is compared with psi*'s scale moved into it (``W_ij * plateau_j``): only W psi* is
+determined by the data.
+
+>>> from circuitgnn.ensemble import CircuitGNNEnsemble
+>>> ens = CircuitGNNEnsemble(n_members=5, training={"n_epochs": 4}).fit(x, dt=0.01, folder="runs/ensemble")
+>>> ens.confidence_.confident()[:10], ens.type_stability_
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from circuitgnn.analyze.confidence import EdgeConfidence, ensemble_confidence, plateau_aligned, type_stability
+from circuitgnn.config import ModelConfig, TrainingConfig
+from circuitgnn.data.activity import as_float32_frames
+from circuitgnn.data.derivatives import segment_bounds
+from circuitgnn.errors import CircuitGNNError
+from circuitgnn.estimator import CircuitGNN, validate_section
+
+
+def block_length(x: np.ndarray, segments: Sequence[int] = (0,), minimum: int = 20, max_lag: int = 2000) -> int:
+    """Twice the lag at which the mean autocorrelation of the neurons' activity falls below 1/e (at least
+    ``minimum`` frames): blocks this long keep what the dynamics correlate together."""
+    a, b = max(segment_bounds(len(x), segments), key=lambda ab: ab[1] - ab[0])
+    z = np.asarray(x[a:b], dtype=np.float64)
+    z = z[:, np.isfinite(z).all(axis=0)]
+    z = (z - z.mean(axis=0)) / (z.std(axis=0) + 1e-12)
+    n = len(z)
+    lag = 1
+    while lag < min(max_lag, n // 4):
+        if np.mean(z[: n - lag] * z[lag:]) < np.exp(-1):
+            break
+        lag = int(lag * 1.25) + 1
+    return max(minimum, 2 * lag)
+
+
+def block_bootstrap(n_frames: int, segments: Sequence[int], block: int, rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, ...]]:
+    """(frame indices, segment starts) of a resample: blocks of ``block`` consecutive frames within a segment,
+    drawn with replacement until the resample is as long as the data; each block is its own segment."""
+    bounds = [(a, b) for a, b in segment_bounds(n_frames, segments) if b - a >= 2]
+    if not bounds:
+        raise CircuitGNNError("no segment of at least 2 frames to resample")
+    starts = np.concatenate([np.arange(a, max(a + 1, b - block + 1)) for a, b in bounds])
+    ends = np.concatenate([np.minimum(np.arange(a, max(a + 1, b - block + 1)) + block, b) for a, b in bounds])
+    frames, seg, total = [], [], 0
+    while total < n_frames:
+        k = rng.integers(len(starts))
+        seg.append(total)
+        frames.append(np.arange(starts[k], ends[k]))
+        total += ends[k] - starts[k]
+    if n_frames - seg[-1] < 2 and len(seg) > 1:  # a last block cut to one frame: end at the block before it
+        n_frames = seg.pop()
+    return np.concatenate(frames)[:n_frames], tuple(seg)
+
+
+class CircuitGNNEnsemble:
+    """K fits of :class:`~circuitgnn.estimator.CircuitGNN` (different seeds; block-bootstrap resamples of the frames
+    with ``bootstrap=True``), and what they agree on.
+
+    Parameters
+    ----------
+    n_members
+        K, at least 2.
+    bootstrap
+        Resample the frames in blocks for each member (otherwise only the seed differs).
+    block
+        Block length in frames (default: :func:`block_length` of the data).
+    model, training
+        The members' settings, as for :class:`~circuitgnn.estimator.CircuitGNN`; member k trains with seed
+        ``training.seed + k``.
+    level
+        The nominal coverage of the intervals.
+
+    Attributes
+    ----------
+    members_ : list of CircuitGNN
+    confidence_ : EdgeConfidence
+        Per-connection mean, interval (Student t, as a prediction for one more fit) and sign agreement.
+    connectivity_ : numpy.ndarray
+        The members' mean W (psi*'s scale moved in).
+    coassignment_ : numpy.ndarray
+        (N, N) fraction of members that put two neurons in one type.
+    type_stability_ : float
+        Mean adjusted Rand index between every two members' types.
+    block_ : int
+        The block length used (0 without bootstrap).
+    """
+
+    def __init__(
+        self,
+        n_members: int = 5,
+        *,
+        bootstrap: bool = True,
+        block: int | None = None,
+        model: ModelConfig | dict[str, Any] | None = None,
+        training: TrainingConfig | dict[str, Any] | None = None,
+        level: float = 0.9,
+        progress: bool = True,
+    ):
+        if not isinstance(n_members, int) or isinstance(n_members, bool) or n_members < 2:
+            raise CircuitGNNError(f"n_members must be an integer >= 2, got {n_members!r}")
+        if block is not None and (not isinstance(block, int) or isinstance(block, bool) or block < 2):
+            raise CircuitGNNError(f"block must be an integer >= 2 (frames), got {block!r}")
+        self.n_members, self.bootstrap, self.block, self.level, self.progress = n_members, bootstrap, block, level, progress
+        self.model = validate_section(model, ModelConfig, "model")
+        self.training = validate_section(training, TrainingConfig, "training")
+
+    def fit(
+        self,
+        x: Any,
+        dt: float,
+        dxdt: Any | None = None,
+        *,
+        segments: Sequence[int] | None = None,
+        folder: str | Path | None = None,
+    ) -> CircuitGNNEnsemble:
+        """Fit the K members to activity ``x`` (T, N) sampled every ``dt``; with ``folder``, member k trains in
+        ``folder/member_k`` and a second call continues the members that were interrupted."""
+        start = time.perf_counter()
+        xa = as_float32_frames(x, "x")
+        da = None if dxdt is None else as_float32_frames(dxdt, "dxdt", xa.shape[1])
+        segs = (0,) if segments is None else tuple(int(s) for s in segments)
+        self.block_ = (self.block or block_length(xa, segs)) if self.bootstrap else 0
+        self.members_: list[CircuitGNN] = []
+        for k in range(self.n_members):
+            training = self.training.model_copy(update={"seed": self.training.seed + k})
+            member = CircuitGNN(self.model, training, progress=self.progress)
+            xk, dk, sk = xa, da, segs
+            if self.bootstrap:
+                frames, sk = block_bootstrap(len(xa), segs, self.block_, np.random.default_rng([self.training.seed, k]))
+                xk, dk = xa[frames], None if da is None else da[frames]
+            run_dir = None if folder is None else Path(folder) / f"member_{k}"
+            resume = run_dir is not None and (run_dir / "run.json").is_file()
+            self.members_.append(member.fit(xk, dt, dk, segments=sk, run_dir=run_dir, resume=resume))
+        weights = [plateau_aligned(m.model_, m.xnorm_) for m in self.members_]
+        self.confidence_: EdgeConfidence = ensemble_confidence(weights, self.level, time.perf_counter() - start)
+        self.connectivity_ = self.confidence_.mean
+        self.coassignment_, self.type_stability_ = type_stability([m.types_ for m in self.members_])
+        return self

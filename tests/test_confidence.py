@@ -1,0 +1,203 @@
+"""Per-edge confidence: least-squares intervals from one fit, ensembles, type stability, diagnostics, calibration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from circuitgnn import CircuitGNN, open_dataset, simulate
+from circuitgnn.analyze.confidence import (
+    EdgeConfidence,
+    calibration,
+    diagnostics,
+    ensemble_confidence,
+    least_squares_confidence,
+    plateau_aligned,
+    type_stability,
+)
+from circuitgnn.analyze.metrics import psi_plateau
+from circuitgnn.config import ModelConfig
+from circuitgnn.data.activity import Activity
+from circuitgnn.ensemble import CircuitGNNEnsemble, block_bootstrap, block_length
+from circuitgnn.errors import CircuitGNNError
+from circuitgnn.model.gnn import GNN
+from tests.conftest import tiny_config
+
+
+def _ar1(rng: np.random.Generator, n_frames: int, n: int, rho: float, scale: float = 1.0) -> np.ndarray:
+    out = np.zeros((n_frames, n))
+    e = rng.normal(size=(n_frames, n)) * scale * np.sqrt(1 - rho**2)
+    for t in range(1, n_frames):
+        out[t] = rho * out[t - 1] + e[t]
+    return out
+
+
+@torch.no_grad()
+def _model_data(noise_rho: float, seed: int = 0, n: int = 20, n_frames: int = 6000):
+    """Activity of a known model: dx/dt = phi*(x) + W psi*(x) + noise, with the model's own (random) functions."""
+    torch.manual_seed(seed)
+    model = GNN(ModelConfig(hidden=16, embedding_dim=2), n)
+    rng = np.random.default_rng(seed)
+    w = rng.normal(scale=0.5, size=(n, n)) * (rng.random((n, n)) < 0.3)
+    np.fill_diagonal(w, 0)
+    model.W.copy_(torch.as_tensor(w, dtype=torch.float32))
+    x = _ar1(rng, n_frames, n, 0.95, 2.0).astype(np.float32)
+    drift = model(torch.as_tensor(x)).numpy().astype(np.float64)
+    noise = _ar1(rng, n_frames, n, noise_rho, 0.3)
+    return model, Activity(x, None, 0.1), (drift + noise).astype(np.float32), w
+
+
+@pytest.mark.parametrize("noise_rho", [0.0, 0.8])
+def test_least_squares_intervals_cover_the_true_weights(noise_rho):
+    model, activity, dxdt, w = _model_data(noise_rho)
+    conf = least_squares_confidence(model, activity, 2.0, dxdt, level=0.9)
+    plateau = psi_plateau(model, 2.0)
+    truth = w * plateau[None, :]
+    off = ~np.eye(len(w), dtype=bool)
+    covered = ((conf.lower <= truth) & (truth <= conf.upper))[off].mean()
+    assert 0.83 <= covered <= 0.97, covered
+    np.testing.assert_allclose(conf.mean[off], truth[off], atol=6 * np.nanmax(conf.sd))
+    assert np.isnan(np.diag(conf.sd)).all() and conf.method == "least_squares" and conf.seconds > 0
+
+
+def test_ignoring_the_autocorrelation_would_undercover():
+    """With autocorrelated residuals the frame-count correction widens the intervals: the naive ones cover less."""
+    model, activity, dxdt, w = _model_data(0.9, seed=1)
+    conf = least_squares_confidence(model, activity, 2.0, dxdt, level=0.9, max_lag=0)
+    wide = least_squares_confidence(model, activity, 2.0, dxdt, level=0.9)
+    truth = w * psi_plateau(model, 2.0)[None, :]
+    off = ~np.eye(len(w), dtype=bool)
+
+    def cover(c: EdgeConfidence) -> float:
+        return float(((c.lower <= truth) & (truth <= c.upper))[off].mean())
+
+    assert cover(conf) < 0.8 < cover(wide)
+
+
+def test_confident_lists_the_intervals_that_exclude_zero():
+    mean = np.array([[0.0, 2.0, -0.1], [-3.0, 0.0, 0.5], [0.2, 0.0, 0.0]])
+    sd = np.full((3, 3), 0.5)
+    np.fill_diagonal(sd, np.nan)
+    conf = EdgeConfidence(mean, sd, mean - sd, mean + sd, 0.68, "test", 0.0)
+    found = conf.confident()
+    assert [(c["receiver"], c["sender"]) for c in found] == [(1, 0), (0, 1)]
+    assert found[0]["z"] == pytest.approx(6.0) and conf.z[0, 0] == 0
+
+
+def test_ensemble_intervals_predict_one_more_fit():
+    rng = np.random.default_rng(0)
+    centre = rng.normal(size=(30, 30))
+    draws = [centre + 0.1 * rng.normal(size=centre.shape) for _ in range(6)]
+    conf = ensemble_confidence(draws, level=0.9)
+    new = centre + 0.1 * rng.normal(size=centre.shape)
+    off = ~np.eye(30, dtype=bool)
+    assert 0.82 <= ((conf.lower <= new) & (new <= conf.upper))[off].mean() <= 0.97
+    assert conf.sign_agreement is not None and conf.sign_agreement[np.abs(centre) > 1].min() == 1.0
+    with pytest.raises(CircuitGNNError, match="at least 2 fits"):
+        ensemble_confidence(draws[:1])
+    with pytest.raises(CircuitGNNError, match="different shapes"):
+        ensemble_confidence([centre, centre[:5]])
+    with pytest.raises(CircuitGNNError, match="level"):
+        ensemble_confidence(draws, level=90)
+
+
+def test_type_stability():
+    a = np.array([0, 0, 1, 1, 2, 2])
+    co, ari = type_stability([a, (a + 1) % 3])  # the same partition under other names
+    assert ari == pytest.approx(1.0) and co[0, 1] == 1 and co[0, 2] == 0
+    co, ari = type_stability([a, np.array([0, 1, 0, 1, 0, 1])])
+    assert ari < 0.1 and co[0, 1] == 0.5
+
+
+def test_calibration_aligns_one_scale_and_scores_edge_detection():
+    rng = np.random.default_rng(2)
+    w = rng.normal(size=(40, 40)) * (rng.random((40, 40)) < 0.1)
+    np.fill_diagonal(w, 0)
+    sd = np.full(w.shape, 0.05)
+    mean = 2 * w + rng.normal(size=w.shape) * sd
+    conf = EdgeConfidence(mean, sd, mean - 1.645 * sd, mean + 1.645 * sd, 0.9, "test", 0.0)
+    cal = calibration(conf, w)
+    assert cal["scale"] == pytest.approx(2, rel=0.01)
+    assert 0.85 <= cal["coverage"] <= 0.95
+    assert cal["auc_z"] > 0.95 and cal["auc_abs_w"] > 0.95
+
+
+@torch.no_grad()
+def test_diagnostics_need_no_truth():
+    model, activity, _, _ = _model_data(0.0)
+    d = diagnostics(model, activity, 2.0, max_frames=2000)
+    assert d["self_explained"].shape == (20,) and np.nanmax(d["self_explained"]) <= 1
+    assert d["gram_condition"] >= 1
+    assert d["excitation"].shape == (20,) and d["excitation"].min() >= 0 and d["excitation"].max() <= 1
+
+
+def test_intervals_refuse_the_pair_form():
+    model = GNN(ModelConfig(hidden=8, psi_input="x_j,a_i,a_j"), 5)
+    with pytest.raises(CircuitGNNError, match="sender-only psi"):
+        least_squares_confidence(model, Activity(np.zeros((10, 5), np.float32), None, 0.1), 1.0, np.zeros((10, 5), np.float32))
+
+
+def test_block_bootstrap_stays_within_segments():
+    rng = np.random.default_rng(3)
+    frames, segments = block_bootstrap(1000, (0, 300, 650), 50, rng)
+    assert len(frames) <= 1000 and segments[0] == 0 and len(frames) > 950
+    bounds = [0, 300, 650, 1000]
+    for s, e in zip(segments, [*segments[1:], len(frames)], strict=True):
+        block = frames[s:e]
+        assert np.all(np.diff(block) == 1)  # consecutive frames
+        assert np.searchsorted(bounds, block[0], side="right") == np.searchsorted(bounds, block[-1], side="right")
+    again, _ = block_bootstrap(1000, (0, 300, 650), 50, np.random.default_rng(3))
+    np.testing.assert_array_equal(frames, again)
+
+
+def test_block_length_follows_the_autocorrelation():
+    rng = np.random.default_rng(4)
+    assert block_length(rng.normal(size=(5000, 5))) == 20
+    slow = block_length(_ar1(rng, 20000, 5, 0.99))
+    assert 120 <= slow <= 320  # 1/e after about 100 frames
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    path = tmp_path_factory.mktemp("conf") / "d"
+    simulate(tiny_config(n_neurons=30, n_frames=600), path, progress=False, figure=False)
+    ds = open_dataset(path)
+    return ds, np.array(ds.x), np.array(ds.dxdt)
+
+
+TRAINING = {"n_epochs": 2, "iterations_per_epoch": 20, "batch_size": 4, "log_every": 10, "clustering": {"every_epochs": 1, "max_types": 4}}
+
+
+def test_estimator_gives_intervals_and_diagnostics(data):
+    ds, x, dxdt = data
+    est = CircuitGNN(model={"hidden": 8}, training=TRAINING, progress=False).fit(x, dt=ds.dt, dxdt=dxdt)
+    conf = est.edge_confidence(x, dxdt)
+    off = ~np.eye(30, dtype=bool)
+    assert conf.mean.shape == (30, 30) and np.all(conf.lower[off] <= conf.upper[off])
+    estimated = est.edge_confidence(x)  # drift by forward differences, as the fit would
+    assert estimated.mean.shape == (30, 30)
+    d = est.diagnostics(x)
+    assert set(d) == {"self_explained", "gram_condition", "excitation"}
+    with pytest.raises(CircuitGNNError, match="dxdt has"):
+        est.edge_confidence(x, dxdt[:10])
+
+
+def test_ensemble_fits_resumes_and_agrees(data, tmp_path):
+    ds, x, dxdt = data
+    ens = CircuitGNNEnsemble(3, model={"hidden": 8}, training=TRAINING, progress=False, block=40)
+    ens.fit(x, ds.dt, dxdt, folder=tmp_path / "ens")
+    assert len(ens.members_) == 3 and ens.block_ == 40
+    assert ens.connectivity_.shape == (30, 30) and ens.coassignment_.shape == (30, 30)
+    assert -1 <= ens.type_stability_ <= 1
+    seeds = {m.training.seed for m in ens.members_}
+    assert len(seeds) == 3
+    w0 = plateau_aligned(ens.members_[0].model_, ens.members_[0].xnorm_)
+    again = CircuitGNNEnsemble(3, model={"hidden": 8}, training=TRAINING, progress=False, block=40).fit(
+        x, ds.dt, dxdt, folder=tmp_path / "ens"
+    )
+    np.testing.assert_array_equal(plateau_aligned(again.members_[0].model_, again.members_[0].xnorm_), w0)  # loaded, not refitted
+    with pytest.raises(CircuitGNNError, match="n_members"):
+        CircuitGNNEnsemble(1)
+    with pytest.raises(CircuitGNNError, match="block"):
+        CircuitGNNEnsemble(2, block=1)
