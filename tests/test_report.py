@@ -122,3 +122,15 @@ def test_symbolic_command_writes_formulas_with_the_truth(tiny_run, capsys):
     assert len(sym["phi"]) == sym["n_clusters"] and len(sym["psi"]) == 1 and sym["psi"][0]["true"] == "tanh(x)"
     assert main(["symbolic", str(tiny_run / "run"), "--backend", "pysr"]) == 2
     assert "pysr" in capsys.readouterr().err
+
+
+def test_confidence_command_and_its_report_section(tiny_run, capsys):
+    run = tiny_run / "run"
+    assert main(["confidence", str(run), "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "least squares given the learned functions" in out and "calibration" in out
+    summary = json.loads((run / "confidence.json").read_text())
+    assert 0 <= summary["calibration"]["coverage"] <= 1 and summary["coverage_curve"]["level"][0] == 0.5
+    page = build_report(run).read_text()
+    assert 'id="confidence"' in page and "Connections confidently non-zero" in page
+    assert main(["confidence", str(run), "--level", "1.5"]) == 2

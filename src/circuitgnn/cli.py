@@ -1,5 +1,5 @@
 """Command-line interface: ``circuitgnn run | simulate | import | export | deconvolve | scan-tau | train | evaluate | report | symbolic |
-reproduce | baselines | info | config-help``."""
+reproduce | baselines | confidence | info | config-help``."""
 
 from __future__ import annotations
 
@@ -342,6 +342,24 @@ def _cmd_baselines(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_confidence(args: argparse.Namespace) -> int:
+    from circuitgnn.analyze.confidence import CONFIDENCE_SUMMARY, run_confidence
+
+    s = run_confidence(args.run, args.level)
+    print(f"intervals    {s['level']:.0%}, least squares given the learned functions ({s['seconds']:.1f} s)")
+    print(f"confident    {s['n_confident']:,} connections whose interval excludes zero; the strongest:")
+    for c in s["confident"][: args.top]:
+        print(f"  {c['sender']:>6} -> {c['receiver']:<6} {c['weight']:+.4g}  [{c['lower']:+.4g}, {c['upper']:+.4g}]  z {c['z']:.1f}")
+    print(f"diagnostics  Gram condition {s['gram_condition']:.3g}; median self-explained coupling {s['self_explained_median']:.3f}; "
+          f"median psi* excitation {s['excitation_median']:.3f}")  # fmt: skip
+    if "calibration" in s:
+        cal = s["calibration"]
+        extra = f"; edge AUC of |W|/sd {cal['auc_z']:.3f}, of |W| {cal['auc_abs_w']:.3f}" if "auc_z" in cal else ""
+        print(f"calibration  {cal['coverage']:.3f} of the true (scale-aligned) weights inside their {cal['level']:.0%} interval{extra}")
+    print(f"summary      {Path(args.run).resolve() / CONFIDENCE_SUMMARY}")
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from circuitgnn.data.dataset import open_dataset
     from circuitgnn.simulate.run import format_summary
@@ -510,6 +528,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace earlier results in --out instead of continuing them")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_baselines)
+
+    p = sub.add_parser("confidence", help="per-connection intervals of a trained run, diagnostics, calibration on simulated data")
+    p.add_argument("run")
+    p.add_argument("--level", type=float, default=0.9, help="nominal coverage of the intervals")
+    p.add_argument("--top", type=int, default=20, help="how many of the most confident connections to print")
+    p.set_defaults(func=_cmd_confidence)
 
     p = sub.add_parser("info", help="print the summary of a dataset folder")
     p.add_argument("dataset")

@@ -21,6 +21,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -114,8 +116,8 @@ def _chunks(
     dev = model.a.device
     for a, b in parts:
         for s in range(a, b, rows):
-            x = torch.as_tensor(np.asarray(activity.x[s : min(s + rows, b)]), device=dev)
-            y = torch.as_tensor(np.asarray(dxdt[s : min(s + rows, b)]), device=dev)
+            x = torch.as_tensor(np.array(activity.x[s : min(s + rows, b)]), device=dev)
+            y = torch.as_tensor(np.array(dxdt[s : min(s + rows, b)]), device=dev)
             yield model.psi_of_sender(x, model.a) / scale, y - model.phi_of(x, model.a)
 
 
@@ -266,3 +268,59 @@ def diagnostics(model: GNN, activity: Activity, xnorm: float, max_frames: int = 
         "gram_condition": float(eig[-1] / max(eig[0], 1e-300)),
         "excitation": np.clip(reached.cpu().numpy().astype(np.float64), 0, 1),
     }
+
+
+CONFIDENCE = "confidence.npz"
+CONFIDENCE_SUMMARY = "confidence.json"
+
+
+def coverage_curve(
+    conf: EdgeConfidence, true_w: np.ndarray, gains: np.ndarray | None = None, levels: Sequence[float] = ()
+) -> dict[str, list[float]]:
+    """Nominal level against the fraction of true (scale-aligned) weights covered, for normal intervals mean +- z sd
+    at each level (default 0.5 to 0.99): the calibration plot of simulated data."""
+    levels = list(levels) or [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99]
+    off = ~np.eye(true_w.shape[0], dtype=bool)
+    g = np.ones(true_w.shape[0]) if gains is None else np.asarray(gains, dtype=np.float64)
+    truth = true_w * g[:, None]
+    aligned = linear_fit(truth, conf.mean, off_diagonal=True).slope * truth
+    dev = np.abs(conf.mean - aligned)[off] / conf.sd[off]
+    return {"level": levels, "coverage": [float(np.mean(dev <= stats.norm.ppf(0.5 + q / 2))) for q in levels]}
+
+
+def run_confidence(run_dir: str | Path, level: float = 0.9) -> dict[str, Any]:
+    """One-fit intervals and diagnostics of a trained run on its dataset's training frames; writes ``RUN/confidence.npz``
+    (mean, sd, lower, upper) and ``RUN/confidence.json`` (the confident connections, diagnostics, and on simulated
+    data the calibration against the truth), and returns the summary."""
+    from circuitgnn.data.writer import save_npz_atomic, write_json_atomic
+    from circuitgnn.train.run_folder import load_run, run_dataset
+
+    run = load_run(run_dir)
+    assert run.path is not None
+    ds = run_dataset(run)
+    activity = ds.activity()
+    method = run.data.get("derivative") or "forward"  # the drift training used (forward differences for the other objectives)
+    dxdt = np.asarray(ds.dxdt) if method == "recorded" and ds.dxdt is not None else activity.derivative(method)
+    conf = least_squares_confidence(run.model, activity, run.xnorm, dxdt, level)
+    diag = diagnostics(run.model, activity, run.xnorm)
+    summary: dict[str, Any] = {
+        "method": conf.method,
+        "level": level,
+        "seconds": conf.seconds,
+        "n_confident": len(conf.confident()),
+        "confident": conf.confident(limit=200),
+        "gram_condition": diag["gram_condition"],
+        "self_explained_median": float(np.nanmedian(diag["self_explained"])),
+        "excitation_median": float(np.median(diag["excitation"])),
+    }
+    truth = ds.truth
+    if truth is not None:
+        gains = np.array([t["gain"] for t in truth.functions["types"]], dtype=np.float64)[truth.types]
+        summary["calibration"] = calibration(conf, truth.connectivity, gains)
+        summary["coverage_curve"] = coverage_curve(conf, truth.connectivity, gains)
+    save_npz_atomic(
+        run.path / CONFIDENCE, mean=conf.mean, sd=conf.sd, lower=conf.lower, upper=conf.upper,
+        self_explained=diag["self_explained"], excitation=diag["excitation"],
+    )  # fmt: skip
+    write_json_atomic(run.path / CONFIDENCE_SUMMARY, summary)
+    return summary

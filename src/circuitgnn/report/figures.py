@@ -176,3 +176,30 @@ def training(log: list[dict[str, Any]]):
         axes[1].set_axis_off()
     fig.tight_layout()
     return fig
+
+
+def confidence(arrays: dict[str, np.ndarray], summary: dict[str, Any]):
+    """How far to trust each connection: |W| / sd, the label-free diagnostics, and (simulated data) calibration."""
+    plt = pyplot()
+    curve = summary.get("coverage_curve")
+    fig, axes = plt.subplots(1, 3 if curve else 2, figsize=(19 if curve else 13, 5))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.nan_to_num(np.abs(arrays["mean"]) / arrays["sd"])
+    im = axes[0].imshow(np.minimum(z, 10), cmap="magma", interpolation="nearest")
+    fig.colorbar(im, ax=axes[0], label="|W| / sd (capped at 10)")
+    axes[0].set(title=f"confidence map: {summary['n_confident']:,} intervals exclude zero", xlabel="sender j", ylabel="receiver i")
+    axes[1].hist(
+        arrays["self_explained"][np.isfinite(arrays["self_explained"])], bins=40, range=(0, 1), alpha=0.6, label="self-explained coupling"
+    )
+    axes[1].hist(arrays["excitation"], bins=40, range=(0, 1), alpha=0.6, label="psi* range excited")
+    axes[1].set(xlabel="fraction", ylabel="neurons", title=f"diagnostics (Gram condition {summary['gram_condition']:.3g})")
+    axes[1].legend()
+    if curve:
+        axes[2].plot(curve["level"], curve["coverage"], "o-", label="one fit (least squares)")
+        axes[2].plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
+        axes[2].set(
+            xlabel="nominal level", ylabel="true weights covered", title="calibration (against the truth)", xlim=(0.4, 1), ylim=(0, 1)
+        )
+        axes[2].legend()
+    fig.tight_layout()
+    return fig

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from circuitgnn.analyze.confidence import CONFIDENCE, CONFIDENCE_SUMMARY
 from circuitgnn.analyze.evaluate import METRICS, evaluate_run
 from circuitgnn.analyze.registry import summary_rows
 from circuitgnn.analyze.stimulus import movie_figure
@@ -113,6 +114,23 @@ def build_report(run_dir: str | Path, recompute: bool = False, reference: dict[s
         add("rollout", "Forecast (rollout)", lambda: figures.rollout(pred, true, metrics, ds.dt))
     if run.log:
         add("training", "Training", lambda: figures.training(run.log))
+    confidence_html = ""
+    if (run_dir / CONFIDENCE).is_file() and (run_dir / CONFIDENCE_SUMMARY).is_file():
+        summary = json.loads((run_dir / CONFIDENCE_SUMMARY).read_text())
+        with np.load(run_dir / CONFIDENCE) as z:
+            arrays = {k: z[k] for k in z.files}
+        add("confidence", "Confidence: which connections the data support", lambda: figures.confidence(arrays, summary))
+        rows_c = "".join(
+            f"<tr><td>{c['sender']}</td><td>{c['receiver']}</td><td>{c['weight']:+.4g}</td>"
+            f"<td>[{c['lower']:+.4g}, {c['upper']:+.4g}]</td><td>{c['z']:.1f}</td></tr>"
+            for c in summary["confident"][:20]
+        )
+        confidence_html = (
+            f'<section id="confident"><h2>Connections confidently non-zero ({summary["n_confident"]:,}; the 20 strongest)</h2>'
+            f"<p>{summary['level']:.0%} intervals from least squares given the learned functions (`circuitgnn confidence`); "
+            "weights with psi*'s scale moved into W.</p>"
+            f"<table><tr><th>sender</th><th>receiver</th><th>W</th><th>interval</th><th>|W| / sd</th></tr>{rows_c}</table></section>"
+        )
 
     formulas_html = ""
     symbolic_file = run_dir / "symbolic.json"
@@ -160,6 +178,7 @@ Forecast: {html.escape(metrics.get("rollout_method", ""))}.</p>
 <section id="summary"><h2>Summary</h2><table><tr><th>metric</th><th>this run</th>{ref_head}</tr>{rows}</table>
 {f"<h3>Skipped</h3><ul>{skipped_html}</ul>" if skipped_html else ""}</section>
 {body}
+{confidence_html}
 {formulas_html}
 <section id="config"><h2>Config</h2><pre>{html.escape(dump_config(run.config))}</pre></section>
 </body></html>

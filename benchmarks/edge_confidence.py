@@ -1,0 +1,94 @@
+"""Are the per-edge intervals calibrated? An ensemble of fits and the one-fit least-squares intervals on a
+simulated dataset, scored against its true W (the truth is read only here, to score).
+
+For each dataset: K members (seeds and block-bootstrap resamples, each trained for ``--minutes``); the
+ensemble's 90 % intervals; the one-fit intervals of member 0 (least squares given its phi* and psi*) and
+their time; the coverage of the true scale-aligned weights by each; on sparse W the edge-detection AUC of
+ranking by |mean| / sd beside ranking by |W|; how the one-fit and ensemble standard deviations compare; type
+stability. Results go to ``--out`` as JSON, one line per dataset.
+
+    python benchmarks/edge_confidence.py DATASET... --members 4 --minutes 4 --work runs/confidence \\
+        --out benchmarks/results/edge_confidence.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from circuitgnn import open_dataset
+from circuitgnn.analyze.confidence import calibration
+from circuitgnn.analyze.metrics import matched_accuracy
+from circuitgnn.config import config_from_dict
+from circuitgnn.device import environment
+from circuitgnn.ensemble import CircuitGNNEnsemble
+
+
+def measure(path: Path, members: int, minutes: float, work: Path, level: float) -> dict:
+    ds = open_dataset(path)
+    truth = ds.truth
+    assert truth is not None, f"{path} has no ground truth to score against"
+    config = config_from_dict(dict(ds.meta["config"]), source=str(path))
+    config.training.max_minutes = minutes
+    activity = ds.activity()
+    a, b = activity.train_bounds()[0]
+    x = np.asarray(ds.x[a:b])
+    dxdt = None if ds.dxdt is None else np.asarray(ds.dxdt[a:b])
+    start = time.perf_counter()
+    ens = CircuitGNNEnsemble(members, model=config.model, training=config.training, level=level, progress=False)
+    ens.fit(x, ds.dt, dxdt, folder=work / path.name)
+    ensemble_seconds = time.perf_counter() - start
+    gains = np.array([t["gain"] for t in truth.functions["types"]])[truth.types]
+    one = ens.members_[0].edge_confidence(x, dxdt, level=level)
+    off = ~np.eye(ds.n_neurons, dtype=bool)
+    ratio = one.sd[off] / ens.confidence_.sd[off]
+    return {
+        "dataset": path.name,
+        "n_neurons": ds.n_neurons,
+        "frames": int(b - a),
+        "members": members,
+        "minutes_per_member": minutes,
+        "block_frames": ens.block_,
+        "ensemble": calibration(ens.confidence_, truth.connectivity, gains),
+        "ensemble_seconds": ensemble_seconds,
+        "one_fit": calibration(one, truth.connectivity, gains),
+        "one_fit_seconds": one.seconds,
+        "sd_ratio_one_fit_to_ensemble": {q: float(np.quantile(ratio, p)) for q, p in (("q10", 0.1), ("median", 0.5), ("q90", 0.9))},
+        "type_stability_ari": ens.type_stability_,
+        "member_type_accuracy": [matched_accuracy(truth.types, m.types_) for m in ens.members_],
+        "confident_edges_ensemble": len(ens.confidence_.confident()),
+        "confident_edges_one_fit": len(one.confident()),
+        "machine": environment(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("datasets", nargs="+", type=Path)
+    parser.add_argument("--members", type=int, default=4)
+    parser.add_argument("--minutes", type=float, default=4.0, help="training budget of each member")
+    parser.add_argument("--level", type=float, default=0.9)
+    parser.add_argument("--work", type=Path, default=Path("runs/confidence"), help="the members' run folders (resumable)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/edge_confidence.jsonl"))
+    args = parser.parse_args()
+    print(f"torch threads {torch.get_num_threads()}")
+    for path in args.datasets:
+        row = measure(path, args.members, args.minutes, args.work, args.level)
+        with args.out.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        e, o = row["ensemble"], row["one_fit"]
+        print(
+            f"{row['dataset']}: coverage of {args.level:.0%} intervals: ensemble {e['coverage']:.3f}, one fit {o['coverage']:.3f} "
+            f"({row['one_fit_seconds']:.0f} s against {row['ensemble_seconds']:.0f} s); one-fit sd / ensemble sd: median "
+            f"{row['sd_ratio_one_fit_to_ensemble']['median']:.2f}; type stability (ARI) {row['type_stability_ari']:.3f}"
+            + (f"; AUC |mean|/sd {e['auc_z']:.3f} against |W| {e['auc_abs_w']:.3f}" if "auc_z" in e else "")
+        )
+
+
+if __name__ == "__main__":
+    main()
