@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from circuitgnn.analyze.confidence import plateau_aligned
 from circuitgnn.analyze.functions import phi_curves, psi_curves
 from circuitgnn.analyze.metrics import psi_plateau
 from circuitgnn.data.dataset import Dataset
@@ -50,10 +51,8 @@ def calcium(ds: Dataset, n_neurons: int = 4, max_frames: int = 400):
 
 
 def _corrected_w(run: TrainedRun, gains: np.ndarray | None) -> np.ndarray:
-    w = run.model.connectivity().detach().cpu().numpy().astype(np.float64)
-    plateau = psi_plateau(run.model, run.xnorm)
-    g = gains if gains is not None else np.ones(w.shape[0])
-    return w * plateau[None, :] / g[:, None]
+    g = gains if gains is not None else np.ones(run.model.n)
+    return plateau_aligned(run.model, run.xnorm) / g[:, None]
 
 
 def connectivity(run: TrainedRun, ds: Dataset, metrics: dict[str, Any]):

@@ -264,36 +264,36 @@ def constant(x: np.ndarray) -> np.ndarray:
     return np.ones_like(x)
 
 
-class CorrelationConnectivity:
-    """Pearson correlation of the activity of every pair of neurons (diagonal 0) as a connectivity score."""
+class _PairScore:
+    """A symmetric score of every pair of neurons from the complete frames (diagonal 0), as ``connectivity_``."""
 
-    def fit(self, x: np.ndarray) -> CorrelationConnectivity:
-        """Correlate the complete frames of ``x`` (T, N)."""
+    def _score(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def fit(self, x: np.ndarray) -> _PairScore:
+        """Score every pair from the complete frames of ``x`` (T, N)."""
         start = time.perf_counter()
         xa = as_float32_frames(x, "x")
         rows = _complete_frames(xa)
         if len(rows) < 3:
-            raise CircuitGNNError(f"x has {len(rows)} complete frames: too few to correlate")
-        c = np.corrcoef(np.asarray(xa[rows], dtype=np.float64), rowvar=False)
-        np.fill_diagonal(c, 0.0)
-        self.connectivity_ = np.nan_to_num(c)
+            raise CircuitGNNError(f"x has {len(rows)} complete frames: at least 3 are needed")
+        score = np.nan_to_num(self._score(np.asarray(xa[rows], dtype=np.float64)))
+        np.fill_diagonal(score, 0.0)
+        self.connectivity_ = score
         self.fit_seconds_ = time.perf_counter() - start
         return self
 
 
-class PartialCorrelationConnectivity:
+class CorrelationConnectivity(_PairScore):
+    """Pearson correlation of the activity of every pair of neurons (diagonal 0) as a connectivity score."""
+
+    def _score(self, x: np.ndarray) -> np.ndarray:
+        return np.corrcoef(x, rowvar=False)
+
+
+class PartialCorrelationConnectivity(_PairScore):
     """Partial correlation of every pair given all others (diagonal 0), from the Ledoit-Wolf shrunk precision
     matrix (closed form at any N; scikit-learn's graphical lasso failed to converge on chaotic activity)."""
 
-    def fit(self, x: np.ndarray) -> PartialCorrelationConnectivity:
-        """Partial correlations of the complete frames of ``x`` (T, N)."""
-        start = time.perf_counter()
-        xa = as_float32_frames(x, "x")
-        rows = _complete_frames(xa)
-        if len(rows) < 3:
-            raise CircuitGNNError(f"x has {len(rows)} complete frames: too few to estimate a precision matrix")
-        pc = partial_correlation(np.asarray(xa[rows]))
-        np.fill_diagonal(pc, 0.0)
-        self.connectivity_ = pc
-        self.fit_seconds_ = time.perf_counter() - start
-        return self
+    def _score(self, x: np.ndarray) -> np.ndarray:
+        return partial_correlation(x)
