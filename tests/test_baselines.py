@@ -12,11 +12,20 @@ from circuitgnn.analyze.baselines import (
     CorrelationConnectivity,
     GRUForecaster,
     KnownFunctionRegression,
+    LearnedFunctionRegression,
     PartialCorrelationConnectivity,
     RidgeVAR,
     TransformerForecaster,
 )
-from circuitgnn.analyze.baselines.compare import MethodResult, check_methods, compare_methods, format_table
+from circuitgnn.analyze.baselines.compare import (
+    BASELINES_BEGIN,
+    BASELINES_END,
+    MethodResult,
+    check_methods,
+    compare_methods,
+    format_table,
+)
+from circuitgnn.analyze.baselines.learned_functions import QuantileSpline
 from circuitgnn.analyze.metrics import edge_auc, linear_fit
 from circuitgnn.cli import main
 from circuitgnn.data.dataset import Dataset
@@ -50,6 +59,26 @@ def test_known_functions_recover_w_exactly(network):
     decay = np.array([t["decay"] for t in truth.functions["types"]])[truth.types]
     np.testing.assert_allclose(reg.coefficients_[:, 0], -decay, atol=1e-4)
     assert reg.score(np.asarray(network.x), np.asarray(network.dxdt)) > 0.99999
+
+
+def test_learned_functions_recover_w_without_being_told_them(network):
+    x, dxdt = np.asarray(network.x), np.asarray(network.dxdt)
+    reg = LearnedFunctionRegression(n_psi=20, n_phi=12).fit(x, network.dt, dxdt)
+    fit = linear_fit(network.truth.connectivity, reg.connectivity_ / _gains(network)[:, None], off_diagonal=True)
+    assert fit.r2 > 0.85 and 0.8 < fit.slope < 1.3  # psi's plateau is scaled to 1, as tanh's (the told-functions fit: 1.0000)
+    assert reg.history_[-1] < 0.5 * reg.history_[0]  # the Gauss-Newton steps on psi lower the residual
+    assert reg.score(x, dxdt) > 0.99
+    assert reg.simulate(x[0], 3).shape == (4, x.shape[1])
+
+
+def test_quantile_spline_is_a_partition_of_unity():
+    x = np.random.default_rng(5).standard_cauchy(size=(500, 3))
+    basis = QuantileSpline(x, 10)
+    values = basis(np.linspace(-50, 50, 1000))
+    assert values.shape == (1000, 10) and np.all(values >= 0)
+    np.testing.assert_allclose(values.sum(axis=-1), 1, atol=1e-6)  # so psi's offset is one shift of its coefficients
+    with pytest.raises(CircuitGNNError, match="at least 4"):
+        QuantileSpline(x, 3)
 
 
 def test_shared_gram_solver_matches_per_receiver_least_squares():
@@ -160,12 +189,13 @@ def test_forecaster_size_follows_the_budget_and_the_seed_fixes_the_fit(cls):
 
 def test_compare_methods_scores_resumes_and_refuses_other_settings(network, tmp_path):
     out = tmp_path / "cmp"
-    methods = ["gnn", "known_functions", "ridge_var", "correlation", "gru"]
+    methods = ["gnn", "known_functions", "learned_functions", "ridge_var", "correlation", "gru"]
     results = compare_methods(network, out, minutes=0.05, methods=methods, steps=400, progress=False)
     by = {r.method: r for r in results}
     assert [r.method for r in results] == methods
     assert by["known_functions"].metrics["W_r2"] > 0.9999
     assert by["known_functions"].metrics["forecast_r2_400"] > 0.99
+    assert by["learned_functions"].metrics["W_r2"] > 0.8
     assert "W_edge_auc" in by["correlation"].metrics and "W_slope" not in by["correlation"].metrics
     assert "forecast_r2_400" in by["gru"].metrics and "W_r2" not in by["gru"].metrics
     assert {"W_r2", "type_accuracy", "forecast_r2_400"} <= set(by["gnn"].metrics)
@@ -215,8 +245,6 @@ def test_table_says_where_the_gnn_loses():
 
 def test_cli_writes_the_table_into_a_readme(network, tmp_path, capsys):
     readme = tmp_path / "README.md"
-    from circuitgnn.analyze.baselines.compare import BASELINES_BEGIN, BASELINES_END
-
     readme.write_text(f"# title\n{BASELINES_BEGIN}\nold\n{BASELINES_END}\ntail\n")
     code = main([
         "baselines", str(network.path), "--out", str(tmp_path / "o"), "--methods", "correlation,ridge_var", "--steps", "400",

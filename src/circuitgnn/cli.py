@@ -518,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--methods",
         help="comma-separated subset of: "
-        + "gnn, known_functions, ridge_var, correlation, partial_correlation, gru, gru_10x, transformer, transformer_10x",
+        + "gnn, known_functions, learned_functions, ridge_var, correlation, partial_correlation, gru, gru_10x, transformer, transformer_10x",
     )
     p.add_argument("--config", help="the GNN's config (default: the dataset's own experiment config)")
     p.add_argument("--steps", type=int, default=800, help="forecast length in frames (scored at 400 and 800)")

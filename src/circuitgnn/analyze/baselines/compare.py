@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from circuitgnn.analyze.baselines.forecasters import GRUForecaster, TransformerForecaster
+from circuitgnn.analyze.baselines.learned_functions import LearnedFunctionRegression
 from circuitgnn.analyze.baselines.linear import (
     CorrelationConnectivity,
     KnownFunctionRegression,
@@ -52,6 +53,7 @@ from circuitgnn.train.trainer import Trainer
 METHODS: dict[str, str] = {
     "gnn": "circuitgnn (GNN)",
     "known_functions": "regression told the true functions (upper bound)",
+    "learned_functions": "regression learning shared spline functions (GLM, learned nonlinearity)",
     "ridge_var": "ridge linear model (VAR)",
     "correlation": "correlation",
     "partial_correlation": "partial correlation (Ledoit-Wolf)",
@@ -262,8 +264,8 @@ def _run_method(
         _w_metrics(ds, est.connectivity_, out, units=False)
         out.notes["forecast"] = "no dynamics: a connectivity score only"
         return out
-    if name in ("known_functions", "ridge_var"):
-        reg = model if name == "known_functions" else RidgeVAR()
+    if name in ("known_functions", "learned_functions", "ridge_var"):
+        reg = {"known_functions": model, "learned_functions": LearnedFunctionRegression(n_psi=16, n_phi=10), "ridge_var": RidgeVAR()}[name]
         assert reg is not None
         with _peak_memory(out):
             reg.fit(x, ds.dt, dxdt, starts)
