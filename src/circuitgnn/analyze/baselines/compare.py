@@ -265,7 +265,11 @@ def _run_method(
         out.notes["forecast"] = "no dynamics: a connectivity score only"
         return out
     if name in ("known_functions", "learned_functions", "ridge_var"):
-        reg = {"known_functions": model, "learned_functions": LearnedFunctionRegression(n_psi=16, n_phi=10), "ridge_var": RidgeVAR()}[name]
+        reg = {
+            "known_functions": model,
+            "learned_functions": LearnedFunctionRegression(n_psi=12, n_phi=8, max_frames=10000, iterations=6),
+            "ridge_var": RidgeVAR(),
+        }[name]
         assert reg is not None
         with _peak_memory(out):
             reg.fit(x, ds.dt, dxdt, starts)
