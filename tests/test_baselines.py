@@ -112,13 +112,14 @@ def test_ridge_var_recovers_a_linear_system_exactly():
 
 
 def test_ridge_var_without_drift_uses_forward_differences():
+    """x[t+1] = x[t] + dt (A x[t]) + noise: forward differences are A x plus noise independent of x, so A is found."""
     rng = np.random.default_rng(2)
     a = -np.eye(5) + 0.2 * rng.normal(size=(5, 5))
-    x = np.zeros((4000, 5))
+    x = np.zeros((20000, 5))
     for t in range(1, len(x)):
-        x[t] = x[t - 1] + 0.01 * (a @ x[t - 1]) + 0.05 * rng.normal(size=5)
-    var = RidgeVAR().fit(x, 0.01)
-    assert linear_fit(a, var.connectivity_).r2 > 0.9
+        x[t] = x[t - 1] + 0.1 * (a @ x[t - 1]) + 0.1 * rng.normal(size=5)
+    var = RidgeVAR().fit(x, 0.1)
+    assert linear_fit(a, var.connectivity_).r2 > 0.95
 
 
 def test_correlation_and_partial_correlation():
@@ -195,7 +196,7 @@ def test_compare_methods_scores_resumes_and_refuses_other_settings(network, tmp_
     assert [r.method for r in results] == methods
     assert by["known_functions"].metrics["W_r2"] > 0.9999
     assert by["known_functions"].metrics["forecast_r2_400"] > 0.99
-    assert by["learned_functions"].metrics["W_r2"] > 0.8
+    assert by["learned_functions"].metrics["W_r2"] > 0.7 > by["ridge_var"].metrics["W_r2"]
     assert "W_edge_auc" in by["correlation"].metrics and "W_slope" not in by["correlation"].metrics
     assert "forecast_r2_400" in by["gru"].metrics and "W_r2" not in by["gru"].metrics
     assert {"W_r2", "type_accuracy", "forecast_r2_400"} <= set(by["gnn"].metrics)
@@ -252,7 +253,7 @@ def test_cli_writes_the_table_into_a_readme(network, tmp_path, capsys):
     ])  # fmt: skip
     assert code == 0
     text = readme.read_text()
-    assert "old" not in text and "ridge linear model (VAR)" in text and text.endswith(f"{BASELINES_END}\ntail\n")
+    assert "\nold\n" not in text and "ridge linear model (VAR)" in text and text.endswith(f"{BASELINES_END}\ntail\n")
     assert json.loads((tmp_path / "o" / "net" / "baselines.json").read_text())["results"][0]["method"] == "ridge_var"
     assert main(["baselines", str(network.path), "--out", str(tmp_path / "o"), "--methods", "lstm"]) == 2
     assert "unknown method" in capsys.readouterr().err

@@ -249,12 +249,16 @@ def _run_method(
     if name == "gnn":
         _run_gnn(ds, folder, config, test, steps, progress, out)
         return out
+    regression: KnownFunctionRegression | LearnedFunctionRegression | RidgeVAR | None = None
     if name == "known_functions":
-        model, how = _known_functions(ds)
-        if model is None:
-            out.notes["method"] = how
-            return out
+        regression, how = _known_functions(ds)
         out.notes["method"] = how
+        if regression is None:
+            return out
+    elif name == "learned_functions":
+        regression = LearnedFunctionRegression(n_psi=12, n_phi=8, max_frames=10000, iterations=6)
+    elif name == "ridge_var":
+        regression = RidgeVAR()
     x, dxdt, starts = _training_frames(ds)
     if name in ("correlation", "partial_correlation"):
         est = CorrelationConnectivity() if name == "correlation" else PartialCorrelationConnectivity()
@@ -264,20 +268,14 @@ def _run_method(
         _w_metrics(ds, est.connectivity_, out, units=False)
         out.notes["forecast"] = "no dynamics: a connectivity score only"
         return out
-    if name in ("known_functions", "learned_functions", "ridge_var"):
-        reg = {
-            "known_functions": model,
-            "learned_functions": LearnedFunctionRegression(n_psi=12, n_phi=8, max_frames=10000, iterations=6),
-            "ridge_var": RidgeVAR(),
-        }[name]
-        assert reg is not None
+    if regression is not None:
         with _peak_memory(out):
-            reg.fit(x, ds.dt, dxdt, starts)
-        out.seconds = reg.fit_seconds_
-        out.n_parameters = int(reg.connectivity_.size + reg.coefficients_.size)
-        _w_metrics(ds, reg.connectivity_, out, units=True)
+            regression.fit(x, ds.dt, dxdt, starts)
+        out.seconds = regression.fit_seconds_
+        out.n_parameters = int(regression.connectivity_.size + regression.coefficients_.size)
+        _w_metrics(ds, regression.connectivity_, out, units=True)
         if test.frames is not None:
-            _forecast_metrics(reg.simulate(test.frames[CONTEXT], steps, ds.dt, config.training.frame_integration()[0]), test, out)
+            _forecast_metrics(regression.simulate(test.frames[CONTEXT], steps, ds.dt, config.training.frame_integration()[0]), test, out)
         return out
     budget = sum(p.numel() for p in GNN(config.model, ds.n_neurons).parameters()) * (10 if name.endswith("_10x") else 1)
     cls: Callable[..., GRUForecaster | TransformerForecaster] = GRUForecaster if name.startswith("gru") else TransformerForecaster
