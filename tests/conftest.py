@@ -30,6 +30,17 @@ def tiny_config(**sim: Any) -> ExperimentConfig:
     return config_from_dict({"name": "tiny", "simulation": base})
 
 
+def simulated_arrays(path, **sim: Any):
+    """Simulate ``tiny_config(**sim)`` into ``path``; returns (dataset, x, dxdt) with the arrays in memory."""
+    import numpy as np
+
+    from circuitgnn import open_dataset, simulate
+
+    simulate(tiny_config(**sim), path, progress=False, figure=False)
+    ds = open_dataset(path)
+    return ds, np.array(ds.x), np.array(ds.dxdt)
+
+
 @pytest.fixture
 def tiny():
     return tiny_config

@@ -277,7 +277,7 @@ def test_learned_functions_gradient_matches_finite_differences():
     reg._psi_basis, reg._phi_basis = QuantileSpline(x, 8), QuantileSpline(x, 5)
     basis, phi = reg._psi_basis(x), reg._phi_basis(x)
     theta = rng.normal(size=8)
-    sums, wl, c, loss = reg._solve_at(basis, phi, y, theta)
+    sums, wl, c, _ = reg._solve_at(basis, phi, y, theta)
     jtj, jtr = reg._gauss_newton(basis, phi, y, theta, sums, wl, c)
     numeric = np.zeros(8)
     for m in range(8):

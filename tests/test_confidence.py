@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from circuitgnn import CircuitGNN, open_dataset, simulate
+from circuitgnn import CircuitGNN
 from circuitgnn.analyze.confidence import (
     EdgeConfidence,
     calibration,
@@ -22,7 +22,7 @@ from circuitgnn.data.activity import Activity
 from circuitgnn.ensemble import CircuitGNNEnsemble, block_bootstrap, block_length
 from circuitgnn.errors import CircuitGNNError
 from circuitgnn.model.gnn import GNN
-from tests.conftest import tiny_config
+from tests.conftest import simulated_arrays
 
 
 def _ar1(rng: np.random.Generator, n_frames: int, n: int, rho: float, scale: float = 1.0) -> np.ndarray:
@@ -160,10 +160,7 @@ def test_block_length_follows_the_autocorrelation():
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    path = tmp_path_factory.mktemp("conf") / "d"
-    simulate(tiny_config(n_neurons=30, n_frames=600), path, progress=False, figure=False)
-    ds = open_dataset(path)
-    return ds, np.array(ds.x), np.array(ds.dxdt)
+    return simulated_arrays(tmp_path_factory.mktemp("conf") / "d", n_neurons=30, n_frames=600)
 
 
 TRAINING = {"n_epochs": 2, "iterations_per_epoch": 20, "batch_size": 4, "log_every": 10, "clustering": {"every_epochs": 1, "max_types": 4}}

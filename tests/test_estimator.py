@@ -4,21 +4,18 @@ import numpy as np
 import pytest
 import torch
 
-from circuitgnn import CircuitGNN, NotFittedError, open_dataset, simulate
+from circuitgnn import CircuitGNN, NotFittedError
 from circuitgnn.analyze.rollout import rollout_model
 from circuitgnn.errors import CircuitGNNError, ConfigError, DatasetError
 from circuitgnn.train.run_folder import RunExistsError
-from tests.conftest import tiny_config
+from tests.conftest import simulated_arrays
 
 TRAINING = {"n_epochs": 2, "iterations_per_epoch": 20, "batch_size": 4, "log_every": 10, "clustering": {"every_epochs": 1, "max_types": 4}}
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "d"
-    simulate(tiny_config(n_neurons=30, n_frames=400), path, progress=False, figure=False)
-    ds = open_dataset(path)
-    return ds, np.array(ds.x), np.array(ds.dxdt)
+    return simulated_arrays(tmp_path_factory.mktemp("data") / "d", n_neurons=30, n_frames=400)
 
 
 def small(**training):

@@ -23,8 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from circuitgnn.analyze.baselines.linear import _check_dt, _complete_frames, _SharedFeatureRegression, _solve, _Sums, drift_targets
-from circuitgnn.data.activity import as_float32_frames
+from circuitgnn.analyze.baselines.linear import _SharedFeatureRegression, _solve, _Sums, regression_frames
 from circuitgnn.errors import CircuitGNNError
 
 _ROWS = 1024  # frames per block of the float64 products
@@ -176,12 +175,7 @@ class LearnedFunctionRegression(_SharedFeatureRegression):
     def fit(self, x: np.ndarray, dt: float, dxdt: np.ndarray | None = None, segments: Sequence[int] = (0,)) -> LearnedFunctionRegression:
         """Fit to activity ``x`` (T, N) sampled every ``dt`` (``dxdt`` by forward differences when not given)."""
         start = time.perf_counter()
-        dt = _check_dt(dt)
-        xa = as_float32_frames(x, "x")
-        y_all = drift_targets(xa, dt, dxdt, segments)
-        rows = _complete_frames(xa, y_all)
-        if len(rows) < 10:
-            raise CircuitGNNError(f"x has {len(rows)} complete frames with a drift: too few to fit")
+        dt, xa, y_all, rows = regression_frames(x, dt, dxdt, segments, minimum=10)
         rows = rows[np.linspace(0, len(rows) - 1, min(self.max_frames, len(rows))).astype(np.int64)]
         xs = np.asarray(xa[rows], dtype=np.float32)
         y = np.asarray(y_all[rows], dtype=np.float64)

@@ -53,6 +53,18 @@ def drift_targets(x: np.ndarray, dt: float, dxdt: np.ndarray | None, segments: S
     return out
 
 
+def regression_frames(x: np.ndarray, dt: float, dxdt: np.ndarray | None, segments: Sequence[int], minimum: int = 2):
+    """(dt, x as float32 frames, dx/dt of every frame, the complete frames' indices) for a regression of the drift,
+    refusing data with fewer than ``minimum`` complete frames."""
+    dt = _check_dt(dt)
+    xa = as_float32_frames(x, "x")
+    y = drift_targets(xa, dt, dxdt, segments)
+    rows = _complete_frames(xa, y)
+    if len(rows) < minimum:
+        raise CircuitGNNError(f"x has {len(rows)} complete frames with a drift: at least {minimum} are needed")
+    return dt, xa, y, rows
+
+
 @dataclass(frozen=True)
 class _Sums:
     """The sums the shared-feature regression needs, accumulated over frames in float64."""
@@ -179,19 +191,14 @@ class RidgeVAR(_SharedFeatureRegression):
     def fit(self, x: np.ndarray, dt: float, dxdt: np.ndarray | None = None, segments: Sequence[int] = (0,)) -> RidgeVAR:
         """Fit to activity ``x`` (T, N) sampled every ``dt`` (``dxdt`` by forward differences when not given)."""
         start = time.perf_counter()
-        dt = _check_dt(dt)
-        xa = as_float32_frames(x, "x")
-        y = drift_targets(xa, dt, dxdt, segments)
+        dt, xa, y, rows = regression_frames(x, dt, dxdt, segments)
         fit_rows, val_rows = [], []
         for a, b in segment_bounds(xa.shape[0], segments):
             cut = a + max(1, int(round((b - a) * (1 - self.validation))))
             fit_rows.append(np.arange(a, cut))
             val_rows.append(np.arange(cut, b))
-        rows = _complete_frames(xa, y)
         fit_idx = np.intersect1d(np.concatenate(fit_rows), rows)
         val_idx = np.intersect1d(np.concatenate(val_rows), rows)
-        if len(fit_idx) < 2:
-            raise CircuitGNNError(f"x has {len(rows)} complete frames with a drift: too few to fit")
         part = self._sums(xa, y, fit_idx)
         scale = float(np.mean(np.diag(part.gram)))
         eigen = np.linalg.eigh(part.gram)
@@ -241,12 +248,7 @@ class KnownFunctionRegression(_SharedFeatureRegression):
     def fit(self, x: np.ndarray, dt: float, dxdt: np.ndarray | None = None, segments: Sequence[int] = (0,)) -> KnownFunctionRegression:
         """Fit to activity ``x`` (T, N) sampled every ``dt`` (``dxdt`` by forward differences when not given)."""
         start = time.perf_counter()
-        dt = _check_dt(dt)
-        xa = as_float32_frames(x, "x")
-        y = drift_targets(xa, dt, dxdt, segments)
-        rows = _complete_frames(xa, y)
-        if len(rows) < 2:
-            raise CircuitGNNError(f"x has {len(rows)} complete frames with a drift: too few to fit")
+        dt, xa, y, rows = regression_frames(x, dt, dxdt, segments)
         sums = self._sums(xa, y, rows)
         w, c = _solve(sums, np.linalg.eigh(sums.gram), self.ridge * float(np.mean(np.diag(sums.gram))))
         self._set(w, c, dt)
