@@ -69,6 +69,8 @@ def test_learned_functions_recover_w_without_being_told_them(network):
     assert reg.history_[-1] < 0.5 * reg.history_[0]  # the Gauss-Newton steps on psi lower the residual
     assert reg.score(x, dxdt) > 0.99
     assert reg.simulate(x[0], 3).shape == (4, x.shape[1])
+    stopped = LearnedFunctionRegression(n_psi=8, n_phi=6, max_minutes=1e-9).fit(x, network.dt, dxdt)
+    assert len(stopped.history_) == 1  # the time budget is spent before the first Gauss-Newton step
 
 
 def test_quantile_spline_is_a_partition_of_unity():

@@ -256,7 +256,7 @@ def _run_method(
         if regression is None:
             return out
     elif name == "learned_functions":
-        regression = LearnedFunctionRegression(n_psi=12, n_phi=8, max_frames=10000, iterations=6)
+        regression = LearnedFunctionRegression(n_psi=12, n_phi=8, max_frames=10000, iterations=6, max_minutes=minutes)
     elif name == "ridge_var":
         regression = RidgeVAR()
     x, dxdt, starts = _training_frames(ds)
@@ -314,8 +314,8 @@ def compare_methods(
 ) -> list[MethodResult]:
     """Fit and score every method on one dataset (see the module docstring); results go to ``out``.
 
-    ``minutes`` is the training budget of each trained method (the GNN and each forecaster); the
-    closed-form methods take what they take. ``config``: the GNN's settings (default: the dataset's own).
+    ``minutes`` is the training budget of each trained method (the GNN, each forecaster, and the
+    learned-function regression's Gauss-Newton steps); the closed-form methods take what they take. ``config``: the GNN's settings (default: the dataset's own).
     """
     names = check_methods(methods)
     if not isinstance(minutes, int | float) or isinstance(minutes, bool) or not minutes > 0:

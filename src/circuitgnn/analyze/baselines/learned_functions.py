@@ -70,6 +70,8 @@ class LearnedFunctionRegression(_SharedFeatureRegression):
     widths
         Starting psi candidates tanh(x / (width * std)): the one with the smallest residual is refined.
         A saturating start matters: a linear psi sits in a poor basin.
+    max_minutes
+        No Gauss-Newton step starts after this much time (the steps taken are kept).
 
     Attributes
     ----------
@@ -88,6 +90,7 @@ class LearnedFunctionRegression(_SharedFeatureRegression):
         widths: Sequence[float] = (0.1, 0.3, 1.0),
         ridge: float = 1e-8,
         tolerance: float = 1e-4,
+        max_minutes: float | None = None,
         progress: bool = False,
     ):
         for name, value, low in (("n_psi", n_psi, 4), ("n_phi", n_phi, 4), ("iterations", iterations, 0), ("max_frames", max_frames, 10)):
@@ -96,7 +99,10 @@ class LearnedFunctionRegression(_SharedFeatureRegression):
         if not widths or any(not w > 0 for w in widths):
             raise CircuitGNNError(f"widths must be positive numbers, got {widths!r}")
         self.n_psi, self.n_phi, self.iterations, self.max_frames = n_psi, n_phi, iterations, max_frames
+        if max_minutes is not None and not max_minutes > 0:
+            raise CircuitGNNError(f"max_minutes must be a positive number or None, got {max_minutes!r}")
         self.widths, self.ridge, self.tolerance, self.progress = tuple(widths), float(ridge), float(tolerance), progress
+        self.max_minutes = max_minutes
 
     # the shared-feature regression's hooks: psi and the phi basis as functions of the activity
     def _psi(self, x: np.ndarray) -> np.ndarray:
@@ -201,10 +207,13 @@ class LearnedFunctionRegression(_SharedFeatureRegression):
         theta, (sums, w, c, loss) = best
         self.history_ = [loss]
         damping = 1e-3
+        deadline = None if self.max_minutes is None else start + 60 * self.max_minutes
         for _ in range(self.iterations):
+            if deadline is not None and time.perf_counter() > deadline:
+                break
             jtj, jtr = self._gauss_newton(basis, phi, y, theta, sums, w, c)
             improved = False
-            for _ in range(8):  # Levenberg-Marquardt: raise the damping until the residual falls
+            for _ in range(4):  # Levenberg-Marquardt: raise the damping until the residual falls
                 step = np.linalg.solve(jtj + damping * np.diag(np.diag(jtj) + 1e-12 * np.trace(jtj)), -jtr)
                 trial = self._normalise(theta + step, flat, centre, top)
                 found = self._solve_at(basis, phi, y, trial)
