@@ -244,6 +244,8 @@ def test_table_says_where_the_gnn_loses():
     assert "| GNN | 0.900 | 0.500 | 1,000 | 10.0 | 100 |" in text
     assert "The GNN loses on: forecast R^2 @400 (GRU: 0.700 against 0.500); peak memory (GRU: 50 MB against 100 MB)." in text
     assert "oracle: 1.000" not in text  # the upper bound is not a rival
+    tie = [results[0], MethodResult("gru", "GRU", {"forecast_r2_400": 0.505}, 10.0, 200.0, 1000)]
+    assert "The GNN loses on no metric." in format_table("net", tie)  # within 0.01: a tie
 
 
 def test_cli_writes_the_table_into_a_readme(network, tmp_path, capsys):
