@@ -32,7 +32,7 @@ from circuitgnn.data.dataset import Dataset
 from circuitgnn.data.writer import replace_generated_block
 from circuitgnn.errors import CircuitGNNError, DatasetError
 from circuitgnn.simulate.run import simulate
-from tests.conftest import tiny_config
+from tests.conftest import simulated_arrays, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -212,6 +212,12 @@ def test_compare_methods_scores_resumes_and_refuses_other_settings(network, tmp_
         compare_methods(network, out, minutes=0.1, methods=["correlation"], steps=400, progress=False)
     redone = compare_methods(network, out, minutes=0.1, methods=["correlation"], steps=400, progress=False, overwrite=True)
     assert [r.method for r in redone] == ["correlation"] and not (out / "gnn").exists()
+
+
+def test_edge_detection_is_scored_on_sparse_w_only(tmp_path):
+    simulated_arrays(tmp_path / "dense", n_neurons=30, n_frames=300)  # the default W: dense
+    results = compare_methods(tmp_path / "dense", tmp_path / "out", methods=["correlation"], steps=400, progress=False)
+    assert "W_r2" in results[0].metrics and "W_edge_auc" not in results[0].metrics
 
 
 def test_compare_refuses_bad_requests(network, tmp_path):

@@ -53,7 +53,7 @@ from circuitgnn.train.trainer import Trainer
 METHODS: dict[str, str] = {
     "gnn": "circuitgnn (GNN)",
     "known_functions": "regression told the true functions (upper bound)",
-    "learned_functions": "regression learning shared spline functions (GLM, learned nonlinearity)",
+    "learned_functions": "learned-function regression (GLM)",
     "ridge_var": "ridge linear model (VAR)",
     "correlation": "correlation",
     "partial_correlation": "partial correlation (Ledoit-Wolf)",
@@ -345,7 +345,7 @@ def compare_methods(
     results = []
     for name in names:
         if name in done:
-            results.append(MethodResult(**done[name]["result"]))
+            results.append(MethodResult(**{**done[name]["result"], "label": METHODS[name]}))  # labels are shown as named now
             continue
         if progress:
             print(f"[{ds.path.name}] {METHODS[name]} ...", flush=True)
@@ -354,6 +354,9 @@ def compare_methods(
             result.notes.setdefault("forecast", test.how)
         write_json_atomic(record / f"{name}.json", {"key": key, "machine": machine(), "result": asdict(result)})
         results.append(result)
+    if ds.truth is None or not _sparse(ds.truth.connectivity):  # edge detection is scored on sparse W only
+        for r in results:
+            r.metrics.pop("W_edge_auc", None)
     write_json_atomic(
         folder / "baselines.json", {"dataset": str(ds.path), "forecast": test.how, "key": key, "results": [asdict(r) for r in results]}
     )
