@@ -379,9 +379,8 @@ class CircuitGNN:
         xa = as_float32_frames(x, "x", self.n_neurons_)
         if dt is not None and (not isinstance(dt, numbers.Real) or not dt > 0):
             raise CircuitGNNError(f"dt must be a positive number, got {dt!r}")
-        method = self.training.derivative if self.training.derivative not in ("auto", "recorded") else "forward"
         target = (
-            estimate_derivative(xa, self.dt_ if dt is None else float(dt), method)  # type: ignore[arg-type]
+            estimate_derivative(xa, self.dt_ if dt is None else float(dt), self._derivative_method())  # type: ignore[arg-type]
             if dxdt is None
             else as_float32_frames(dxdt, "dxdt", self.n_neurons_)
         )
@@ -404,6 +403,10 @@ class CircuitGNN:
         xa = as_float32_frames(x, "x", self.n_neurons_)
         return Activity(xa, None, self.dt_, segments=(0,) if segments is None else tuple(int(s) for s in segments), missing=True)
 
+    def _derivative_method(self) -> str:
+        """How dx/dt is estimated from frames: ``training.derivative``, forward differences for ``auto`` and ``recorded``."""
+        return self.training.derivative if self.training.derivative not in ("auto", "recorded") else "forward"
+
     def _drift(self, data: Activity, dxdt: Any | None) -> np.ndarray:
         """dx/dt of ``data``: the given one, or estimated as training did."""
         if dxdt is not None:
@@ -411,8 +414,7 @@ class CircuitGNN:
             if da.shape[0] != data.n_frames:
                 raise CircuitGNNError(f"dxdt has {da.shape[0]} frames but x has {data.n_frames}")
             return da
-        method = self.training.derivative if self.training.derivative not in ("auto", "recorded") else "forward"
-        return data.derivative(method)  # type: ignore[arg-type]
+        return data.derivative(self._derivative_method())  # type: ignore[arg-type]
 
     def edge_confidence(
         self, x: Any, dxdt: Any | None = None, *, segments: Sequence[int] | None = None, level: float = 0.9

@@ -104,12 +104,10 @@ class LearnedFunctionRegression(_SharedFeatureRegression):
         self.widths, self.ridge, self.tolerance, self.progress = tuple(widths), float(ridge), float(tolerance), progress
         self.max_minutes = max_minutes
 
-    # the shared-feature regression's hooks: psi and the phi basis as functions of the activity
-    def _psi(self, x: np.ndarray) -> np.ndarray:
-        return self._psi_basis(x) @ self.psi_coefficients_.astype(np.float32)
-
-    def _phi_function(self, k: int):
-        return lambda x: self._phi_basis(x)[..., k]
+    def _features(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """psi and the phi basis from one evaluation of each spline basis (not one per phi function)."""
+        psi_basis = self._psi_basis(x).astype(np.float64)
+        return psi_basis @ self.psi_coefficients_, np.moveaxis(self._phi_basis(x).astype(np.float64), -1, 0)
 
     def _normalise(self, theta: np.ndarray, basis_x: np.ndarray, centre: np.ndarray, top: np.ndarray) -> np.ndarray:
         """psi(median) = 0 and psi's plateau (its median over the top of the activity range, ``top``: the basis there)
@@ -233,8 +231,6 @@ class LearnedFunctionRegression(_SharedFeatureRegression):
             if done:
                 break
         self.psi_coefficients_ = theta
-        self._sender = self._psi
-        self._receiver = tuple(self._phi_function(k) for k in range(self.n_phi))
         self._set(w, c, dt)
         self.fit_seconds_ = time.perf_counter() - start
         return self

@@ -125,6 +125,10 @@ class _SharedFeatureRegression:
     def _sums(self, x: np.ndarray, y: np.ndarray, rows: np.ndarray) -> _Sums:
         return _accumulate(x, y, rows, self._sender, self._receiver)
 
+    def _features(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(sender features (T, N), receiver basis (p, T, N)) at states ``x``."""
+        return _features(x, self._sender, self._receiver)
+
     def _set(self, w: np.ndarray, coef: np.ndarray, dt: float) -> None:
         self.connectivity_ = w
         self.coefficients_ = coef
@@ -139,7 +143,7 @@ class _SharedFeatureRegression:
         """The drift dx/dt the model predicts at states ``x`` (T, N) -> (T, N)."""
         self._check_fitted()
         xa = np.asarray(as_float32_frames(x, "x", self.n_neurons_), dtype=np.float64)
-        f, u = _features(xa, self._sender, self._receiver)
+        f, u = self._features(xa)
         return (f @ self.connectivity_.T + np.einsum("kti,ik->ti", u, self.coefficients_)).astype(np.float32)
 
     def simulate(self, x0: np.ndarray, n_steps: int, dt: float | None = None, substeps: int = 1) -> np.ndarray:
