@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -85,3 +87,36 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
+
+
+def reset_peak_memory() -> bool:
+    """Reset the process's resident high-water mark (Linux ``/proc/self/clear_refs``); False where the kernel does not allow it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _status_mb(field: str) -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def resident_memory_mb() -> float | None:
+    """The process's resident memory now in MB (Linux), or None."""
+    return _status_mb("VmRSS")
+
+
+def peak_memory_mb() -> float:
+    """The process's peak resident memory in MB (since the last :func:`reset_peak_memory` on Linux)."""
+    peak = _status_mb("VmHWM")
+    if peak is not None:
+        return peak
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024

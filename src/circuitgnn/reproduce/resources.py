@@ -9,8 +9,6 @@ GPU the peak of allocated CUDA memory is recorded too.
 from __future__ import annotations
 
 import json
-import resource
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,28 +17,9 @@ from pathlib import Path
 import torch
 
 from circuitgnn.data.writer import write_json_atomic
+from circuitgnn.device import peak_memory_mb, reset_peak_memory
 
 RESOURCES_FILE = "resources.json"
-
-
-def _reset_peak() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_memory_mb() -> float:
-    """The process's peak resident memory in MB."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 1024
 
 
 def read_resources(root: Path) -> dict[str, dict[str, float]]:
@@ -55,7 +34,7 @@ def measure(root: Path, phase: str, **extra: float) -> Iterator[None]:
 
     ``extra`` values (such as the budget the phase ran under) replace earlier ones.
     """
-    exact = _reset_peak()
+    exact = reset_peak_memory()
     cuda = torch.cuda.is_available()
     if cuda:
         torch.cuda.reset_peak_memory_stats()

@@ -15,7 +15,6 @@ comparison continues where it stopped (the GNN resumes from its run folder, ``OU
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -42,7 +41,7 @@ from circuitgnn.analyze.rollout import RolloutScore, rollout_model, score_rollou
 from circuitgnn.config import ExperimentConfig, config_from_dict
 from circuitgnn.data.dataset import Dataset
 from circuitgnn.data.writer import write_json_atomic, write_text_atomic
-from circuitgnn.device import environment
+from circuitgnn.device import environment, peak_memory_mb, reset_peak_memory, resident_memory_mb
 from circuitgnn.errors import CircuitGNNError, DatasetError
 from circuitgnn.model.gnn import GNN
 from circuitgnn.simulate.neurons import TypeTable
@@ -87,29 +86,15 @@ class _Test:
     how: str
 
 
-def _memory_kb(field_name: str) -> int | None:
-    try:
-        text = Path("/proc/self/status").read_text()
-    except OSError:
-        return None
-    found = re.search(rf"{field_name}:\s+(\d+)", text)
-    return int(found.group(1)) if found else None
-
-
 @contextmanager
 def _peak_memory(result: MethodResult) -> Iterator[None]:
-    """Peak resident memory (Linux: VmHWM, reset through /proc/self/clear_refs) above the memory at the start."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        base = _memory_kb("VmRSS")
-    except OSError:
-        base = None
+    """Peak resident memory (Linux: VmHWM, reset for the fit) above the memory at the start."""
+    base = resident_memory_mb() if reset_peak_memory() else None
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     yield
-    peak = _memory_kb("VmHWM")
-    if base is not None and peak is not None:
-        result.peak_memory_mb = max(0.0, (peak - base) / 1024)
+    if base is not None:
+        result.peak_memory_mb = max(0.0, peak_memory_mb() - base)
     if torch.cuda.is_available():
         result.notes["gpu_memory_mb"] = f"{torch.cuda.max_memory_allocated() / 2**20:.0f}"
 
