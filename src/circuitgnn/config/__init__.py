@@ -34,6 +34,7 @@ from circuitgnn.config.training import (
     RegularizationConfig,
     RolloutConfig,
     TrainingConfig,
+    WarmStartConfig,
     WSolveConfig,
 )
 
@@ -54,6 +55,7 @@ __all__ = [
     "StrictModel",
     "TrainingConfig",
     "WSolveConfig",
+    "WarmStartConfig",
     "config_from_dict",
     "describe_fields",
     "dump_config",

@@ -39,23 +39,22 @@ class ExperimentConfig(StrictModel):
         return self
 
     @model_validator(mode="after")
-    def _w_solve_needs_a_linear_w(self) -> ExperimentConfig:
-        if self.training.extensions.w_solve is None:
-            return self
-        m, reg = self.model, self.training.regularization
+    def _exact_solves_need_a_linear_w(self) -> ExperimentConfig:
+        m, reg, ext = self.model, self.training.regularization, self.training.extensions
         clashes = {
             "model.psi_input x_j,a_i,a_j": m.psi_input == "x_j,a_i,a_j",
             "model.low_rank": m.low_rank is not None,
             "model.connectivity_mask": m.connectivity_mask is not None,
             f"model.external_input {m.external_input}": m.external_input != "none",
-            "training.regularization.w_l1": reg.w_l1.value > 0,
-            "training.regularization.w_shrink": reg.w_shrink.value > 0,
         }
-        found = [name for name, clash in clashes.items() if clash]
-        if found:
-            raise ValueError(
-                f"training.extensions.w_solve needs a dense, unpenalised W and a sender-only psi* without input: remove {', '.join(found)}"
-            )
+        penalties = {"training.regularization.w_l1": reg.w_l1.value > 0, "training.regularization.w_shrink": reg.w_shrink.value > 0}
+        for name, used, needs in (("w_solve", ext.w_solve, clashes | penalties), ("warm_start", ext.warm_start, clashes)):
+            found = [setting for setting, clash in needs.items() if clash]
+            if used is not None and found:
+                unpenalised = ", unpenalised" if name == "w_solve" else ""
+                raise ValueError(
+                    f"training.extensions.{name} needs a dense{unpenalised} W and a sender-only psi* without input: remove {', '.join(found)}"
+                )
         return self
 
     @field_validator("name")

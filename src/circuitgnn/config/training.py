@@ -71,6 +71,17 @@ class WSolveConfig(StrictModel):
     )
 
 
+class WarmStartConfig(StrictModel):
+    """Start from a fit of the same model with spline functions (circuitgnn.train.warm_start)."""
+
+    frames: int = Field(5000, ge=10, description="evenly spaced training frames the function fit uses (all of them if fewer)")
+    psi_basis: int = Field(24, ge=4, le=200, description="cubic B-splines of the shared psi (knots at quantiles of the activity)")
+    phi_basis: int = Field(24, ge=4, le=200, description="cubic B-splines of each neuron's phi")
+    receivers: int = Field(128, ge=1, description="receivers whose residual the psi steps use (all of them are solved at the end)")
+    steps: int = Field(6, ge=0, le=100, description="damped Gauss-Newton steps on psi's coefficients at most")
+    distill_steps: int = Field(600, ge=0, description="Adam steps that fit phi*, psi* and the embeddings to the spline functions")
+
+
 class ExtensionsConfig(StrictModel):
     """Settings beyond the paper's method, added to reach its harder experiments (docs/training.md, "Extensions").
 
@@ -96,6 +107,13 @@ class ExtensionsConfig(StrictModel):
         description="stop clustering once a clustering agrees with the one before at least this well (adjusted Rand "
         "index, 1 = the same partition); that one and all later epochs train psi* and the embeddings unfrozen. "
         "null = cluster on schedule to the end (the paper's code freezes psi* for an epoch each time)",
+    )
+    warm_start: WarmStartConfig | None = Field(
+        None,
+        description="before the first step, fit W, a shared spline psi and a spline phi per neuron by variable projection "
+        "(exact least squares for W and phi, Gauss-Newton on psi's few coefficients), then start the GNN from them: W copied, "
+        "phi* and psi* fitted to the splines, the embeddings from the phi curves; needs the derivative objective, a dense "
+        "unmasked W, a sender-only psi* and no external input. null = off (the paper starts from random weights)",
     )
     w_solve: WSolveConfig | None = Field(
         None,

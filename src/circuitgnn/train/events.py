@@ -37,6 +37,7 @@ class Counters:
     cluster_labels: list[int] | None = None  # the latest clustering's partition
     clustering_stable: bool = False  # extensions.stop_clustering_at_ari was reached: no more clusterings
     w_solves: int = 0  # exact least-squares solves of W so far (extensions.w_solve)
+    warm_started: bool = False  # extensions.warm_start has set the model
     events_done: dict[str, int] = field(default_factory=dict)  # event name -> the last epoch it ran in
 
 

@@ -35,6 +35,7 @@ from circuitgnn.train.data import FrameSource, activity_scale
 from circuitgnn.train.events import Counters, run_epoch_events
 from circuitgnn.train.losses import fluorescence_error, regularized, rollout_error, total_loss
 from circuitgnn.train.run_folder import CHECKPOINT, RUN_INFO, ResumeError, RunFolder, TrainedRun, read_log
+from circuitgnn.train.warm_start import warm_start
 
 Scorer = Callable[[GNN, "torch.nn.Module | None", float], dict[str, float]]
 """``scorer(model, input_model, xnorm) -> {name: value}``, called at each log line (e.g. scores against ground truth)."""
@@ -526,6 +527,9 @@ class Trainer:
         t_last = time.perf_counter()
         with deferred_interrupts() as stop:
             try:
+                if tc.extensions.warm_start is not None and not c.warm_started:
+                    bar.write(self._warm_start())
+                    t_last = time.perf_counter()
                 while c.epoch < tc.n_epochs:
                     lrs = self._set_learning_rates()
                     coeffs = self.coefficients(c.epoch)
@@ -584,6 +588,38 @@ class Trainer:
             list(self.history),
             self.input_model,
             self._data_summary(),
+        )
+
+    def _warm_start(self) -> str:
+        """Set the model from the spline fit (extensions.warm_start) on evenly spaced training frames, log it with the
+        scores and save a checkpoint (a resume does not fit again); returns a line for the user."""
+        ws = self.config.training.extensions.warm_start
+        assert ws is not None
+        started = time.perf_counter()
+        idx = self.starts[torch.linspace(0, len(self.starts) - 1, min(ws.frames, len(self.starts))).long()]
+        x, y = self.source.batch(idx)[:2]
+        complete = torch.isfinite(x).all(1) & torch.isfinite(y).all(1)
+        if int(complete.sum()) < 10:
+            raise DatasetError(f"{self.data.source}: training.extensions.warm_start needs at least 10 frames without missing values")
+        found = warm_start(self.model, x[complete], y[complete], ws, self.config.training.seed)
+        c = self.counters
+        c.warm_started = True
+        c.train_seconds += time.perf_counter() - started
+        line = {
+            "iteration": c.global_iteration,
+            "epoch": c.epoch,
+            "train_seconds": round(c.train_seconds, 3),
+            **found.as_dict(),
+            **self.score(),
+        }
+        self.history.append(line)
+        if self.run is not None:
+            self.run.append_log(line)
+        self._check_finite()
+        self.save_checkpoint()
+        return (
+            f"warm start: spline fit in {found.fit_seconds:.1f} s ({len(found.fit.history) - 1} Gauss-Newton steps), "
+            f"phi* and psi* fitted to it in {found.distill_seconds:.1f} s"
         )
 
     def _log(self, lrs: dict[str, float], coeffs: dict[str, float]) -> dict[str, Any]:

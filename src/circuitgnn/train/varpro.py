@@ -1,0 +1,326 @@
+"""The functions and W by variable projection: a fast fit of dx_i/dt = phi_i(x_i) + sum_j W_ij psi(x_j).
+
+psi (shared) and every phi_i are cubic B-splines in a coordinate that maps the activity's quantiles to
+equally spaced points, so knots sit where the data are. For fixed psi coefficients theta the model is linear
+in W and in the phi_i coefficients: both are solved exactly (one Gram matrix of the senders' psi values
+serves every receiver; each receiver's phi basis is eliminated by a small Schur complement). theta (a dozen
+numbers) is then moved by damped Gauss-Newton on the residual of that exact solve, with the Jacobian
+projected off each receiver's own regressors (Kaufman's variable projection), so that a step accounts for
+how W and phi follow psi. The offset and the scale of psi are invisible to the data (phi's constant and W
+absorb them) and are fixed after every step: psi(median activity) = 0 and psi's plateau (its median over
+[0.8, 1] x 1.5 std of the activity, the GNN's activity scale) = 1.
+
+psi is shared, so its steps are taken on a random subset of receivers: a step then costs two products of
+size frames x N x (subset x basis) instead of N^2 ones, and only the final solve touches every receiver.
+Products run in float64 on blocks of frames (the senders' Gram matrix of noise-free activity has condition
+numbers near 1e5).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from circuitgnn.errors import CircuitGNNError
+
+_BLOCK = 1024  # frames per block of the products
+
+
+class SplineBasis:
+    """A uniform cubic B-spline basis of ``n_basis`` functions in the coordinate u(x) that maps the quantiles
+    of ``sample`` to equally spaced points; values outside the sample's range are clamped to it."""
+
+    def __init__(self, sample: np.ndarray | torch.Tensor, n_basis: int):
+        if not isinstance(n_basis, int) or n_basis < 4:
+            raise CircuitGNNError(f"a cubic spline basis needs at least 4 functions, got {n_basis!r}")
+        values = torch.as_tensor(sample).detach().double().reshape(-1).cpu()
+        values = values[torch.isfinite(values)]
+        if values.numel() == 0:
+            raise CircuitGNNError("a spline basis needs at least one finite activity value")
+        if values.numel() > 1_000_000:  # quantiles of a large sample: a strided subset is as good
+            values = values[:: values.numel() // 1_000_000 + 1]
+        knots = torch.quantile(values, torch.linspace(0, 1, n_basis - 2, dtype=torch.float64))
+        knots = knots + 1e-9 * torch.arange(len(knots), dtype=torch.float64)
+        self.knots = torch.cummax(knots, 0).values  # strictly increasing
+        self.n_basis = n_basis
+
+    def coordinate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(first basis index (int64), the 4 non-zero basis values (..., 4)) at ``x``."""
+        knots = self.knots.to(device=x.device, dtype=torch.float64)
+        xd = x.double().clamp(knots[0], knots[-1])
+        first = (torch.searchsorted(knots, xd.contiguous(), right=True) - 1).clamp(0, self.n_basis - 4)  # the interval
+        f = ((xd - knots[first]) / (knots[first + 1] - knots[first])).clamp(0.0, 1.0)
+        f2, f3 = f * f, f * f * f
+        weights = torch.stack([(1 - f) ** 3, 3 * f3 - 6 * f2 + 4, -3 * f3 + 3 * f2 + 3 * f + 1, f3], dim=-1) / 6
+        return first, weights
+
+    def __call__(self, x: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """The basis at ``x`` (any shape): (*x.shape, n_basis)."""
+        return self.dense(self.coordinate(x), dtype)
+
+    def dense(self, coordinate: tuple[torch.Tensor, torch.Tensor], dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """The basis (..., n_basis) from a :meth:`coordinate`."""
+        first, weights = coordinate
+        out = torch.zeros(*first.shape, self.n_basis, dtype=dtype, device=first.device)
+        out.scatter_(-1, first.long().unsqueeze(-1) + torch.arange(4, device=first.device), weights.to(dtype))
+        return out
+
+    def combine(self, x: torch.Tensor | tuple[torch.Tensor, torch.Tensor], coefficients: torch.Tensor) -> torch.Tensor:
+        """sum_k coefficients[k] B_k(x) at ``x`` (any shape, or its :meth:`coordinate`); per neuron for
+        ``coefficients`` (N, n_basis) and ``x`` (..., N)."""
+        first, weights = self.coordinate(x) if isinstance(x, torch.Tensor) else x
+        index = first.long().unsqueeze(-1) + torch.arange(4, device=first.device)
+        coefficients = coefficients.to(device=first.device, dtype=weights.dtype)
+        if coefficients.dim() == 1:
+            return (coefficients[index] * weights).sum(-1)
+        rows = torch.arange(coefficients.shape[0], device=first.device).expand_as(first).unsqueeze(-1)
+        return (coefficients[rows, index] * weights).sum(-1)
+
+
+@dataclass
+class FunctionFit:
+    """The result of :func:`fit_functions`.
+
+    ``connectivity`` (N, N): W with receivers in rows, its diagonal at zero (each neuron's own psi term is
+    folded into its update function); ``phi_coefficients`` (N, n_phi) and ``self_weights`` (N,): phi_i(x) =
+    phi_basis(x) . phi_coefficients[i] + self_weights[i] psi(x); ``psi_coefficients`` (n_psi,).
+    """
+
+    connectivity: torch.Tensor
+    phi_coefficients: torch.Tensor
+    self_weights: torch.Tensor
+    psi_coefficients: torch.Tensor
+    psi_basis: SplineBasis
+    phi_basis: SplineBasis
+    history: list[float] = field(default_factory=list)  # mean squared residual (subset of receivers) after each step
+    seconds: float = 0.0
+
+    def psi(self, x: torch.Tensor) -> torch.Tensor:
+        """psi at activity ``x`` (any shape)."""
+        return self.psi_basis.combine(x, self.psi_coefficients)
+
+    def phi(self, x: torch.Tensor) -> torch.Tensor:
+        """Each neuron's update function at its activity ``x`` (..., N)."""
+        return self.phi_basis.combine(x, self.phi_coefficients) + self.self_weights.to(x.device) * self.psi(x)
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """The drift at states ``x`` (T, N)."""
+        return self.phi(x) + self.psi(x) @ self.connectivity.to(x.device).T
+
+
+@dataclass
+class _Solved:
+    """W and the phi coefficients of a set of receivers for one psi, with what a Gauss-Newton step reuses."""
+
+    w: torch.Tensor  # (S, N)
+    c: torch.Tensor  # (S, P)
+    loss: float
+    inverse: torch.Tensor  # (G + ridge)^-1, (N, N)
+    cross: torch.Tensor  # (N, S, P): sum_t psi_j u_k(x_i)
+    schur: torch.Tensor  # (S, P, P)
+
+
+Coordinate = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class _Block:
+    """A block of frames: the drift and the spline coordinates of every neuron (computed once per fit)."""
+
+    y: torch.Tensor  # (t, N) float64
+    psi: Coordinate  # psi basis: first index (t, N) int16, weights (t, N, 4) float32
+    phi: Coordinate
+
+    def phi_of(self, receivers: torch.Tensor) -> Coordinate:
+        return self.phi[0][:, receivers], self.phi[1][:, receivers]
+
+
+def _prepare(x: torch.Tensor, y: torch.Tensor, psi_basis: SplineBasis, phi_basis: SplineBasis) -> list[_Block]:
+    def compact(c: Coordinate) -> Coordinate:
+        return c[0].to(torch.int16), c[1].float()
+
+    return [
+        _Block(
+            y[a : a + _BLOCK].double(), compact(psi_basis.coordinate(x[a : a + _BLOCK])), compact(phi_basis.coordinate(x[a : a + _BLOCK]))
+        )
+        for a in range(0, len(x), _BLOCK)
+    ]
+
+
+def _solve(
+    blocks: list[_Block],
+    receivers: torch.Tensor,
+    theta: torch.Tensor,
+    psi_basis: SplineBasis,
+    phi_basis: SplineBasis,
+    ridge: float,
+    dtype: torch.dtype,
+) -> _Solved:
+    """The exact W rows and phi coefficients of ``receivers`` for psi's coefficients ``theta``."""
+    n, s, p = blocks[0].y.shape[1], len(receivers), phi_basis.n_basis
+    kw = {"dtype": torch.float64, "device": blocks[0].y.device}
+    gram, target, cross = torch.zeros(n, n, **kw), torch.zeros(n, s, **kw), torch.zeros(n, s * p, **kw)
+    bb, bt, yy, frames = torch.zeros(s, p, p, **kw), torch.zeros(s, p, **kw), 0.0, 0
+    for block in blocks:
+        f = psi_basis.combine(block.psi, theta.to(dtype))
+        u = phi_basis.dense(block.phi_of(receivers), dtype)  # (t, S, P)
+        yb = block.y[:, receivers].to(dtype)
+        gram += f.T @ f
+        target += f.T @ yb
+        cross += f.T @ u.reshape(len(f), s * p)
+        bb += torch.einsum("tik,til->ikl", u, u)
+        bt += torch.einsum("tik,ti->ik", u, yb)
+        yy += float((yb.double() ** 2).sum())
+        frames += len(f)
+    gram.diagonal().add_(ridge * float(gram.diagonal().mean()) + 1e-300)
+    chol, info = torch.linalg.cholesky_ex(gram)
+    if int(info) != 0:
+        raise CircuitGNNError("the senders' signals are linearly dependent over these frames (a neuron that never varies?)")
+    inverse = torch.cholesky_inverse(chol)
+    cross = cross.reshape(n, s, p)
+    a_target = inverse @ target  # (N, S)
+    a_cross = (inverse @ cross.reshape(n, s * p)).reshape(n, s, p)
+    schur = bb - torch.einsum("jik,jil->ikl", cross, a_cross)
+    schur = schur + 1e-12 * schur.diagonal(dim1=1, dim2=2).sum(-1)[:, None, None] * torch.eye(p, **kw)
+    rhs = bt - torch.einsum("jik,ji->ik", cross, a_target)
+    c = torch.linalg.solve(schur, rhs.unsqueeze(-1)).squeeze(-1)  # (S, P)
+    w = (a_target - torch.einsum("jik,ik->ji", a_cross, c)).T  # (S, N)
+    explained = float((w.T * target).sum() + (c * bt).sum())
+    return _Solved(w, c, max(0.0, yy - explained) / (frames * s), inverse, cross, schur)
+
+
+def _gauss_newton(
+    blocks: list[_Block],
+    receivers: torch.Tensor,
+    theta: torch.Tensor,
+    psi_basis: SplineBasis,
+    phi_basis: SplineBasis,
+    solved: _Solved,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(J^T J, J^T r) of the projected residual of ``receivers`` with respect to psi's coefficients."""
+    n, s, m, p = blocks[0].y.shape[1], len(receivers), psi_basis.n_basis, phi_basis.n_basis
+    kw = {"dtype": torch.float64, "device": blocks[0].y.device}
+    vv, grad = torch.zeros(m, m, **kw), torch.zeros(m, **kw)
+    fv, uv = torch.zeros(n, m * s, **kw), torch.zeros(p, m, s, **kw)
+    w_t, c = solved.w.T.to(dtype).contiguous(), solved.c.to(dtype)  # (N, S), (S, P)
+    for block in blocks:
+        b = psi_basis.dense(block.psi, dtype).transpose(1, 2).contiguous()  # (t, M, N)
+        t = len(b)
+        f = theta.to(b) @ b
+        u = phi_basis.dense(block.phi_of(receivers), dtype)
+        r = block.y[:, receivers].to(dtype) - f @ w_t - torch.einsum("tik,ik->ti", u, c)
+        v = (b.reshape(t * m, n) @ w_t).reshape(t, m, s)  # messages with B_m as psi
+        flat = v.transpose(0, 1).reshape(m, t * s)
+        vv += flat @ flat.T
+        grad += torch.einsum("tmi,ti->m", v, r)
+        fv += f.T @ v.reshape(t, m * s)
+        uv += torch.einsum("tik,tmi->kmi", u, v)
+    fv3 = fv.reshape(n, m, s)
+    afv = (solved.inverse @ fv).reshape(n, m, s)
+    shared = torch.einsum("jmi,jli->ml", fv3, afv)
+    q = uv - torch.einsum("jik,jmi->kmi", solved.cross, afv)  # (P, M, S)
+    own = torch.einsum("kmi,ikl->ml", q, torch.linalg.solve(solved.schur, q.permute(2, 0, 1)))
+    return vv - shared - own, -grad
+
+
+def fit_functions(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    n_psi: int = 12,
+    n_phi: int = 8,
+    iterations: int = 6,
+    receivers: int = 256,
+    widths: Sequence[float] = (0.1, 0.3, 1.0),
+    ridge: float = 1e-8,
+    tolerance: float = 1e-4,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+    deadline: float | None = None,
+    log: Callable[[str], None] | None = None,
+) -> FunctionFit:
+    """Fit W, psi and every phi_i to frames ``x`` (T, N) and their drift ``y`` (T, N) (see the module docstring).
+
+    ``receivers``: how many receivers (chosen with ``seed``) the psi steps use; ``widths``: starting psi
+    candidates tanh(x / (width std)), the one with the smallest residual is refined (a saturating start
+    matters: a linear psi sits in a poor basin); ``deadline`` (a ``time.perf_counter()`` value): no step
+    starts after it.
+    """
+    start = time.perf_counter()
+    if x.dim() != 2 or x.shape != y.shape:
+        raise CircuitGNNError(f"x and y must be (frames, neurons) arrays of one shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+    n = x.shape[1]
+    if len(x) < 10 or n < 2:
+        raise CircuitGNNError(f"fitting the functions needs at least 10 frames and 2 neurons, got {tuple(x.shape)}")
+    psi_basis, phi_basis = SplineBasis(x, n_psi), SplineBasis(x, n_phi)
+    generator = torch.Generator().manual_seed(seed)
+    subset = torch.randperm(n, generator=generator)[: min(receivers, n)].sort().values.to(x.device)
+    pooled = x.detach().double().reshape(-1)[:: max(1, x.numel() // 1_000_000)]
+    median, scale = float(pooled.median()), float(pooled.std())
+    kw = {"dtype": torch.float64, "device": x.device}
+    centre = psi_basis(torch.tensor([median], **kw))[0]
+    top = psi_basis(torch.linspace(1.2 * scale, 1.5 * scale, 50, **kw))
+    grid = torch.linspace(float(pooled.min()), float(pooled.max()), 400, **kw)
+    grid_basis = psi_basis(grid)
+    sample_basis = psi_basis(pooled[:: max(1, len(pooled) // 20000)])
+
+    def normalise(theta: torch.Tensor, centred: bool = True) -> torch.Tensor:
+        if centred:  # B-splines sum to one: subtracting psi(median) shifts every coefficient
+            theta = theta - centre @ theta
+        plateau = float((top @ theta).median())
+        largest = float((sample_basis @ theta).abs().max())
+        return theta / (plateau if abs(plateau) > 0.1 * largest else max(largest, 1e-12))
+
+    blocks = _prepare(x, y, psi_basis, phi_basis)
+
+    def solve(theta: torch.Tensor, rows: torch.Tensor) -> _Solved:
+        return _solve(blocks, rows, theta, psi_basis, phi_basis, ridge, dtype)
+
+    best: tuple[torch.Tensor, _Solved] | None = None
+    for width in widths:
+        theta = torch.linalg.lstsq(grid_basis, torch.tanh(grid / (width * scale)).unsqueeze(-1)).solution[:, 0]
+        theta = normalise(theta)
+        found = solve(theta, subset)
+        if best is None or found.loss < best[1].loss:
+            best = (theta, found)
+    assert best is not None
+    theta, solved = best
+    history = [solved.loss]
+    damping = 1e-3
+    for _ in range(iterations):
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+        jtj, jtr = _gauss_newton(blocks, subset, theta, psi_basis, phi_basis, solved, dtype)
+        diagonal = torch.diag(jtj.diagonal() + 1e-12 * jtj.trace())
+        for _ in range(4):  # Levenberg-Marquardt: raise the damping until the residual falls
+            trial = normalise(theta + torch.linalg.solve(jtj + damping * diagonal, -jtr))
+            found = solve(trial, subset)
+            if found.loss < solved.loss:
+                break
+            damping *= 10
+        else:
+            break
+        done = solved.loss - found.loss < tolerance * solved.loss
+        theta, solved, damping = trial, found, max(damping / 3, 1e-9)
+        history.append(solved.loss)
+        if log is not None:
+            log(f"function fit: step {len(history) - 1}, mean squared residual {solved.loss:.4g}")
+        if done:
+            break
+    # psi's offset: the one that leaves phi_i(0) = 0 (no drift at rest, the GNN's phi_zero term) in the least-squares
+    # sense; shifting psi by b moves each phi_i(0) by -b sum_j W_ij. 0 outside the activity's range: the median.
+    rest = 0.0 if float(psi_basis.knots[0]) <= 0.0 <= float(psi_basis.knots[-1]) else median
+    own = solved.w[torch.arange(len(subset), device=x.device), subset]
+    at_rest = solved.c @ phi_basis(torch.tensor([rest], **kw))[0] + own * float(psi_basis.combine(torch.tensor([rest], **kw), theta))
+    rows = solved.w.sum(1) - own  # the self term moves with psi
+    shift = float((at_rest * rows).sum() / (rows * rows).sum().clamp_min(1e-300))
+    theta = normalise(theta + shift, centred=False)
+    full = solve(theta, torch.arange(n, device=x.device))
+    w = full.w.clone()
+    self_weights = w.diagonal().clone()
+    w.fill_diagonal_(0.0)
+    return FunctionFit(w, full.c, self_weights, theta, psi_basis, phi_basis, history, time.perf_counter() - start)
