@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from circuitgnn.config import ExperimentConfig, config_from_dict
+from circuitgnn.data.dataset import Dataset
+from circuitgnn.simulate.run import simulate
 
 # The tests' models are small: one thread loses little alone, and beside other jobs on the machine torch's
 # spin-waiting threads made the suite many times slower (issue 15).
@@ -39,6 +41,16 @@ def simulated_arrays(path, **sim: Any):
     simulate(tiny_config(**sim), path, progress=False, figure=False)
     ds = open_dataset(path)
     return ds, np.array(ds.x), np.array(ds.dxdt)
+
+
+@pytest.fixture(scope="session")
+def network(tmp_path_factory):
+    """50 neurons, 20 % of W filled, gain 3 and process noise: activity rich enough that the true functions fix W."""
+
+    cfg = tiny_config(n_neurons=50, n_frames=2000, neurons={"gain": 3}, noise_std=0.1, connectivity={"filling_factor": 0.2})
+    out = tmp_path_factory.mktemp("network") / "net"
+    simulate(cfg, out, progress=False, figure=False)
+    return Dataset(out)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -70,11 +71,12 @@ class SplineBasis:
         return out
 
     def combine(self, x: torch.Tensor | tuple[torch.Tensor, torch.Tensor], coefficients: torch.Tensor) -> torch.Tensor:
-        """sum_k coefficients[k] B_k(x) at ``x`` (any shape, or its :meth:`coordinate`); per neuron for
-        ``coefficients`` (N, n_basis) and ``x`` (..., N)."""
+        """sum_k coefficients[k] B_k(x) at ``x`` (any shape, or its :meth:`coordinate`), in the coefficients' dtype;
+        per neuron for ``coefficients`` (N, n_basis) and ``x`` (..., N)."""
         first, weights = self.coordinate(x) if isinstance(x, torch.Tensor) else x
         index = first.long().unsqueeze(-1) + torch.arange(4, device=first.device)
-        coefficients = coefficients.to(device=first.device, dtype=weights.dtype)
+        coefficients = coefficients.to(first.device)
+        weights = weights.to(coefficients.dtype)  # the result has the coefficients' precision
         if coefficients.dim() == 1:
             return (coefficients[index] * weights).sum(-1)
         rows = torch.arange(coefficients.shape[0], device=first.device).expand_as(first).unsqueeze(-1)
@@ -151,6 +153,24 @@ def _prepare(x: torch.Tensor, y: torch.Tensor, psi_basis: SplineBasis, phi_basis
     ]
 
 
+_SMOOTHING = 1e-5  # weight of phi's second-difference penalty, relative to its basis' mean square
+_PRODUCT_EPS = {torch.float32: 1e-6, torch.float64: 0.0}  # the least relative ridge that products in this precision allow
+
+
+def _ridge_inverse(gram: torch.Tensor, ridge: float) -> torch.Tensor:
+    """(G + ridge mean(diag G) I)^-1, the ridge raised 100-fold up to 1e-2 while G + ridge is not positive definite
+    (a sender whose signal another's repeats, or rounding)."""
+    scale = float(gram.diagonal().mean()) + 1e-300
+    eye = torch.eye(len(gram), dtype=gram.dtype, device=gram.device)
+    while True:
+        chol, info = torch.linalg.cholesky_ex(gram + ridge * scale * eye)
+        if int(info) == 0:
+            return torch.cholesky_inverse(chol)
+        if ridge >= 1e-2:
+            raise CircuitGNNError("the senders' signals are linearly dependent over these frames (a neuron that never varies?)")
+        ridge = max(100 * ridge, 1e-10)
+
+
 def _solve(
     blocks: list[_Block],
     receivers: torch.Tensor,
@@ -162,7 +182,7 @@ def _solve(
 ) -> _Solved:
     """The exact W rows and phi coefficients of ``receivers`` for psi's coefficients ``theta``."""
     n, s, p = blocks[0].y.shape[1], len(receivers), phi_basis.n_basis
-    kw = {"dtype": torch.float64, "device": blocks[0].y.device}
+    kw: dict[str, Any] = {"dtype": torch.float64, "device": blocks[0].y.device}
     gram, target, cross = torch.zeros(n, n, **kw), torch.zeros(n, s, **kw), torch.zeros(n, s * p, **kw)
     bb, bt, yy, frames = torch.zeros(s, p, p, **kw), torch.zeros(s, p, **kw), 0.0, 0
     for block in blocks:
@@ -176,14 +196,14 @@ def _solve(
         bt += torch.einsum("tik,ti->ik", u, yb)
         yy += float((yb.double() ** 2).sum())
         frames += len(f)
-    gram.diagonal().add_(ridge * float(gram.diagonal().mean()) + 1e-300)
-    chol, info = torch.linalg.cholesky_ex(gram)
-    if int(info) != 0:
-        raise CircuitGNNError("the senders' signals are linearly dependent over these frames (a neuron that never varies?)")
-    inverse = torch.cholesky_inverse(chol)
+    inverse = _ridge_inverse(gram, max(ridge, _PRODUCT_EPS[dtype]))
     cross = cross.reshape(n, s, p)
     a_target = inverse @ target  # (N, S)
     a_cross = (inverse @ cross.reshape(n, s * p)).reshape(n, s, p)
+    # a small second-difference penalty (P-splines): coefficients where a neuron has no data continue its curve linearly
+    # instead of taking any value (its phi is then comparable with the others' over the common range)
+    second = torch.diff(torch.eye(p, **kw), n=2, dim=0)
+    bb = bb + _SMOOTHING * bb.diagonal(dim1=1, dim2=2).mean(-1)[:, None, None] * (second.T @ second)
     schur = bb - torch.einsum("jik,jil->ikl", cross, a_cross)
     schur = schur + 1e-12 * schur.diagonal(dim1=1, dim2=2).sum(-1)[:, None, None] * torch.eye(p, **kw)
     rhs = bt - torch.einsum("jik,ji->ik", cross, a_target)
@@ -204,7 +224,7 @@ def _gauss_newton(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(J^T J, J^T r) of the projected residual of ``receivers`` with respect to psi's coefficients."""
     n, s, m, p = blocks[0].y.shape[1], len(receivers), psi_basis.n_basis, phi_basis.n_basis
-    kw = {"dtype": torch.float64, "device": blocks[0].y.device}
+    kw: dict[str, Any] = {"dtype": torch.float64, "device": blocks[0].y.device}
     vv, grad = torch.zeros(m, m, **kw), torch.zeros(m, **kw)
     fv, uv = torch.zeros(n, m * s, **kw), torch.zeros(p, m, s, **kw)
     w_t, c = solved.w.T.to(dtype).contiguous(), solved.c.to(dtype)  # (N, S), (S, P)
@@ -261,7 +281,7 @@ def fit_functions(
     subset = torch.randperm(n, generator=generator)[: min(receivers, n)].sort().values.to(x.device)
     pooled = x.detach().double().reshape(-1)[:: max(1, x.numel() // 1_000_000)]
     median, scale = float(pooled.median()), float(pooled.std())
-    kw = {"dtype": torch.float64, "device": x.device}
+    kw: dict[str, Any] = {"dtype": torch.float64, "device": x.device}
     centre = psi_basis(torch.tensor([median], **kw))[0]
     top = psi_basis(torch.linspace(1.2 * scale, 1.5 * scale, 50, **kw))
     grid = torch.linspace(float(pooled.min()), float(pooled.max()), 400, **kw)

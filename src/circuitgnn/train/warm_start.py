@@ -51,11 +51,26 @@ class WarmStart:
 
 
 def phi_curves(fit: FunctionFit, x: torch.Tensor, n_points: int = _CURVE_POINTS) -> torch.Tensor:
-    """Each neuron's update curve (N, n_points) on a grid over the 5th to 95th percentile of the activity ``x``."""
+    """Each neuron's update curve (N, n_points) on a grid over the 5th to 95th percentile of the activity ``x``.
+
+    Outside a neuron's own range (its 2nd to 98th percentile) its spline has no data: there the curve continues
+    linearly, with the slope over the last tenth of its range, so that neurons which visit different ranges
+    compare by what their data say.
+    """
     sample = x.reshape(-1)[:: max(1, x.numel() // 1_000_000)].double()
     lo, hi = torch.quantile(sample, torch.tensor([0.05, 0.95], dtype=torch.float64)).tolist()
-    grid = torch.linspace(lo, hi, n_points, dtype=torch.float64)
-    return fit.phi(grid[:, None].expand(n_points, x.shape[1])).T
+    grid = torch.linspace(lo, hi, n_points, dtype=torch.float64)[:, None].expand(n_points, x.shape[1])
+    rows = x[:: max(1, len(x) // 2000)].double()
+    own_lo, own_hi = torch.quantile(rows, torch.tensor([0.02, 0.98], dtype=torch.float64), dim=0)
+    inner = 0.1 * (own_hi - own_lo)
+    edges = torch.stack([own_lo, own_lo + inner, own_hi - inner, own_hi])  # (4, N)
+    at = fit.phi(edges)
+    left_slope = (at[1] - at[0]) / inner.clamp_min(1e-12)
+    right_slope = (at[3] - at[2]) / inner.clamp_min(1e-12)
+    curves = fit.phi(grid.clamp(own_lo, own_hi))
+    curves = curves + torch.where(grid < own_lo, left_slope * (grid - own_lo), torch.zeros_like(grid))
+    curves = curves + torch.where(grid > own_hi, right_slope * (grid - own_hi), torch.zeros_like(grid))
+    return curves.T
 
 
 def curve_embeddings(curves: torch.Tensor, dim: int) -> torch.Tensor:

@@ -241,7 +241,7 @@ def _run_method(
         if regression is None:
             return out
     elif name == "learned_functions":
-        regression = LearnedFunctionRegression(n_psi=12, n_phi=8, max_frames=10000, iterations=6, max_minutes=minutes)
+        regression = LearnedFunctionRegression(max_frames=10000, iterations=6, max_minutes=minutes)
     elif name == "ridge_var":
         regression = RidgeVAR()
     x, dxdt, starts = _training_frames(ds)

@@ -1,0 +1,124 @@
+"""The variable-projection fit of the spline model and the GNN's warm start from it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from circuitgnn.analyze.metrics import linear_fit, matched_accuracy
+from circuitgnn.config import WarmStartConfig, config_from_dict
+from circuitgnn.errors import CircuitGNNError
+from circuitgnn.train.clustering import kmeans_silhouette
+from circuitgnn.train.trainer import Trainer
+from circuitgnn.train.varpro import SplineBasis, _gauss_newton, _prepare, _solve, fit_functions
+from circuitgnn.train.warm_start import phi_curves
+from tests.conftest import tiny_config
+
+
+def _gains(ds) -> np.ndarray:
+    return np.array([t["gain"] for t in ds.truth.functions["types"]])[ds.truth.types]
+
+
+def test_spline_basis_is_a_partition_of_unity_and_combines_as_its_dense_form():
+    x = torch.from_numpy(np.random.default_rng(5).standard_cauchy(size=(500, 3)))
+    basis = SplineBasis(x, 10)
+    grid = torch.linspace(-50, 50, 1000, dtype=torch.float64)
+    values = basis(grid)
+    assert values.shape == (1000, 10) and bool((values >= 0).all())
+    torch.testing.assert_close(values.sum(-1), torch.ones(1000, dtype=torch.float64))  # psi's offset: one shift of its coefficients
+    theta = torch.randn(10, dtype=torch.float64)
+    torch.testing.assert_close(basis.combine(grid, theta), values @ theta)
+    per_neuron = torch.randn(3, 10, dtype=torch.float64)
+    torch.testing.assert_close(basis.combine(x, per_neuron), (basis(x) * per_neuron).sum(-1))
+    torch.testing.assert_close(basis(torch.tensor([1e9])), basis(basis.knots[-1:]))  # clamped beyond the data
+    with pytest.raises(CircuitGNNError, match="at least 4"):
+        SplineBasis(x, 3)
+
+
+@pytest.mark.parametrize("subset", [slice(None), slice(0, 3)])
+def test_projected_gradient_matches_finite_differences(subset):
+    """J^T r is half the gradient of the exact solve's squared residual (variable projection), also on a subset of
+    receivers; J^T J is positive semi-definite."""
+    rng = np.random.default_rng(6)
+    x = torch.from_numpy(rng.normal(scale=2, size=(400, 8)))
+    w = torch.from_numpy(rng.normal(scale=0.5, size=(8, 8)))
+    y = torch.tanh(x) @ w.T - x + 0.01 * torch.from_numpy(rng.normal(size=(400, 8)))
+    psi_basis, phi_basis = SplineBasis(x, 8), SplineBasis(x, 5)
+    blocks = _prepare(x, y, psi_basis, phi_basis)
+    receivers = torch.arange(8)[subset]
+    theta = torch.from_numpy(rng.normal(size=8))
+
+    def loss(t: torch.Tensor) -> float:
+        return _solve(blocks, receivers, t, psi_basis, phi_basis, 0.0, torch.float64).loss
+
+    solved = _solve(blocks, receivers, theta, psi_basis, phi_basis, 0.0, torch.float64)
+    jtj, jtr = _gauss_newton(blocks, receivers, theta, psi_basis, phi_basis, solved, torch.float64)
+    numeric = torch.tensor(
+        [(loss(theta + 1e-5 * e) - loss(theta - 1e-5 * e)) / 2e-5 for e in torch.eye(8, dtype=torch.float64)], dtype=torch.float64
+    )
+    torch.testing.assert_close(numeric, 2 * jtr / (400 * len(receivers)), rtol=1e-3, atol=1e-8)
+    assert float(torch.linalg.eigvalsh(jtj).min()) > -1e-8 * float(jtj.abs().max())
+
+
+def test_fit_recovers_w_psi_and_the_types_of_a_network(network):
+    x, y = torch.from_numpy(np.array(network.x)), torch.from_numpy(np.array(network.dxdt))
+    fit = fit_functions(x, y, n_psi=24, n_phi=12, receivers=20, dtype=torch.float32)
+    w = linear_fit(network.truth.connectivity, fit.connectivity.numpy() / _gains(network)[:, None], off_diagonal=True)
+    assert w.r2 > 0.85 and 0.8 < w.slope < 1.3
+    assert fit.history[-1] < 0.5 * fit.history[0]
+    assert float(fit.connectivity.diagonal().abs().max()) == 0.0
+    # psi: its offset leaves phi_i(0) = 0 as in the simulated neurons, its plateau is 1
+    grid = torch.linspace(-3, 3, 61, dtype=torch.float64)
+    psi = fit.psi(grid)
+    assert abs(float(fit.psi(torch.zeros(1, dtype=torch.float64)))) < 0.1 and float(psi.max()) > 0.8
+    assert bool((psi[1:] >= psi[:-1] - 0.05).all())  # increasing, as tanh
+    torch.testing.assert_close(fit.predict(x[:5]), fit.phi(x[:5]) + fit.psi(x[:5]) @ fit.connectivity.T)
+    labels = kmeans_silhouette(phi_curves(fit, x).numpy(), 8, 0).labels
+    # mostly apart (chance: about 0.3): on 2,000 frames the 50 neurons each visit part of the activity range, and two
+    # types differ only in their self-coupling (Fig. 2 with 1,000 neurons: 1.0, benchmarks/bench_train.py)
+    assert matched_accuracy(network.truth.types, labels) > 0.6
+
+
+def test_fit_refuses_bad_shapes_and_stops_at_its_deadline():
+    with pytest.raises(CircuitGNNError, match="one shape"):
+        fit_functions(torch.zeros(20, 3), torch.zeros(20, 4))
+    with pytest.raises(CircuitGNNError, match="at least 10 frames"):
+        fit_functions(torch.zeros(5, 3), torch.zeros(5, 3))
+    x = torch.randn(200, 6)
+    fit = fit_functions(x, torch.tanh(x), n_psi=6, n_phi=5, deadline=0.0)
+    assert len(fit.history) == 1  # no Gauss-Newton step starts after the deadline
+
+
+def _warm_config(**extensions):
+    raw = tiny_config(n_neurons=50, n_frames=2000, neurons={"gain": 3}, noise_std=0.1, connectivity={"filling_factor": 0.2}).model_dump(
+        mode="json"
+    )
+    raw["training"].update({"batch_size": 8, "iterations_per_epoch": 20, "n_epochs": 1, "log_every": 10, "checkpoint_every": 10})
+    raw["training"]["extensions"] = {"warm_start": {"psi_basis": 24, "phi_basis": 12, "receivers": 20, "distill_steps": 300}, **extensions}
+    return config_from_dict(raw)
+
+
+def test_warm_start_sets_the_gnn_from_the_fit_logs_it_and_is_not_redone_on_resume(network, tmp_path):
+    cfg = _warm_config()
+    trainer = Trainer(cfg, network, tmp_path / "run", progress=False)
+    run = trainer.fit(max_iterations=0)
+    first = run.log[0]
+    assert first["iteration"] == 0 and first["warm_start_gauss_newton_steps"] >= 1 and first["warm_start_distill_error"] < 0.1
+    w = linear_fit(network.truth.connectivity, trainer.model.W.detach().numpy() / _gains(network)[:, None], off_diagonal=True)
+    assert w.r2 > 0.85
+    embeddings = trainer.model.a.detach().numpy()
+    assert matched_accuracy(network.truth.types, kmeans_silhouette(embeddings, 8, 0).labels) > 0.6  # types apart from the start
+    resumed = Trainer(cfg, network, tmp_path / "run", resume=True, progress=False)
+    assert resumed.counters.warm_started
+    torch.testing.assert_close(resumed.model.W, trainer.model.W)
+    later = resumed.fit()
+    assert sum("warm_start_fit_seconds" in line for line in later.log) == 1 and later.log[-1]["iteration"] == 20
+
+
+def test_warm_start_needs_a_sender_only_psi_and_a_dense_w():
+    with pytest.raises(ValueError, match="warm_start needs a dense W and a sender-only psi"):
+        raw = _warm_config().model_dump(mode="json")
+        raw["model"]["psi_input"] = "x_j,a_i,a_j"
+        config_from_dict(raw)
+    assert WarmStartConfig().phi_basis == 24
