@@ -153,7 +153,6 @@ def _prepare(x: torch.Tensor, y: torch.Tensor, psi_basis: SplineBasis, phi_basis
     ]
 
 
-_SMOOTHING = 1e-5  # weight of phi's second-difference penalty, relative to its basis' mean square
 _PRODUCT_EPS = {torch.float32: 1e-6, torch.float64: 0.0}  # the least relative ridge that products in this precision allow
 
 
@@ -200,10 +199,6 @@ def _solve(
     cross = cross.reshape(n, s, p)
     a_target = inverse @ target  # (N, S)
     a_cross = (inverse @ cross.reshape(n, s * p)).reshape(n, s, p)
-    # a small second-difference penalty (P-splines): coefficients where a neuron has no data continue its curve linearly
-    # instead of taking any value (its phi is then comparable with the others' over the common range)
-    second = torch.diff(torch.eye(p, **kw), n=2, dim=0)
-    bb = bb + _SMOOTHING * bb.diagonal(dim1=1, dim2=2).mean(-1)[:, None, None] * (second.T @ second)
     schur = bb - torch.einsum("jik,jil->ikl", cross, a_cross)
     schur = schur + 1e-12 * schur.diagonal(dim1=1, dim2=2).sum(-1)[:, None, None] * torch.eye(p, **kw)
     rhs = bt - torch.einsum("jik,ji->ik", cross, a_target)
