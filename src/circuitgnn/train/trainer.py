@@ -605,16 +605,7 @@ class Trainer:
         c = self.counters
         c.warm_started = True
         c.train_seconds += time.perf_counter() - started
-        line = {
-            "iteration": c.global_iteration,
-            "epoch": c.epoch,
-            "train_seconds": round(c.train_seconds, 3),
-            **found.as_dict(),
-            **self.score(),
-        }
-        self.history.append(line)
-        if self.run is not None:
-            self.run.append_log(line)
+        self._record(found.as_dict())
         self._check_finite()
         self.save_checkpoint()
         return (
@@ -623,16 +614,18 @@ class Trainer:
         )
 
     def _log(self, lrs: dict[str, float], coeffs: dict[str, float]) -> dict[str, Any]:
+        return self._record(
+            {
+                **{f"loss_{k}": v for k, v in self._take_means().items()},
+                **{f"lr_{k}": v for k, v in lrs.items()},
+                **{f"coef_{k}": v for k, v in coeffs.items() if v},
+            }
+        )
+
+    def _record(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """Append a log line: where training stands, ``fields``, then the scores."""
         c = self.counters
-        line = {
-            "iteration": c.global_iteration,
-            "epoch": c.epoch,
-            "train_seconds": round(c.train_seconds, 3),
-            **{f"loss_{k}": v for k, v in self._take_means().items()},
-            **{f"lr_{k}": v for k, v in lrs.items()},
-            **{f"coef_{k}": v for k, v in coeffs.items() if v},
-            **self.score(),
-        }
+        line = {"iteration": c.global_iteration, "epoch": c.epoch, "train_seconds": round(c.train_seconds, 3), **fields, **self.score()}
         self.history.append(line)
         if self.run is not None:
             self.run.append_log(line)
