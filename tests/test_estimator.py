@@ -28,12 +28,22 @@ def fitted(data):
     return small().fit(x, dt=ds.dt, dxdt=dxdt)
 
 
+def test_warm_start_is_on_unless_the_settings_name_it(data):
+    ds, x, dxdt = data
+    off = CircuitGNN(model={"hidden": 8}, training={**TRAINING, "extensions": {"warm_start": None}}, progress=False)
+    assert [line["iteration"] for line in off.fit(x, dt=ds.dt, dxdt=dxdt).history_] == [10, 20, 30, 40]
+    assert off.training.extensions.warm_start is None
+    pair = CircuitGNN(model={"hidden": 8, "psi_input": "x_j,a_i,a_j"}, training=TRAINING, progress=False)
+    assert pair.fit(x[:200], dt=ds.dt, dxdt=dxdt[:200]).training.extensions.warm_start is None  # a model it cannot start
+
+
 def test_fit_returns_the_estimator_with_its_fitted_attributes(fitted):
     n = 30
     assert fitted.connectivity_.shape == (n, n) and np.all(np.diag(fitted.connectivity_) == 0)
     assert fitted.embeddings_.shape == (n, 2)
     assert fitted.types_.shape == (n,) and fitted.n_types_ == fitted.types_.max() + 1
-    assert [line["iteration"] for line in fitted.history_] == [10, 20, 30, 40]
+    assert [line["iteration"] for line in fitted.history_] == [0, 10, 20, 30, 40]  # 0: the warm start (on by default)
+    assert fitted.training.extensions.warm_start is not None and "warm_start_fit_seconds" in fitted.history_[0]
     assert fitted.phi_(np.zeros((5, n))).shape == (5, n) and fitted.psi_(np.ones((5, n))).shape == (5, n)
     assert fitted.run_dir_ is None and "fitted on N = 30" in repr(fitted)
 

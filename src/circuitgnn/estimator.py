@@ -82,6 +82,9 @@ class CircuitGNN:
     training
         The optimisation's settings: a :class:`~circuitgnn.config.TrainingConfig` or a dict
         (epochs, learning rates, regularisers, clustering, seed, device); None for the defaults.
+        None or a dict that does not name ``extensions.warm_start`` also starts training from the
+        exact spline fit of the same model wherever it applies (``{"extensions": {"warm_start": None}}``
+        turns it off); a TrainingConfig is taken as it is.
     progress
         Show a progress bar while fitting.
 
@@ -121,6 +124,10 @@ class CircuitGNN:
         except Exception as err:  # the checks that span sections (e.g. w_solve against the model)
             raise ConfigError(f"invalid settings: {err}") from None
         self.progress = progress
+        # settings that leave the warm start unsaid get it wherever it applies (see _training_config)
+        self._warm_start_by_default = training is None or (
+            isinstance(training, dict) and "warm_start" not in (training.get("extensions") or {})
+        )
 
     @property
     def model(self) -> ModelConfig:
@@ -244,7 +251,20 @@ class CircuitGNN:
         ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
         return self._fit(ds.activity(), run_dir, resume, overwrite, None)
 
+    def _training_config(self, data: Activity) -> ExperimentConfig:
+        """The settings to train with: unless they name ``training.extensions.warm_start``, the warm start is on where it
+        applies (the derivative objective on data without missing values, a model it can start)."""
+        if not self._warm_start_by_default or data.missing or self.training.objective != "derivative":
+            return self.config
+        raw = self.config.model_dump(mode="json")
+        raw["training"]["extensions"]["warm_start"] = {}
+        try:
+            return ExperimentConfig.model_validate(raw)
+        except ValueError:  # a model it cannot start: the pair psi*, low rank, a mask or an input
+            return self.config
+
     def _fit(self, data: Activity, run_dir: str | Path | None, resume: bool, overwrite: bool, scorer: Scorer | None) -> CircuitGNN:
+        self.config = self._training_config(data)
         trainer = Trainer(self.config, data, run_dir, resume=resume, overwrite=overwrite, progress=self.progress, scorer=scorer)
         run = trainer.fit()
         self._set_fitted(run, data.n_frames, data.dt, data.grid_size, data.input_mode)

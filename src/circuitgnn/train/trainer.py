@@ -601,11 +601,17 @@ class Trainer:
         complete = torch.isfinite(x).all(1) & torch.isfinite(y).all(1)
         if int(complete.sum()) < 10:
             raise DatasetError(f"{self.data.source}: training.extensions.warm_start needs at least 10 frames without missing values")
-        found = warm_start(self.model, x[complete], y[complete], ws, self.config.training.seed)
+        x, y = x[complete], y[complete]
+        tc = self.config.training
+        found = warm_start(self.model, x, y, ws, tc.seed)
         c = self.counters
         c.warm_started = True
         c.train_seconds += time.perf_counter() - started
-        self._record(found.as_dict())
+        with torch.no_grad():  # the loss terms where training starts, on a sample of the frames the fit used
+            rows = torch.arange(0, len(x), max(1, len(x) // 256), device=x.device)
+            delta = tc.regularization.delta_fraction * self.xnorm
+            loss, terms = total_loss(self.model, x[rows], y[rows], self.coefficients(c.epoch), delta, None, None, tc.extensions.monotone_norm)
+        self._record({**{f"loss_{k}": float(v) for k, v in {"total": loss, **terms}.items()}, **found.as_dict()})
         self._check_finite()
         self.save_checkpoint()
         return (
