@@ -610,7 +610,9 @@ class Trainer:
         with torch.no_grad():  # the loss terms where training starts, on a sample of the frames the fit used
             rows = torch.arange(0, len(x), max(1, len(x) // 256), device=x.device)
             delta = tc.regularization.delta_fraction * self.xnorm
-            loss, terms = total_loss(self.model, x[rows], y[rows], self.coefficients(c.epoch), delta, None, None, tc.extensions.monotone_norm)
+            loss, terms = total_loss(
+                self.model, x[rows], y[rows], self.coefficients(c.epoch), delta, None, None, tc.extensions.monotone_norm
+            )
         self._record({**{f"loss_{k}": float(v) for k, v in {"total": loss, **terms}.items()}, **found.as_dict()})
         self._check_finite()
         self.save_checkpoint()
