@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "circuitgnn"
 
 # Bottom to top; a module may import its own layer or any layer below it.
 LAYERS: list[set[str]] = [
-    {"version", "errors", "interrupts", "device", "config"},
+    {"version", "errors", "interrupts", "device", "threads", "config"},
     {"data"},
     {"simulate"},
     {"model"},

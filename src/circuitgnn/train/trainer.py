@@ -31,6 +31,7 @@ from circuitgnn.errors import CircuitGNNError, DatasetError
 from circuitgnn.interrupts import deferred_interrupts
 from circuitgnn.model.gnn import GNN
 from circuitgnn.model.siren import make_input_model
+from circuitgnn.threads import ThreadGovernor
 from circuitgnn.train.data import FrameSource, activity_scale
 from circuitgnn.train.events import Counters, run_epoch_events
 from circuitgnn.train.losses import fluorescence_error, regularized, rollout_error, total_loss
@@ -163,6 +164,7 @@ class Trainer:
         tc = config.training
         mask = check_data_fits(config, self.data)
         self.device = pick_device(tc.device)
+        self.threads = ThreadGovernor(self.device)
         m = config.model
         params = (0 if m.low_rank is not None else self.data.n_neurons**2) + (m.phi_layers + m.psi_layers) * m.hidden**2
         check_fits(
@@ -542,6 +544,7 @@ class Trainer:
                         if deadline is not None and time.perf_counter() > deadline:
                             raise _Stop
                         self.step(coeffs, lrs, delta)
+                        self.threads.update()
                         c.iteration += 1
                         c.global_iteration += 1
                         bar.update(1)
