@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -57,11 +58,12 @@ def phi_curves(fit: FunctionFit, x: torch.Tensor, n_points: int = _CURVE_POINTS)
     linearly, with the slope over the last tenth of its range, so that neurons which visit different ranges
     compare by what their data say.
     """
+    kw: dict[str, Any] = {"dtype": torch.float64, "device": x.device}
     sample = x.reshape(-1)[:: max(1, x.numel() // 1_000_000)].double()
-    lo, hi = torch.quantile(sample, torch.tensor([0.05, 0.95], dtype=torch.float64)).tolist()
-    grid = torch.linspace(lo, hi, n_points, dtype=torch.float64)[:, None].expand(n_points, x.shape[1])
+    lo, hi = torch.quantile(sample, torch.tensor([0.05, 0.95], **kw)).tolist()
+    grid = torch.linspace(lo, hi, n_points, **kw)[:, None].expand(n_points, x.shape[1])
     rows = x[:: max(1, len(x) // 2000)].double()
-    own_lo, own_hi = torch.quantile(rows, torch.tensor([0.02, 0.98], dtype=torch.float64), dim=0)
+    own_lo, own_hi = torch.quantile(rows, torch.tensor([0.02, 0.98], **kw), dim=0)
     inner = 0.1 * (own_hi - own_lo)
     edges = torch.stack([own_lo, own_lo + inner, own_hi - inner, own_hi])  # (4, N)
     at = fit.phi(edges)
@@ -75,6 +77,7 @@ def phi_curves(fit: FunctionFit, x: torch.Tensor, n_points: int = _CURVE_POINTS)
 
 def curve_embeddings(curves: torch.Tensor, dim: int) -> torch.Tensor:
     """The first ``dim`` principal components of the curves (N, P), scaled so that the first has unit std."""
+    curves = curves.cpu()
     centred = curves - curves.mean(0)
     _, _, v = torch.linalg.svd(centred, full_matrices=False)
     scores = centred @ v[:dim].T
