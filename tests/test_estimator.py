@@ -35,6 +35,11 @@ def test_warm_start_is_on_unless_the_settings_name_it(data):
     assert off.training.extensions.warm_start is None
     pair = CircuitGNN(model={"hidden": 8, "psi_input": "x_j,a_i,a_j"}, training=TRAINING, progress=False)
     assert pair.fit(x[:200], dt=ds.dt, dxdt=dxdt[:200]).training.extensions.warm_start is None  # a model it cannot start
+    on = CircuitGNN(model={"hidden": 8}, training=TRAINING, progress=False)
+    assert on.fit(x[:300], dt=ds.dt, dxdt=dxdt[:300]).training.extensions.warm_start is not None
+    gappy = x[:300].copy()
+    gappy[::3, 0] = np.nan  # a second fit, on data with missing values: no warm start (the first did not stick)
+    assert on.fit(gappy, dt=ds.dt).training.extensions.warm_start is None
 
 
 def test_fit_returns_the_estimator_with_its_fitted_attributes(fitted):

@@ -36,6 +36,8 @@ def clock(monkeypatch):
     monkeypatch.setattr(threads, "time", c)
     monkeypatch.setattr(threads, "_busy_seconds", lambda: c.busy)
     monkeypatch.setattr(threads, "available_cores", lambda: 4)
+    monkeypatch.setattr(threads, "_TORCH_DEFAULT", 4)
+    monkeypatch.setattr(threads, "_last_set", None)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("CIRCUITGNN_THREADS", raising=False)
     before = torch.get_num_threads()
@@ -56,15 +58,15 @@ def test_threads_follow_the_cores_other_jobs_leave_free(clock):
     clock.run(2.5, own_cores=3, other_cores=0.05)
     assert governor.update() == 4  # alone: every core
     assert [n for _, n in governor.changes] == [1, 3, 4]
-    later = threads.ThreadGovernor(torch.device("cpu"))
-    torch.set_num_threads(2)
-    threads._last_set = 2  # a count a governor set is not the user's choice
-    assert threads.ThreadGovernor(torch.device("cpu")).enabled and later.enabled
+    clock.run(2.5, own_cores=4, other_cores=2)
+    assert governor.update() == 2
+    assert threads.ThreadGovernor(torch.device("cpu")).enabled  # a count a governor set is not the user's choice
+    governor.restore()
+    assert torch.get_num_threads() == 4  # the count found at the start
 
 
 def test_the_users_choice_is_kept(clock, monkeypatch):
     torch.set_num_threads(2)  # set by the user (not by a governor)
-    threads._last_set = None
     assert not threads.ThreadGovernor(torch.device("cpu")).enabled
     torch.set_num_threads(4)
     monkeypatch.setenv("OMP_NUM_THREADS", "4")
@@ -83,7 +85,13 @@ def test_bad_thread_counts_are_refused_with_the_variable_named(monkeypatch, valu
         threads.requested_threads()
 
 
-def test_the_machine_busy_time_is_read_where_proc_stat_exists():
-    busy = threads._busy_seconds()
-    assert busy is None or busy > 0
-    assert threads.available_cores() >= 1
+def test_busy_time_counts_only_the_cpus_this_process_may_use(tmp_path, monkeypatch):
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  60 0 40 900 0 0 0 0 0 0\ncpu0 10 0 10 480 0 0 0 0 0 0\ncpu1 50 0 30 420 0 0 0 0 0 0\nintr 1 2\n")
+    monkeypatch.setattr(threads, "_STAT", stat)
+    monkeypatch.setattr(threads, "_affinity", lambda: {1})
+    assert threads._busy_seconds() == pytest.approx(80 / threads.os.sysconf("SC_CLK_TCK"))  # cpu1 only
+    monkeypatch.setattr(threads, "_affinity", lambda: None)
+    assert threads._busy_seconds() == pytest.approx(100 / threads.os.sysconf("SC_CLK_TCK"))
+    monkeypatch.setattr(threads, "_STAT", tmp_path / "absent")
+    assert threads._busy_seconds() is None and not threads.ThreadGovernor(torch.device("cpu")).enabled

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from circuitgnn.analyze.metrics import linear_fit, matched_accuracy
-from circuitgnn.config import WarmStartConfig, config_from_dict
+from circuitgnn.config import config_from_dict
 from circuitgnn.errors import CircuitGNNError
 from circuitgnn.train.clustering import kmeans_silhouette
 from circuitgnn.train.trainer import Trainer
@@ -116,9 +116,41 @@ def test_warm_start_sets_the_gnn_from_the_fit_logs_it_and_is_not_redone_on_resum
     assert sum("warm_start_fit_seconds" in line for line in later.log) == 1 and later.log[-1]["iteration"] == 20
 
 
-def test_warm_start_needs_a_sender_only_psi_and_a_dense_w():
-    with pytest.raises(ValueError, match="warm_start needs a dense W and a sender-only psi"):
-        raw = _warm_config().model_dump(mode="json")
-        raw["model"]["psi_input"] = "x_j,a_i,a_j"
+@pytest.mark.parametrize(
+    ("section", "field", "value", "named"),
+    [("model", "psi_input", "x_j,a_i,a_j", "model.psi_input"), ("training", "objective", "rollout", "training.objective rollout")],
+)
+def test_warm_start_refuses_what_it_cannot_start(section, field, value, named):
+    raw = _warm_config().model_dump(mode="json")
+    raw[section][field] = value
+    with pytest.raises(ValueError, match=f"warm_start needs a dense W and a sender-only psi.*remove {named}"):
         config_from_dict(raw)
-    assert WarmStartConfig().phi_basis == 24
+
+
+def test_a_resumed_run_that_has_trained_is_not_warm_started(network, tmp_path):
+    """A run made without the warm start (or before it existed) and resumed with it keeps its weights."""
+    raw = _warm_config().model_dump(mode="json")
+    raw["training"]["extensions"]["warm_start"] = None
+    cold = config_from_dict(raw)
+    trainer = Trainer(cold, network, tmp_path / "run", progress=False)
+    trainer.fit(max_iterations=10)
+    resumed = Trainer(_warm_config(), network, tmp_path / "run", resume=True, progress=False)
+    before = resumed.model.W.detach().clone()
+    resumed.fit(max_iterations=10)
+    torch.testing.assert_close(resumed.model.W, before)
+    assert not resumed.counters.warm_started and not any("warm_start_fit_seconds" in line for line in resumed.history)
+
+
+def test_the_final_solve_in_chunks_equals_one_solve(network, monkeypatch):
+    from circuitgnn.train import varpro
+
+    x, y = torch.from_numpy(np.array(network.x)), torch.from_numpy(np.array(network.dxdt))
+    whole = fit_functions(x, y, n_psi=10, n_phi=6, iterations=1)
+    monkeypatch.setattr(varpro, "_CHUNK", 7)  # 50 receivers: 8 parts, the last one short
+    parts = fit_functions(x, y, n_psi=10, n_phi=6, iterations=1)
+    # equal up to the rounding of products of other shapes (the Gram matrix has a condition number near 1e4 here)
+    torch.testing.assert_close(parts.connectivity, whole.connectivity, rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(parts.phi_coefficients, whole.phi_coefficients, rtol=1e-3, atol=1e-4)
+    asked = []
+    stopped = fit_functions(x, y, n_psi=10, n_phi=6, should_stop=lambda: asked.append(1) or True)
+    assert len(stopped.history) == 1 and asked  # a Ctrl-C seen: no Gauss-Newton step starts

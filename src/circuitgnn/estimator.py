@@ -124,10 +124,12 @@ class CircuitGNN:
         except Exception as err:  # the checks that span sections (e.g. w_solve against the model)
             raise ConfigError(f"invalid settings: {err}") from None
         self.progress = progress
-        # settings that leave the warm start unsaid get it wherever it applies (see _training_config)
-        self._warm_start_by_default = training is None or (
-            isinstance(training, dict) and "warm_start" not in (training.get("extensions") or {})
+        self._requested = self.config  # what the user asked for; a fit may add the warm start (see _training_config)
+        extensions = training.get("extensions") if isinstance(training, dict) else None
+        named = isinstance(training, TrainingConfig) or (
+            "warm_start" in extensions if isinstance(extensions, dict) else "warm_start" in getattr(extensions, "model_fields_set", ())
         )
+        self._warm_start_by_default = not named
 
     @property
     def model(self) -> ModelConfig:
@@ -254,14 +256,15 @@ class CircuitGNN:
     def _training_config(self, data: Activity) -> ExperimentConfig:
         """The settings to train with: unless they name ``training.extensions.warm_start``, the warm start is on where it
         applies (the derivative objective on data without missing values, a model it can start)."""
-        if not self._warm_start_by_default or data.missing or self.training.objective != "derivative":
-            return self.config
-        raw = self.config.model_dump(mode="json")
+        requested = self._requested
+        if not self._warm_start_by_default or data.missing:
+            return requested
+        raw = requested.model_dump(mode="json")
         raw["training"]["extensions"]["warm_start"] = {}
         try:
             return ExperimentConfig.model_validate(raw)
-        except ValueError:  # a model it cannot start: the pair psi*, low rank, a mask or an input
-            return self.config
+        except ValueError:  # settings it cannot start: another objective, the pair psi*, low rank, a mask or an input
+            return requested
 
     def _fit(self, data: Activity, run_dir: str | Path | None, resume: bool, overwrite: bool, scorer: Scorer | None) -> CircuitGNN:
         self.config = self._training_config(data)

@@ -26,22 +26,39 @@ _STAT = Path("/proc/stat")
 _last_set: int | None = None  # the count a governor last set: not the user's choice
 
 
+_TORCH_DEFAULT = torch.get_num_threads()  # torch's own choice (one per physical core), before anyone changes it
+
+
+def _affinity() -> set[int] | None:
+    try:
+        return set(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return None
+
+
 def available_cores() -> int:
     """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    cpus = _affinity()
+    return len(cpus) if cpus is not None else (os.cpu_count() or 1)
 
 
 def _busy_seconds() -> float | None:
-    """CPU seconds the whole machine has spent busy since boot (None where /proc/stat is not readable)."""
+    """CPU seconds the CPUs this process may run on have spent busy since boot (None where /proc/stat is not
+    readable): load on other CPUs (another container's) is not ours to share."""
+    cpus = _affinity()
     try:
-        fields = [int(v) for v in _STAT.read_text().split("\n", 1)[0].split()[1:]]
-    except (OSError, ValueError, IndexError):
+        lines = _STAT.read_text().splitlines()
+    except OSError:
         return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle and iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for line in lines:
+        name, _, rest = line.partition(" ")
+        if not name.startswith("cpu") or name == "cpu" or (cpus is not None and int(name[3:]) not in cpus):
+            continue
+        fields = [int(v) for v in rest.split()]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle and iowait
+        total += sum(fields[:8]) - idle
+    return total / os.sysconf("SC_CLK_TCK") if total else None
 
 
 def requested_threads() -> int | None:
@@ -60,7 +77,7 @@ class ThreadGovernor:
 
     def __init__(self, device: torch.device, interval: float = 2.0):
         self.interval = interval
-        self.cores = available_cores()
+        self.cores = min(available_cores(), _TORCH_DEFAULT)  # no more threads than torch itself would start
         fixed = requested_threads()
         if fixed is not None and device.type == "cpu":
             torch.set_num_threads(fixed)
@@ -69,11 +86,17 @@ class ThreadGovernor:
             and fixed is None
             and "OMP_NUM_THREADS" not in os.environ
             and self.cores > 1
-            and (torch.get_num_threads() >= self.cores or torch.get_num_threads() == _last_set)  # else the user chose
+            and torch.get_num_threads() in (_TORCH_DEFAULT, _last_set)  # else the user chose
             and _busy_seconds() is not None
         )
         self.changes: list[tuple[float, int]] = []  # (time, threads) of each change
+        self._start = torch.get_num_threads()
         self._mark()
+
+    def restore(self) -> None:
+        """Put back the thread count found at the start (a notebook is not left at one thread)."""
+        if self.enabled and torch.get_num_threads() != self._start:
+            torch.set_num_threads(self._start)
 
     def _mark(self) -> None:
         self._wall, self._own, self._busy = time.perf_counter(), time.process_time(), _busy_seconds()

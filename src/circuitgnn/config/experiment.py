@@ -48,12 +48,14 @@ class ExperimentConfig(StrictModel):
             f"model.external_input {m.external_input}": m.external_input != "none",
         }
         penalties = {"training.regularization.w_l1": reg.w_l1.value > 0, "training.regularization.w_shrink": reg.w_shrink.value > 0}
-        for name, used, needs in (("w_solve", ext.w_solve, clashes | penalties), ("warm_start", ext.warm_start, clashes)):
+        objective = {f"training.objective {self.training.objective}": self.training.objective != "derivative"}
+        for name, used, needs in (("w_solve", ext.w_solve, clashes | penalties), ("warm_start", ext.warm_start, clashes | objective)):
             found = [setting for setting, clash in needs.items() if clash]
             if used is not None and found:
                 unpenalised = ", unpenalised" if name == "w_solve" else ""
                 raise ValueError(
-                    f"training.extensions.{name} needs a dense{unpenalised} W and a sender-only psi* without input: remove {', '.join(found)}"
+                    f"training.extensions.{name} needs a dense{unpenalised} W and a sender-only psi* without input"
+                    f"{', fitted on dx/dt' if name == 'warm_start' else ''}: remove {', '.join(found)}"
                 )
         return self
 

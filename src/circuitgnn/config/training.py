@@ -79,7 +79,7 @@ class WarmStartConfig(StrictModel):
     phi_basis: int = Field(24, ge=4, le=200, description="cubic B-splines of each neuron's phi")
     receivers: int = Field(128, ge=1, description="receivers whose residual the psi steps use (all of them are solved at the end)")
     steps: int = Field(6, ge=0, le=100, description="damped Gauss-Newton steps on psi's coefficients at most")
-    distill_steps: int = Field(600, ge=0, description="Adam steps that fit phi*, psi* and the embeddings to the spline functions")
+    distill_steps: int = Field(600, ge=0, description="Adam steps that fit phi* and psi* to the spline functions (the embeddings held)")
 
 
 class ExtensionsConfig(StrictModel):

@@ -529,8 +529,8 @@ class Trainer:
         t_last = time.perf_counter()
         with deferred_interrupts() as stop:
             try:
-                if tc.extensions.warm_start is not None and not c.warm_started:
-                    bar.write(self._warm_start())
+                if tc.extensions.warm_start is not None and not c.warm_started and c.global_iteration == 0:
+                    bar.write(self._warm_start(stop, deadline))
                     t_last = time.perf_counter()
                 while c.epoch < tc.n_epochs:
                     lrs = self._set_learning_rates()
@@ -578,6 +578,7 @@ class Trainer:
                 raise
             finally:
                 bar.close()
+                self.threads.restore()
         c.train_seconds += time.perf_counter() - t_last
         if self._n_sum:
             self._log(self._set_learning_rates(), self.coefficients(min(c.epoch, tc.n_epochs - 1)))
@@ -593,7 +594,7 @@ class Trainer:
             self._data_summary(),
         )
 
-    def _warm_start(self) -> str:
+    def _warm_start(self, stop: Any, deadline: float | None) -> str:
         """Set the model from the spline fit (extensions.warm_start) on evenly spaced training frames, log it with the
         scores and save a checkpoint (a resume does not fit again); returns a line for the user."""
         ws = self.config.training.extensions.warm_start
@@ -606,7 +607,7 @@ class Trainer:
             raise DatasetError(f"{self.data.source}: training.extensions.warm_start needs at least 10 frames without missing values")
         x, y = x[complete], y[complete]
         tc = self.config.training
-        found = warm_start(self.model, x, y, ws, tc.seed)
+        found = warm_start(self.model, x, y, ws, tc.seed, should_stop=lambda: stop.requested, deadline=deadline)
         c = self.counters
         c.warm_started = True
         c.train_seconds += time.perf_counter() - started

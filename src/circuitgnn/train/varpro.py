@@ -7,13 +7,14 @@ serves every receiver; each receiver's phi basis is eliminated by a small Schur 
 numbers) is then moved by damped Gauss-Newton on the residual of that exact solve, with the Jacobian
 projected off each receiver's own regressors (Kaufman's variable projection), so that a step accounts for
 how W and phi follow psi. The offset and the scale of psi are invisible to the data (phi's constant and W
-absorb them) and are fixed after every step: psi(median activity) = 0 and psi's plateau (its median over
-[0.8, 1] x 1.5 std of the activity, the GNN's activity scale) = 1.
+absorb them): during the steps psi(median activity) = 0 and psi's plateau (its median over [0.8, 1] x 1.5 std
+of the activity, the GNN's activity scale) = 1; at the end the offset is the one that leaves phi_i(0) = 0 in
+the least-squares sense (no drift at rest, the GNN's phi_zero convention).
 
 psi is shared, so its steps are taken on a random subset of receivers: a step then costs two products of
-size frames x N x (subset x basis) instead of N^2 ones, and only the final solve touches every receiver.
-Products run in float64 on blocks of frames (the senders' Gram matrix of noise-free activity has condition
-numbers near 1e5).
+size frames x N x (subset x basis) instead of N^2 ones, and only the final solve touches every receiver (in
+chunks of receivers). Products run in ``dtype`` on blocks of frames and are summed in float64 (the senders'
+Gram matrix of noise-free activity has condition numbers near 1e5).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import torch
 from circuitgnn.errors import CircuitGNNError
 
 _BLOCK = 1024  # frames per block of the products
+_CHUNK = 512  # receivers per part of the final solve
 
 
 class SplineBasis:
@@ -45,8 +47,7 @@ class SplineBasis:
         if values.numel() > 1_000_000:  # quantiles of a large sample: a strided subset is as good
             values = values[:: values.numel() // 1_000_000 + 1]
         knots = torch.quantile(values, torch.linspace(0, 1, n_basis - 2, dtype=torch.float64))
-        knots = knots + 1e-9 * torch.arange(len(knots), dtype=torch.float64)
-        self.knots = torch.cummax(knots, 0).values  # strictly increasing
+        self.knots = knots + 1e-9 * torch.arange(len(knots), dtype=torch.float64)  # strictly increasing
         self.n_basis = n_basis
 
     def coordinate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,7 +100,6 @@ class FunctionFit:
     psi_basis: SplineBasis
     phi_basis: SplineBasis
     history: list[float] = field(default_factory=list)  # mean squared residual (subset of receivers) after each step
-    seconds: float = 0.0
 
     def psi(self, x: torch.Tensor) -> torch.Tensor:
         """psi at activity ``x`` (any shape)."""
@@ -170,6 +170,16 @@ def _ridge_inverse(gram: torch.Tensor, ridge: float) -> torch.Tensor:
         ridge = max(100 * ridge, 1e-10)
 
 
+def _gram_inverse(blocks: list[_Block], theta: torch.Tensor, psi_basis: SplineBasis, ridge: float, dtype: torch.dtype) -> torch.Tensor:
+    """(G + ridge)^-1 for the senders' Gram matrix G of psi values with coefficients ``theta``."""
+    n = blocks[0].y.shape[1]
+    gram = torch.zeros(n, n, dtype=torch.float64, device=blocks[0].y.device)
+    for block in blocks:
+        f = psi_basis.combine(block.psi, theta.to(dtype))
+        gram += f.T @ f
+    return _ridge_inverse(gram, max(ridge, _PRODUCT_EPS[dtype]))
+
+
 def _solve(
     blocks: list[_Block],
     receivers: torch.Tensor,
@@ -178,24 +188,30 @@ def _solve(
     phi_basis: SplineBasis,
     ridge: float,
     dtype: torch.dtype,
+    inverse: torch.Tensor | None = None,
 ) -> _Solved:
-    """The exact W rows and phi coefficients of ``receivers`` for psi's coefficients ``theta``."""
+    """The exact W rows and phi coefficients of ``receivers`` for psi's coefficients ``theta`` (``inverse``: the
+    Gram inverse when already known for this theta)."""
     n, s, p = blocks[0].y.shape[1], len(receivers), phi_basis.n_basis
     kw: dict[str, Any] = {"dtype": torch.float64, "device": blocks[0].y.device}
-    gram, target, cross = torch.zeros(n, n, **kw), torch.zeros(n, s, **kw), torch.zeros(n, s * p, **kw)
+    gram = torch.zeros(n, n, **kw) if inverse is None else None
+    target, cross = torch.zeros(n, s, **kw), torch.zeros(n, s * p, **kw)
     bb, bt, yy, frames = torch.zeros(s, p, p, **kw), torch.zeros(s, p, **kw), 0.0, 0
     for block in blocks:
         f = psi_basis.combine(block.psi, theta.to(dtype))
         u = phi_basis.dense(block.phi_of(receivers), dtype)  # (t, S, P)
         yb = block.y[:, receivers].to(dtype)
-        gram += f.T @ f
+        if gram is not None:
+            gram += f.T @ f
         target += f.T @ yb
         cross += f.T @ u.reshape(len(f), s * p)
         bb += torch.einsum("tik,til->ikl", u, u)
         bt += torch.einsum("tik,ti->ik", u, yb)
         yy += float((yb.double() ** 2).sum())
         frames += len(f)
-    inverse = _ridge_inverse(gram, max(ridge, _PRODUCT_EPS[dtype]))
+    if gram is not None:
+        inverse = _ridge_inverse(gram, max(ridge, _PRODUCT_EPS[dtype]))
+    assert inverse is not None
     cross = cross.reshape(n, s, p)
     a_target = inverse @ target  # (N, S)
     a_cross = (inverse @ cross.reshape(n, s * p)).reshape(n, s, p)
@@ -256,16 +272,17 @@ def fit_functions(
     seed: int = 0,
     dtype: torch.dtype = torch.float64,
     deadline: float | None = None,
+    should_stop: Callable[[], bool] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> FunctionFit:
     """Fit W, psi and every phi_i to frames ``x`` (T, N) and their drift ``y`` (T, N) (see the module docstring).
 
     ``receivers``: how many receivers (chosen with ``seed``) the psi steps use; ``widths``: starting psi
     candidates tanh(x / (width std)), the one with the smallest residual is refined (a saturating start
-    matters: a linear psi sits in a poor basin); ``deadline`` (a ``time.perf_counter()`` value): no step
-    starts after it.
+    matters: a linear psi sits in a poor basin); ``deadline`` (a ``time.perf_counter()`` value) and ``should_stop``
+    (e.g. a Ctrl-C seen): no step starts after them. The final solve takes the receivers in chunks of
+    ``_CHUNK``, so memory stays near N x chunk x n_phi float64 numbers whatever N.
     """
-    start = time.perf_counter()
     if x.dim() != 2 or x.shape != y.shape:
         raise CircuitGNNError(f"x and y must be (frames, neurons) arrays of one shape, got {tuple(x.shape)} and {tuple(y.shape)}")
     n = x.shape[1]
@@ -279,9 +296,8 @@ def fit_functions(
     kw: dict[str, Any] = {"dtype": torch.float64, "device": x.device}
     centre = psi_basis(torch.tensor([median], **kw))[0]
     top = psi_basis(torch.linspace(1.2 * scale, 1.5 * scale, 50, **kw))
-    grid = torch.linspace(float(pooled.min()), float(pooled.max()), 400, **kw)
-    grid_basis = psi_basis(grid)
-    sample_basis = psi_basis(pooled[:: max(1, len(pooled) // 20000)])
+    sample = pooled[:: max(1, len(pooled) // 20000)]
+    sample_basis = psi_basis(sample)
 
     def normalise(theta: torch.Tensor, centred: bool = True) -> torch.Tensor:
         if centred:  # B-splines sum to one: subtracting psi(median) shifts every coefficient
@@ -297,7 +313,9 @@ def fit_functions(
 
     best: tuple[torch.Tensor, _Solved] | None = None
     for width in widths:
-        theta = torch.linalg.lstsq(grid_basis, torch.tanh(grid / (width * scale)).unsqueeze(-1)).solution[:, 0]
+        # least squares on the data's own values: every basis function has data under it (an even grid can miss some)
+        normal = sample_basis.T @ sample_basis + 1e-9 * torch.eye(n_psi, **kw)
+        theta = torch.linalg.solve(normal, sample_basis.T @ torch.tanh(sample / (width * scale)))
         theta = normalise(theta)
         found = solve(theta, subset)
         if best is None or found.loss < best[1].loss:
@@ -307,7 +325,7 @@ def fit_functions(
     history = [solved.loss]
     damping = 1e-3
     for _ in range(iterations):
-        if deadline is not None and time.perf_counter() > deadline:
+        if (deadline is not None and time.perf_counter() > deadline) or (should_stop is not None and should_stop()):
             break
         jtj, jtr = _gauss_newton(blocks, subset, theta, psi_basis, phi_basis, solved, dtype)
         diagonal = torch.diag(jtj.diagonal() + 1e-12 * jtj.trace())
@@ -334,8 +352,13 @@ def fit_functions(
     rows = solved.w.sum(1) - own  # the self term moves with psi
     shift = float((at_rest * rows).sum() / (rows * rows).sum().clamp_min(1e-300))
     theta = normalise(theta + shift, centred=False)
-    full = solve(theta, torch.arange(n, device=x.device))
-    w = full.w.clone()
+    inverse = _gram_inverse(blocks, theta, psi_basis, ridge, dtype)
+    w = torch.empty(n, n, dtype=torch.float64, device=x.device)
+    c = torch.empty(n, phi_basis.n_basis, dtype=torch.float64, device=x.device)
+    for a in range(0, n, _CHUNK):
+        rows = torch.arange(a, min(a + _CHUNK, n), device=x.device)
+        part = _solve(blocks, rows, theta, psi_basis, phi_basis, ridge, dtype, inverse)
+        w[rows], c[rows] = part.w, part.c
     self_weights = w.diagonal().clone()
     w.fill_diagonal_(0.0)
-    return FunctionFit(w, full.c, self_weights, theta, psi_basis, phi_basis, history, time.perf_counter() - start)
+    return FunctionFit(w, c, self_weights, theta, psi_basis, phi_basis, history)

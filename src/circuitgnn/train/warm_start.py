@@ -16,6 +16,7 @@ Gradient training then goes on from there as usual.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,7 @@ from circuitgnn.train.varpro import FunctionFit, fit_functions
 _CURVE_POINTS = 32
 _DISTILL_FRAMES = 8  # frames (x every neuron) per distillation step, as a training batch
 _SAMPLE_FRAMES = 512  # frames the distillation draws its batches from
+_QUANTILE_LIMIT = 1 << 24  # the most values torch.quantile takes
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ def phi_curves(fit: FunctionFit, x: torch.Tensor, n_points: int = _CURVE_POINTS)
     sample = x.reshape(-1)[:: max(1, x.numel() // 1_000_000)].double()
     lo, hi = torch.quantile(sample, torch.tensor([0.05, 0.95], **kw)).tolist()
     grid = torch.linspace(lo, hi, n_points, **kw)[:, None].expand(n_points, x.shape[1])
-    rows = x[:: max(1, len(x) // 2000)].double()
+    rows = x[:: max(1, len(x) // min(2000, _QUANTILE_LIMIT // x.shape[1]))].double()
     own_lo, own_hi = torch.quantile(rows, torch.tensor([0.02, 0.98], **kw), dim=0)
     inner = 0.1 * (own_hi - own_lo)
     edges = torch.stack([own_lo, own_lo + inner, own_hi - inner, own_hi])  # (4, N)
@@ -86,9 +88,17 @@ def curve_embeddings(curves: torch.Tensor, dim: int) -> torch.Tensor:
     return scores / scores[:, 0].std().clamp_min(1e-12)
 
 
-def distill(model: GNN, fit: FunctionFit, x: torch.Tensor, steps: int, generator: torch.Generator, lr: float = 1e-3) -> float:
-    """Adam steps fitting phi* and psi* to the fit's curves at the recorded activity ``x`` (T, N); returns the final
-    relative mean squared error (phi's and psi's, added)."""
+def distill(
+    model: GNN,
+    fit: FunctionFit,
+    x: torch.Tensor,
+    steps: int,
+    generator: torch.Generator,
+    lr: float = 1e-3,
+    should_stop: Callable[[], bool] | None = None,
+) -> float:
+    """Adam steps fitting phi* and psi* to the fit's curves at the recorded activity ``x`` (T, N), the embeddings held;
+    returns the final relative mean squared error (phi's and psi's, added). ``should_stop`` ends the steps early."""
     device = model.a.device
     frames = x[torch.randperm(len(x), generator=generator)[:_SAMPLE_FRAMES]].to(device)
     phi_target = fit.phi(frames.double()).to(device, torch.float32)
@@ -98,6 +108,8 @@ def distill(model: GNN, fit: FunctionFit, x: torch.Tensor, steps: int, generator
     optimizer = torch.optim.Adam(params, lr=lr)
     error = torch.tensor(float("nan"))
     for _ in range(steps):
+        if should_stop is not None and should_stop():
+            break
         rows = torch.randint(len(frames), (_DISTILL_FRAMES,), generator=generator).to(device)
         xb = frames[rows]
         phi_error = ((model.phi_of(xb, model.a) - phi_target[rows]) ** 2).mean() / phi_var
@@ -109,14 +121,32 @@ def distill(model: GNN, fit: FunctionFit, x: torch.Tensor, steps: int, generator
     return float(error.detach())
 
 
-def warm_start(model: GNN, x: torch.Tensor, y: torch.Tensor, cfg: WarmStartConfig, seed: int) -> WarmStart:
+def warm_start(
+    model: GNN,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: WarmStartConfig,
+    seed: int,
+    should_stop: Callable[[], bool] | None = None,
+    deadline: float | None = None,
+) -> WarmStart:
     """Fit the spline model to frames ``x`` (T, N) and their drift ``y``, and set the GNN's W, embeddings, phi* and psi*
-    from it (see the module docstring)."""
+    from it (see the module docstring). ``should_stop`` (e.g. a Ctrl-C seen) and ``deadline`` (a
+    ``time.perf_counter()`` value) cut the Gauss-Newton and distillation steps short."""
     if model.psi_input == "x_j,a_i,a_j" or model.cfg.low_rank is not None or model.masked:
         raise CircuitGNNError("training.extensions.warm_start needs a dense, unmasked W and a sender-only psi*")
     start = time.perf_counter()
     fit = fit_functions(
-        x, y, n_psi=cfg.psi_basis, n_phi=cfg.phi_basis, iterations=cfg.steps, receivers=cfg.receivers, seed=seed, dtype=torch.float32
+        x,
+        y,
+        n_psi=cfg.psi_basis,
+        n_phi=cfg.phi_basis,
+        iterations=cfg.steps,
+        receivers=cfg.receivers,
+        seed=seed,
+        dtype=torch.float32,
+        deadline=deadline,
+        should_stop=should_stop,
     )
     fit_seconds = time.perf_counter() - start
     with torch.no_grad():
@@ -124,5 +154,9 @@ def warm_start(model: GNN, x: torch.Tensor, y: torch.Tensor, cfg: WarmStartConfi
         if isinstance(model.a, torch.nn.Parameter):
             model.a.copy_(curve_embeddings(phi_curves(fit, x), model.a.shape[1]).to(model.a))
     start = time.perf_counter()
-    error = distill(model, fit, x, cfg.distill_steps, torch.Generator().manual_seed(seed))
+
+    def stop() -> bool:
+        return (should_stop is not None and should_stop()) or (deadline is not None and time.perf_counter() > deadline)
+
+    error = distill(model, fit, x, cfg.distill_steps, torch.Generator().manual_seed(seed), should_stop=stop)
     return WarmStart(fit, fit_seconds, time.perf_counter() - start, error)
