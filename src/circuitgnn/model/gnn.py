@@ -29,6 +29,13 @@ from circuitgnn.config import ModelConfig
 from circuitgnn.model.mlp import MLP
 
 
+def neuron_function(mlp: nn.Module, x: torch.Tensor, a: torch.Tensor | None) -> torch.Tensor:
+    """An MLP of each neuron's activity x (..., N), and of its embedding a (N, d) when given: (..., N)."""
+    if a is None:
+        return mlp(x.unsqueeze(-1)).squeeze(-1)
+    return mlp(torch.cat([x.unsqueeze(-1), a.expand(*x.shape, a.shape[-1])], dim=-1)).squeeze(-1)
+
+
 class GNN(nn.Module):
     """The GNN for ``n_neurons`` neurons; ``mask`` (N, N) marks entries of W allowed to be non-zero."""
 
@@ -94,15 +101,11 @@ class GNN(nn.Module):
 
     def phi_of(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """phi*(x, a) for x of shape (..., N) and a of shape (N, d) (broadcast)."""
-        a = a.expand(*x.shape, a.shape[-1])
-        return self.phi(torch.cat([x.unsqueeze(-1), a], dim=-1)).squeeze(-1)
+        return neuron_function(self.phi, x, a)
 
     def psi_of_sender(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """psi* for the sender-only forms, x (..., N) -> (..., N)."""
-        if self.psi_input == "x_j":
-            return self.psi(x.unsqueeze(-1)).squeeze(-1)
-        a = a.expand(*x.shape, a.shape[-1])
-        return self.psi(torch.cat([x.unsqueeze(-1), a], dim=-1)).squeeze(-1)
+        return neuron_function(self.psi, x, None if self.psi_input == "x_j" else a)
 
     def psi_of_pair(self, x: torch.Tensor, a_receiver: torch.Tensor, a_sender: torch.Tensor) -> torch.Tensor:
         """psi*(x_j, a_i, a_j) for x (..., N_j), a_receiver (N_i, d), a_sender (N_j, d) -> (..., N_i, N_j)."""
