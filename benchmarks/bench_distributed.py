@@ -20,6 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from records import append_record
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -77,9 +79,7 @@ def main() -> None:
             results["modelled"].append(row)
             print(f"| {n:,} | {processes} | {row['memory_gb']:.3g} | {row['sent_mb_per_step']:.3g} |")
     if args.record:
-        args.record.parent.mkdir(parents=True, exist_ok=True)
-        with args.record.open("a") as f:
-            f.write(json.dumps(results) + "\n")
+        append_record(args.record, results)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from records import append_record
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {1000: ROOT / "configs/paper/fig2_baseline.yaml", 8000: ROOT / "configs/paper/supp11_n8000.yaml"}
 
@@ -86,9 +88,7 @@ def main() -> None:
                 flush=True,
             )
             if args.record:
-                args.record.parent.mkdir(parents=True, exist_ok=True)
-                with args.record.open("a") as f:
-                    f.write(json.dumps({"benchmark": "simulate", **info, **r}) + "\n")
+                append_record(args.record, {"benchmark": "simulate", **info, **r})
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from records import append_record
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs/paper/fig2_baseline.yaml"
 
@@ -85,9 +87,7 @@ def main() -> None:
         per = ", ".join(f"{r['ms_per_iteration']:.1f} ms (threads {r['thread_changes'] or r['threads_end']})" for r in results[name])
         print(f"{name:>6}: {n_jobs} job(s), CIRCUITGNN_THREADS={threads}: {per}", flush=True)
     if args.record:
-        args.record.parent.mkdir(parents=True, exist_ok=True)
-        with args.record.open("a") as f:
-            f.write(json.dumps(results) + "\n")
+        append_record(args.record, results)
 
 
 if __name__ == "__main__":

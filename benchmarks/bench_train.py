@@ -25,12 +25,12 @@ under 30 minutes (stretch: 10); issue 20, W R^2 >= 0.99, slope in [0.95, 1.05], 
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import time
 from pathlib import Path
 
 import torch
+from records import append_record
 
 from circuitgnn import load_config, open_dataset, simulate
 from circuitgnn.analyze.evaluate import training_scorer
@@ -174,9 +174,7 @@ def main() -> None:
             )
         results["curve"] = log
     if args.record:
-        args.record.parent.mkdir(parents=True, exist_ok=True)
-        with args.record.open("a") as f:
-            f.write(json.dumps(results) + "\n")
+        append_record(args.record, results)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from records import append_record
 
 from circuitgnn import load_config, simulate
 from circuitgnn.analyze.evaluate import training_scorer
@@ -228,9 +229,7 @@ def main() -> None:
             **result,
         }
         print_table([record])
-        args.record.parent.mkdir(parents=True, exist_ok=True)
-        with args.record.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_record(args.record, record)
 
 
 if __name__ == "__main__":
