@@ -14,27 +14,29 @@ stability. Results go to ``--out`` as JSON, one line per dataset.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from records import append_record
 
 from circuitgnn import open_dataset
 from circuitgnn.analyze.confidence import calibration
 from circuitgnn.analyze.metrics import matched_accuracy
-from circuitgnn.config import config_from_dict
+from circuitgnn.config import WarmStartConfig, config_from_dict
 from circuitgnn.device import environment
 from circuitgnn.ensemble import CircuitGNNEnsemble
 
 
-def measure(path: Path, members: int, minutes: float, work: Path, level: float) -> dict:
+def measure(path: Path, members: int, minutes: float, work: Path, level: float, warm: bool = False) -> dict:
     ds = open_dataset(path)
     truth = ds.truth
     assert truth is not None, f"{path} has no ground truth to score against"
     config = config_from_dict(dict(ds.meta["config"]), source=str(path))
     config.training.max_minutes = minutes
+    if warm:  # each member starts from the spline fit of its own block-bootstrap resample
+        config.training.extensions.warm_start = WarmStartConfig()
     activity = ds.activity()
     a, b = activity.train_bounds()[0]
     x = np.asarray(ds.x[a:b])
@@ -53,6 +55,7 @@ def measure(path: Path, members: int, minutes: float, work: Path, level: float) 
         "frames": int(b - a),
         "members": members,
         "minutes_per_member": minutes,
+        "warm_start": warm,
         "block_frames": ens.block_,
         "ensemble": calibration(ens.confidence_, truth.connectivity, gains),
         "ensemble_seconds": ensemble_seconds,
@@ -73,14 +76,14 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=4)
     parser.add_argument("--minutes", type=float, default=4.0, help="training budget of each member")
     parser.add_argument("--level", type=float, default=0.9)
+    parser.add_argument("--warm-start", action="store_true", help="members start from the spline fit (training.extensions.warm_start)")
     parser.add_argument("--work", type=Path, default=Path("runs/confidence"), help="the members' run folders (resumable)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/edge_confidence.jsonl"))
     args = parser.parse_args()
     print(f"torch threads {torch.get_num_threads()}")
     for path in args.datasets:
-        row = measure(path, args.members, args.minutes, args.work, args.level)
-        with args.out.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        row = measure(path, args.members, args.minutes, args.work, args.level, args.warm_start)
+        append_record(args.out, row)
         e, o = row["ensemble"], row["one_fit"]
         print(
             f"{row['dataset']}: coverage of {args.level:.0%} intervals: ensemble {e['coverage']:.3f}, one fit {o['coverage']:.3f} "
