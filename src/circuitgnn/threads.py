@@ -110,9 +110,9 @@ class ThreadGovernor:
 
     def update(self) -> int:
         """Set the thread count when ``interval`` seconds have passed since the last measurement; returns it."""
+        if not self.enabled or time.perf_counter() - self._wall < self.interval:  # every step: one clock read
+            return torch.get_num_threads()
         threads = torch.get_num_threads()
-        if not self.enabled or time.perf_counter() - self._wall < self.interval:
-            return threads
         others = self.others()
         self._mark()
         if others is None:
