@@ -49,6 +49,31 @@ def test_options_out_of_range_are_named_not_tracebacks(tmp_path, capsys):
         assert not (tmp_path / "d").exists()
 
 
+def test_counts_below_their_range_are_refused_by_the_parser(tmp_path, capsys):
+    """Regression: --max-iterations -1 and --top -1 were taken (a negative slice printed all but the last connection)."""
+    import pytest
+
+    for args in (["train", QUICK, "--data", "d", "--out", "r", "--max-iterations", "-1"], ["confidence", "r", "--top", "-1"]):
+        with pytest.raises(SystemExit) as stop:
+            main(args)
+        assert stop.value.code == 2
+        assert "expected a whole number >=" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_max_iterations_below_one_is_named_by_the_trainer(tmp_path):
+    import pytest
+
+    from circuitgnn.errors import ConfigError
+    from circuitgnn.train.trainer import Trainer
+    from tests.conftest import tiny_config
+
+    assert main(["simulate", QUICK, "--out", str(tmp_path / "d"), "--frames", "50", "--no-figure", "--quiet"]) == 0
+    trainer = Trainer(tiny_config(), tmp_path / "d", None, progress=False)
+    with pytest.raises(ConfigError, match="max_iterations must be a whole number >= 0"):
+        trainer.fit(max_iterations=-1)
+
+
 def test_a_dataset_folder_with_a_broken_meta_json_is_named(tmp_path):
     """Regression: meta.json holding null or lacking arrays or dt, and float64 arrays, gave KeyError, AttributeError or
     a dtype error deep in training."""

@@ -167,3 +167,20 @@ def test_meet_separates_what_either_labelling_separates():
     labels = meet(first, second)
     assert labels.dtype == np.int64 and len(np.unique(labels)) == 4
     assert labels[0] == labels[1] and len({labels[1], labels[2], labels[3], labels[4]}) == 4 and labels[4] == labels[5]
+
+
+def test_a_transposed_true_w_is_named():
+    """Regression (issue 15): a true W written in the other convention (W[j, i] from i to j) was scored silently."""
+    n = 40
+    rs = np.random.default_rng(2)
+    w_true = rs.normal(size=(n, n)) * 0.05
+    np.fill_diagonal(w_true, 0)
+    model = GNN(ModelConfig(hidden=4), n)
+    model.psi = TanhPsi(1.0)
+    with torch.no_grad():
+        model.W.copy_(torch.as_tensor(w_true, dtype=torch.float32))
+    gain = np.ones(n)
+    assert connectivity_score(model, w_true, gain, xnorm=11.0).orientation_warning() is None
+    flipped = connectivity_score(model, np.ascontiguousarray(w_true.T), gain, xnorm=11.0)
+    assert flipped.transposed.r2 == pytest.approx(1.0, abs=1e-6)
+    assert "transpose truth/connectivity.npy" in flipped.orientation_warning()

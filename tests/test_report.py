@@ -134,3 +134,20 @@ def test_confidence_command_and_its_report_section(tiny_run, capsys):
     page = build_report(run).read_text()
     assert 'id="confidence"' in page and "Connections confidently non-zero" in page
     assert main(["confidence", str(run), "--level", "1.5"]) == 2
+
+
+def test_report_lists_warnings_of_the_evaluation_and_the_data(tiny_run, tmp_path):
+    """The transposed-truth warning of the evaluation and a rank-deficient dataset appear on the page (issue 15)."""
+    from types import SimpleNamespace
+
+    from circuitgnn.report.html import _data_warnings
+
+    shutil.copytree(tiny_run / "run", tmp_path / "run")
+    metrics = evaluate_run(tmp_path / "run")
+    metrics["warnings"] = ["the learned W matches the transpose of the true W"]
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps(metrics))
+    page = build_report(tmp_path / "run").read_text()
+    assert "<h3>Warnings</h3>" in page and "matches the transpose" in page
+    short = SimpleNamespace(meta={"informative": {"rank": 7, "rank_neurons": 30}}, n_neurons=30)
+    assert "only 7 independent directions of 30" in _data_warnings(short)[0]
+    assert _data_warnings(SimpleNamespace(meta={"summary": {"activity_rank": 30}}, n_neurons=30)) == []

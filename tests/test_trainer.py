@@ -49,6 +49,28 @@ def assert_same_params(a, b):
         assert torch.equal(a[k], b[k]), k
 
 
+def test_log_and_checkpoints_on_a_cadence_of_minutes(small_data, tmp_path, monkeypatch):
+    """log_every_minutes and checkpoint_every_minutes replace the iteration cadences (issue 20: large N)."""
+    from circuitgnn.train import trainer as trainer_module
+
+    clock = {"now": 0.0}
+
+    def tick():  # each reading of the clock advances it by one second
+        clock["now"] += 1.0
+        return clock["now"]
+
+    saved = []
+    cfg = small_config(log_every=10**6, checkpoint_every=10**6, log_every_minutes=0.5, checkpoint_every_minutes=2.0)
+    trainer = Trainer(cfg, small_data, tmp_path / "r", progress=False)
+    original = trainer.save_checkpoint
+    monkeypatch.setattr(trainer, "save_checkpoint", lambda *a: (saved.append(trainer.counters.global_iteration), original(*a)))
+    monkeypatch.setattr(trainer_module.time, "perf_counter", tick)
+    trainer.fit()
+    iterations = [line["iteration"] for line in read_log(tmp_path / "r")]
+    assert 2 < len(iterations) < 60 and len(saved) >= 2  # neither every step nor only at the end
+    assert saved[-1] == 60 and len(saved) - 1 < len(iterations)
+
+
 def test_run_folder_contents_and_log(small_data, tmp_path):
     ds = Dataset(small_data)
     run = Trainer(small_config(), ds, tmp_path / "r", progress=False, scorer=training_scorer(ds, small_config())).fit()

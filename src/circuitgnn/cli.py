@@ -49,7 +49,9 @@ def _cmd_import(args: argparse.Namespace) -> int:
         if (args.format or "") != "suite2p" and not all(Path(r).is_dir() for r in args.recordings):
             raise DatasetError("--neuropil and --all-rois apply to suite2p folders only")
         options.update(neuropil=0.7 if args.neuropil is None else args.neuropil, cells_only=not args.all_rois)
-    ds = import_recording(args.recordings, args.out, holdout=args.holdout, overwrite=args.overwrite, **options)
+    ds = import_recording(
+        args.recordings, args.out, holdout=args.holdout, overwrite=args.overwrite, check_activity=not args.no_check, **options
+    )
     print(describe_import(ds))
     return 0
 
@@ -386,6 +388,21 @@ def _cmd_config_help(args: argparse.Namespace) -> int:
     return 0
 
 
+def _whole(minimum: int):
+    """An argparse type: a whole number >= ``minimum``, refused with argparse's usage message otherwise."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="circuitgnn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -416,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-rois", action="store_true", help="suite2p: keep every ROI, not only those iscell marks")
     p.add_argument("--holdout", type=float, default=0.1, help="fraction of each segment's last frames kept out of training (default 0.1)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
+    p.add_argument("--no-check", action="store_true", help="import activity that sits at a fixed point (refused by default)")
     p.set_defaults(func=_cmd_import)
 
     p = sub.add_parser("export", help="write a dataset's activity as a recording file (HDF5, NWB, npz or csv): no dx/dt, no truth")
@@ -457,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.add_argument("--device", help="override training.device")
     p.add_argument("--max-minutes", type=float, help="stop after this much wall time, with a checkpoint")
-    p.add_argument("--max-iterations", type=int, help="stop after this many iterations in all, with a checkpoint")
+    p.add_argument("--max-iterations", type=_whole(0), help="stop after this many iterations in all, with a checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
@@ -532,7 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("confidence", help="per-connection intervals of a trained run, diagnostics, calibration on simulated data")
     p.add_argument("run")
     p.add_argument("--level", type=float, default=0.9, help="nominal coverage of the intervals")
-    p.add_argument("--top", type=int, default=20, help="how many of the most confident connections to print")
+    p.add_argument("--top", type=_whole(0), default=20, help="how many of the most confident connections to print")
     p.set_defaults(func=_cmd_confidence)
 
     p = sub.add_parser("info", help="print the summary of a dataset folder")

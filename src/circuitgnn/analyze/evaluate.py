@@ -8,6 +8,7 @@ listed in ``metrics["skipped"]`` with the reason.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +181,12 @@ def evaluate_run(run_dir: str | Path, rollout_steps: int = 800, seed: int = 1) -
             metrics["skipped"][name] = "the dataset has no ground truth (truth/ folder)"
     else:
         gains = np.array([t["gain"] for t in truth.functions["types"]])[truth.types]
-        metrics.update(connectivity_score(model, truth.connectivity, gains, run.xnorm).as_dict())
+        connectivity = connectivity_score(model, truth.connectivity, gains, run.xnorm)
+        metrics.update(connectivity.as_dict())
+        orientation = connectivity.orientation_warning()
+        if orientation is not None:
+            warnings.warn(f"{ds.path}: {orientation}", UserWarning, stacklevel=2)
+            metrics["warnings"] = [orientation]
         metrics.update(_edge_detection(model, ds, truth.connectivity))
         if learnable_a:
             metrics.update(type_scores(model.a.detach().cpu().numpy(), truth.types, run.config.training.clustering.max_types))

@@ -89,6 +89,18 @@ class ConnectivityScore:
 
     raw: LinearFit
     corrected: LinearFit
+    transposed: LinearFit  # the corrected weights against the true W's transpose: the other convention's reading
+
+    def orientation_warning(self) -> str | None:
+        """A message when the learned W matches the truth's transpose far better than the truth: the true W was most
+        likely written as W[j, i] (from i to j), the other convention; None otherwise."""
+        if self.transposed.r2 > 0.5 and self.transposed.r2 > self.corrected.r2 + 0.2:
+            return (
+                f"the learned W matches the transpose of the true W (R^2 {self.transposed.r2:.3f}) far better than the true W "
+                f"itself ({self.corrected.r2:.3f}): the truth file most likely holds W[j, i] for the connection from i to j. "
+                "circuitgnn reads W[i, j] as the weight from neuron j onto neuron i; transpose truth/connectivity.npy"
+            )
+        return None
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -111,7 +123,11 @@ def connectivity_score(model: GNN, true_w: np.ndarray, gain: np.ndarray, xnorm: 
     learned = model.connectivity().detach().cpu().numpy()
     plateau = psi_plateau(model, xnorm, n_points).astype(learned.dtype)
     corrected = learned * plateau[None, :] / np.asarray(gain, dtype=learned.dtype)[:, None]
-    return ConnectivityScore(raw=linear_fit(true_w, learned, off_diagonal=True), corrected=linear_fit(true_w, corrected, off_diagonal=True))
+    return ConnectivityScore(
+        raw=linear_fit(true_w, learned, off_diagonal=True),
+        corrected=linear_fit(true_w, corrected, off_diagonal=True),
+        transposed=linear_fit(np.ascontiguousarray(true_w.T), corrected, off_diagonal=True),
+    )
 
 
 def matched_accuracy(true_labels: np.ndarray, found_labels: np.ndarray) -> float:

@@ -163,6 +163,16 @@ class TrainingConfig(StrictModel):
     )
     log_every: int = Field(500, ge=1, description="iterations between log lines (and W R^2 when ground truth exists)")
     checkpoint_every: int = Field(5000, ge=1, description="iterations between checkpoints")
+    log_every_minutes: float | None = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="minutes of training between log lines, instead of log_every iterations: a cadence that suits every N "
+        "(a step costs 20 ms at N = 1000 and 0.3 s at N = 8000 on 2 cores); log lines then depend on the machine's speed",
+    )
+    checkpoint_every_minutes: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="minutes between checkpoints, instead of checkpoint_every iterations"
+    )
     max_minutes: float | None = Field(None, gt=0, description="stop (with a checkpoint) after this much wall time")
     device: str = Field("auto", description="auto (CUDA when available), cpu, cuda, cuda:1 ...")
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from circuitgnn.data.derivatives import DerivativeMethod, estimate_derivative, longest_smoothness, segment_bounds
 from circuitgnn.data.indicators import Indicator
+from circuitgnn.data.informative import check_informative
 from circuitgnn.errors import DatasetError
 
 InputMode = Literal["none", "multiplicative", "additive"]
@@ -195,6 +196,8 @@ class Activity(Frames):
             xa = np.ascontiguousarray(xa[:, kept])
             da = None if da is None else np.ascontiguousarray(da[:, kept])
             ia = None if ia is None else np.ascontiguousarray(ia[:, kept])
+        kept_names = None if names is None else list(names) if kept is None else [names[i] for i in kept]
+        check_informative(xa, [b[0] for b in bounds], "x", kept_names)
         if grid_size < 0 or grid_size**2 > xa.shape[1]:
             raise DatasetError(f"grid_size {grid_size} needs grid_size^2 <= {xa.shape[1]} neurons")
         return cls(

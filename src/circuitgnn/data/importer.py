@@ -6,8 +6,9 @@
 The dataset keeps the recorded values (NaN where missing), the segment boundaries, the frames held out
 from training (the last ``holdout`` of each segment), the units, and the neurons' names and positions
 when the file has them. Neurons with constant activity are left out with a warning that names them,
-and listed in ``meta.json`` (the readers refuse a column with no value at all). The folder appears
-only when complete.
+and listed in ``meta.json`` (the readers refuse a column with no value at all). Activity at a fixed point
+is refused; growth, duplicated neurons and fewer independent directions than neurons are named in warnings
+(:mod:`circuitgnn.data.informative`). The folder appears only when complete.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 
 from circuitgnn.data.activity import check_holdout, neurons_with_signal
 from circuitgnn.data.dataset import Dataset
+from circuitgnn.data.informative import check_informative
 from circuitgnn.data.readers import Recording, concatenate, read_recording
 from circuitgnn.data.writer import DatasetWriter, check_destination
 from circuitgnn.device import environment
@@ -35,6 +37,7 @@ def import_recording(
     holdout: float = DEFAULT_HOLDOUT,
     overwrite: bool = False,
     name: str | None = None,
+    check_activity: bool = True,
     **read_options: Any,
 ) -> Dataset:
     """Read one or several recordings of the same neurons and write them to the dataset folder ``out``.
@@ -49,6 +52,9 @@ def import_recording(
         The dataset folder to write (refused when it exists, unless ``overwrite``).
     holdout
         Fraction of each segment's last frames that training never reads: the forecast score's frames.
+    check_activity
+        Refuse activity that sits at a fixed point (:func:`~circuitgnn.data.informative.check_informative`; growth,
+        duplicated neurons and too few independent directions are warnings either way). False imports it anyway.
     read_options
         Passed to :func:`~circuitgnn.data.readers.read_recording` (``format``, ``key``, ``layout``,
         ``dt``, ``rate``, ``timestamps_key``, ``inputs_key``, ``time_column``, ``neuropil``, ``cells_only``).
@@ -70,6 +76,9 @@ def import_recording(
     positions = None if rec.positions is None else np.asarray(rec.positions, dtype=np.float32)[kept]
     t, n = x.shape
     missing = bool(np.isnan(x).any())
+    informative = check_informative(
+        x, rec.segments, rec.source, names, refuse=check_activity, override="check_activity=False (--no-check) imports it anyway"
+    )
 
     with DatasetWriter(out, overwrite=overwrite) as writer:
         stream = writer.stream("x", (t, n))
@@ -103,6 +112,7 @@ def import_recording(
             "has_positions": positions is not None,
             "left_out": [{"index": i, "name": None if rec.names is None else rec.names[i], "why": why} for i, why in silent.items()],
             "source": rec.source,
+            "informative": informative.as_dict(),
             "environment": environment(),
         }
         writer.finish(meta)

@@ -34,6 +34,19 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _data_warnings(ds: Dataset) -> list[str]:
+    """What the import or the simulation measured that limits what the data determine (the activity's rank)."""
+    found = ds.meta.get("informative") or {}
+    rank = found.get("rank", ds.meta.get("summary", {}).get("activity_rank"))
+    among = found.get("rank_neurons", ds.n_neurons)
+    if rank is None or rank >= among:
+        return []
+    return [
+        f"the activity spans only {rank} independent directions of {among} neurons: the data do not determine every "
+        "connection (W is known only up to the missing directions)"
+    ]
+
+
 def _recording_note(ds: Dataset) -> str:
     """Segments and held-out frames of a recording (nothing for a single simulated segment)."""
     parts = []
@@ -161,6 +174,7 @@ def build_report(run_dir: str | Path, recompute: bool = False, reference: dict[s
         for m, value in summary_rows(metrics)
     )
     skipped_html = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in skipped.items())
+    warnings_html = "".join(f"<li>{html.escape(w)}</li>" for w in [*metrics.get("warnings", []), *_data_warnings(ds)])
     body = "".join(
         f'<section id="{key}"><h2>{html.escape(title)}</h2><img alt="{html.escape(title)}" src="data:image/png;base64,{png}"></section>'
         for key, title, png in sections
@@ -176,6 +190,7 @@ pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body>
 Training: {html.escape(_objective_note(run.config.training, run.data, ds))}.
 Forecast: {html.escape(metrics.get("rollout_method", ""))}.</p>
 <section id="summary"><h2>Summary</h2><table><tr><th>metric</th><th>this run</th>{ref_head}</tr>{rows}</table>
+{f"<h3>Warnings</h3><ul>{warnings_html}</ul>" if warnings_html else ""}
 {f"<h3>Skipped</h3><ul>{skipped_html}</ul>" if skipped_html else ""}</section>
 {body}
 {confidence_html}

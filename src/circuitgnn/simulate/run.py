@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from tqdm.auto import tqdm
 from circuitgnn.config import ExperimentConfig, SimulationConfig
 from circuitgnn.data.dataset import Dataset
 from circuitgnn.data.indicators import Indicator
+from circuitgnn.data.informative import activity_rank
 from circuitgnn.data.writer import BackgroundStreams, DatasetWriter, check_destination
 from circuitgnn.device import check_fits, environment, pick_device, torch_threads
 from circuitgnn.errors import SimulationDegenerate
@@ -149,6 +151,15 @@ def simulate(
             rng_noise = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(5)[4])
             arrays["x"] = write_columns(writer, observed, "x", np.arange(len(recorded)), obs.noise, rng_noise)
 
+        rank, rank_neurons, _ = activity_rank(np.load(writer.file("x.npy"), mmap_mode="r"))
+        if rank < rank_neurons:
+            warnings.warn(
+                f"{config.name}: the recorded activity spans only {rank} independent directions of {rank_neurons} neurons "
+                f"in {t_frames} frames: the data do not determine every connection. Simulate more frames (n_frames), a "
+                "longer step between frames (observation.every) or add noise (noise_std)",
+                UserWarning,
+                stacklevel=2,
+            )
         if partly:
             writer.save("truth/network/connectivity.npy", net.connectivity)
             writer.save("truth/network/types.npy", net.types)
@@ -180,6 +191,7 @@ def simulate(
             "noise_std": cfg.noise_std,
             **connectivity_stats(net.connectivity),
             **stats.as_dict(),
+            "activity_rank": rank,
             "simulation_seconds": sim_seconds,
             "steps_per_second": (cfg.burn_in + t_frames) / max(sim_seconds, 1e-9),
             "device": str(dev),

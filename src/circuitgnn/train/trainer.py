@@ -2,8 +2,8 @@
 epoch-end events (:mod:`circuitgnn.train.events`), atomic checkpoints and exact resume.
 
 Reading order: :meth:`Trainer.step` is one optimisation step; :meth:`Trainer.fit` runs steps,
-writes a log line every ``log_every`` iterations and a checkpoint every ``checkpoint_every``, and
-runs the epoch-end events. The loss terms stay on the device between log lines: no step reads a
+writes a log line every ``log_every`` iterations and a checkpoint every ``checkpoint_every`` (or every
+``log_every_minutes`` and ``checkpoint_every_minutes`` of wall time), and runs the epoch-end events. The loss terms stay on the device between log lines: no step reads a
 loss value back from the device. The run folder (:mod:`circuitgnn.train.run_folder`) is optional: without one, nothing
 is written and the run cannot be resumed.
 """
@@ -27,7 +27,7 @@ from circuitgnn.data.activity import Activity, check_finite_array
 from circuitgnn.data.dataset import Dataset
 from circuitgnn.data.derivatives import roughness
 from circuitgnn.device import check_fits, environment, pick_device
-from circuitgnn.errors import CircuitGNNError, DatasetError
+from circuitgnn.errors import CircuitGNNError, ConfigError, DatasetError
 from circuitgnn.interrupts import deferred_interrupts
 from circuitgnn.model.gnn import GNN
 from circuitgnn.model.siren import make_input_model
@@ -134,6 +134,25 @@ def as_activity(data: Activity | Dataset | str | Path) -> Activity:
             stacklevel=3,
         )
     return ds.activity()
+
+
+class _Cadence:
+    """When a periodic action (a log line, a checkpoint) is due: every ``iterations`` global iterations, or, when
+    ``minutes`` is given, once that much wall time has passed since it was last due."""
+
+    def __init__(self, iterations: int, minutes: float | None):
+        self.iterations = iterations
+        self.seconds = None if minutes is None else 60.0 * minutes
+        self.last = time.perf_counter()
+
+    def __call__(self, iteration: int) -> bool:
+        if self.seconds is None:
+            return iteration % self.iterations == 0
+        now = time.perf_counter()
+        if now - self.last < self.seconds:
+            return False
+        self.last = now
+        return True
 
 
 class Trainer:
@@ -510,6 +529,10 @@ class Trainer:
         resuming it gives the run an uninterrupted fit would have (a second Ctrl-C stops at once and keeps the last
         periodic checkpoint). A NaN loss raises :class:`TrainingDiverged` and keeps the last good checkpoint.
         """
+        if max_iterations is not None and (isinstance(max_iterations, bool) or not isinstance(max_iterations, int) or max_iterations < 0):
+            raise ConfigError(
+                f"max_iterations must be a whole number >= 0 (global iterations in all; 0: the warm start only), got {max_iterations!r}"
+            )
         with self.run.locked() if self.run is not None else nullcontext():
             return self._fit(max_iterations)
 
@@ -525,6 +548,7 @@ class Trainer:
             total=tc.n_epochs * self.iters_per_epoch, initial=c.global_iteration, unit="it", disable=not self.progress, smoothing=0.05
         )
         deadline = None if tc.max_minutes is None else time.perf_counter() + 60 * tc.max_minutes
+        log_due, checkpoint_due = _Cadence(tc.log_every, tc.log_every_minutes), _Cadence(tc.checkpoint_every, tc.checkpoint_every_minutes)
         status = "finished"
         t_last = time.perf_counter()
         with deferred_interrupts() as stop:
@@ -548,7 +572,7 @@ class Trainer:
                         c.iteration += 1
                         c.global_iteration += 1
                         bar.update(1)
-                        if c.global_iteration % tc.log_every == 0:
+                        if log_due(c.global_iteration):
                             now = time.perf_counter()
                             c.train_seconds += now - t_last
                             line = self._log(lrs, coeffs)
@@ -556,7 +580,7 @@ class Trainer:
                                 loss=f"{line['loss_prediction']:.3g}", **({"W_r2": f"{line['W_r2']:.3f}"} if "W_r2" in line else {})
                             )
                             t_last = time.perf_counter()
-                        if c.global_iteration % tc.checkpoint_every == 0:
+                        if checkpoint_due(c.global_iteration):
                             self._check_finite()
                             self.save_checkpoint()
                     self._check_finite()  # events never see a diverged model
