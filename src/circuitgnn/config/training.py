@@ -74,7 +74,16 @@ class WSolveConfig(StrictModel):
 class WarmStartConfig(StrictModel):
     """Start from a fit of the same model with spline functions (circuitgnn.train.warm_start)."""
 
-    frames: int = Field(5000, ge=10, description="evenly spaced training frames the function fit uses (all of them if fewer)")
+    frames: int | None = Field(
+        None,
+        ge=10,
+        description="evenly spaced training frames the function fit uses (all of them if fewer); null: 5,000, or 2.5 N "
+        "for N > 2,000, so that the frames outnumber the weights of each row",
+    )
+
+    def n_frames(self, n_neurons: int) -> int:
+        """The frames the fit takes for ``n_neurons`` (before capping at the training frames)."""
+        return self.frames if self.frames is not None else max(5000, int(2.5 * n_neurons))
     psi_basis: int = Field(24, ge=4, le=200, description="cubic B-splines of the shared psi (knots at quantiles of the activity)")
     phi_basis: int = Field(24, ge=4, le=200, description="cubic B-splines of each neuron's phi")
     receivers: int = Field(128, ge=1, description="receivers whose residual the psi steps use (all of them are solved at the end)")

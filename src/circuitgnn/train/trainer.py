@@ -624,7 +624,7 @@ class Trainer:
         ws = self.config.training.extensions.warm_start
         assert ws is not None
         started = time.perf_counter()
-        idx = self.starts[torch.linspace(0, len(self.starts) - 1, min(ws.frames, len(self.starts))).long()]
+        idx = self.starts[torch.linspace(0, len(self.starts) - 1, min(ws.n_frames(self.model.n), len(self.starts))).long()]
         x, y = self.source.batch(idx)[:2]
         complete = torch.isfinite(x).all(1) & torch.isfinite(y).all(1)
         if int(complete.sum()) < 10:
