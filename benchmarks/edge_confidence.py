@@ -9,6 +9,9 @@ stability. Results go to ``--out`` as JSON, one line per dataset.
 
     python benchmarks/edge_confidence.py DATASET... --members 4 --minutes 4 --work runs/confidence \\
         --out benchmarks/results/edge_confidence.jsonl
+
+``--rescore`` scores the members already in ``--work`` again, without training (e.g. after a change of the
+ranking score), and prints the ensemble's calibration.
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ import torch
 from records import append_record
 
 from circuitgnn import open_dataset
-from circuitgnn.analyze.confidence import calibration
+from circuitgnn.analyze.confidence import calibration, ensemble_confidence, plateau_aligned
 from circuitgnn.analyze.metrics import matched_accuracy
 from circuitgnn.config import WarmStartConfig, config_from_dict
 from circuitgnn.device import environment
 from circuitgnn.ensemble import CircuitGNNEnsemble
+from circuitgnn.train.run_folder import load_run
 
 
 def measure(path: Path, members: int, minutes: float, work: Path, level: float, warm: bool = False) -> dict:
@@ -70,6 +74,18 @@ def measure(path: Path, members: int, minutes: float, work: Path, level: float, 
     }
 
 
+def rescore(path: Path, work: Path, level: float) -> dict:
+    """The calibration of the ensemble whose members were trained into ``work``/NAME/member_*."""
+    ds = open_dataset(path)
+    truth = ds.truth
+    assert truth is not None, f"{path} has no ground truth to score against"
+    runs = [load_run(p) for p in sorted((work / path.name).glob("member_*"))]
+    conf = ensemble_confidence([plateau_aligned(r.model, r.xnorm) for r in runs], level)
+    gains = np.array([t["gain"] for t in truth.functions["types"]])[truth.types]
+    return {"dataset": path.name, "members": len(runs), "rescored": True, "ensemble": calibration(conf, truth.connectivity, gains),
+            "machine": environment()}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("datasets", nargs="+", type=Path)
@@ -79,9 +95,15 @@ def main() -> None:
     parser.add_argument("--warm-start", action="store_true", help="members start from the spline fit (training.extensions.warm_start)")
     parser.add_argument("--work", type=Path, default=Path("runs/confidence"), help="the members' run folders (resumable)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/edge_confidence.jsonl"))
+    parser.add_argument("--rescore", action="store_true", help="score the members in --work again, without training")
     args = parser.parse_args()
     print(f"torch threads {torch.get_num_threads()}")
     for path in args.datasets:
+        if args.rescore:
+            row = rescore(path, args.work, args.level)
+            append_record(args.out, row)
+            print(f"{row['dataset']} ({row['members']} members): {row['ensemble']}")
+            continue
         row = measure(path, args.members, args.minutes, args.work, args.level, args.warm_start)
         append_record(args.out, row)
         e, o = row["ensemble"], row["one_fit"]

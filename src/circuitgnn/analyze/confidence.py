@@ -41,6 +41,7 @@ class EdgeConfidence:
 
     ``lower`` and ``upper`` bound the nominal ``level`` interval; ``sign_agreement`` (ensembles) is the
     fraction of members whose weight has the sign of the mean. The diagonal is not estimated (NaN sd).
+    ``dof``: the degrees of freedom of each ``sd`` (K - 1 for an ensemble of K fits; infinite for least squares).
     """
 
     mean: np.ndarray
@@ -51,13 +52,20 @@ class EdgeConfidence:
     method: str
     seconds: float
     sign_agreement: np.ndarray | None = None
+    dof: float = float("inf")
 
     @property
     def z(self) -> np.ndarray:
-        """|mean| / sd: how many standard errors each weight lies from zero (0 on the diagonal)."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out = np.abs(self.mean) / self.sd
-        return np.nan_to_num(out, nan=0.0, posinf=np.finfo(np.float64).max)
+        """|mean| / sd: how many standard errors each weight lies from zero (0 on the diagonal), the ranking of
+        :meth:`confident`. An sd with few degrees of freedom (an ensemble of a few fits) is moderated first
+        (:func:`moderated_variance`): alone, it is too noisy to rank by."""
+        sd = self.sd if not np.isfinite(self.dof) else np.sqrt(moderated_variance(self.sd**2, self.dof)[0])
+        return _ratio(self.mean, sd)
+
+    @property
+    def z_raw(self) -> np.ndarray:
+        """|mean| / sd without moderation."""
+        return _ratio(self.mean, self.sd)
 
     def confident(self, limit: int | None = None) -> list[dict[str, float]]:
         """The connections whose interval excludes zero, most confident first: receiver, sender, weight, interval, z."""
@@ -77,6 +85,33 @@ class EdgeConfidence:
             }
             for k in order
         ]
+
+
+def _ratio(mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.abs(mean) / sd
+    return np.nan_to_num(out, nan=0.0, posinf=np.finfo(np.float64).max)
+
+
+def moderated_variance(var: np.ndarray, dof: float) -> tuple[np.ndarray, float, float]:
+    """Empirical-Bayes moderated variances (Smyth 2004, the moderated t of limma): each ``var`` (``dof`` degrees of
+    freedom) is pulled toward a prior s0^2 with d0 prior degrees of freedom, both estimated from the spread of
+    log ``var`` over the finite entries: (d0 s0^2 + dof var) / (d0 + dof). Returns (moderated, d0, s0^2); d0 is
+    infinite (every variance replaced by s0^2) when the variances spread no more than sampling alone explains."""
+    from scipy.optimize import brentq
+    from scipy.special import digamma, polygamma
+
+    finite = np.isfinite(var) & (var > 0)
+    if finite.sum() < 3:
+        return var, 0.0, float("nan")
+    e = np.log(var[finite]) - digamma(dof / 2) + np.log(dof / 2)
+    excess = float(np.var(e) - polygamma(1, dof / 2))
+    if excess <= 0:
+        s0 = float(np.exp(e.mean()))
+        return np.where(np.isnan(var), np.nan, s0), float("inf"), s0
+    d0 = 2.0 * brentq(lambda h: float(polygamma(1, h)) - excess, 1e-8, 1e8)
+    s0 = float(np.exp(e.mean() + digamma(d0 / 2) - np.log(d0 / 2)))
+    return (d0 * s0 + dof * var) / (d0 + dof), d0, s0
 
 
 def _check_level(level: float) -> float:
@@ -191,7 +226,7 @@ def ensemble_confidence(weights: Sequence[np.ndarray], level: float = 0.9, secon
     np.fill_diagonal(sd, np.nan)
     half = stats.t.ppf(0.5 + level / 2, k - 1) * sd * np.sqrt(1 + 1 / k)  # a prediction interval: the next fit's weight
     agree = (np.sign(stack) == np.sign(mean)[None]).mean(axis=0)
-    return EdgeConfidence(mean, sd, mean - half, mean + half, level, f"ensemble of {k}", seconds, agree)
+    return EdgeConfidence(mean, sd, mean - half, mean + half, level, f"ensemble of {k}", seconds, agree, dof=k - 1)
 
 
 def type_stability(labelings: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
@@ -210,7 +245,7 @@ def type_stability(labelings: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
 def calibration(conf: EdgeConfidence, true_w: np.ndarray, gains: np.ndarray | None = None) -> dict[str, float]:
     """On simulated data: the fraction of connections whose interval covers the true weight, after one scale
     (the slope of the estimate against the truth, off the diagonal) aligns the two; and, on sparse W, the
-    edge-detection AUC of ranking by |mean| / sd beside ranking by |mean|. ``gains``: the receivers' gains,
+    edge-detection AUC of ranking by |mean| / sd (moderated, and raw) beside ranking by |mean|. ``gains``: the receivers' gains,
     which scale the rows of any W the data determine."""
     off = ~np.eye(true_w.shape[0], dtype=bool)
     g = np.ones(true_w.shape[0]) if gains is None else np.asarray(gains, dtype=np.float64)
@@ -222,6 +257,7 @@ def calibration(conf: EdgeConfidence, true_w: np.ndarray, gains: np.ndarray | No
     present = true_w[off] != 0
     if 0 < present.mean() < 1:
         out["auc_z"] = edge_auc(true_w, conf.z)
+        out["auc_z_raw"] = edge_auc(true_w, conf.z_raw)
         out["auc_abs_w"] = edge_auc(true_w, conf.mean)
         out["coverage_absent"] = float(covered[off][~present].mean())
         out["coverage_present"] = float(covered[off][present].mean())
