@@ -84,6 +84,7 @@ class WarmStartConfig(StrictModel):
     def n_frames(self, n_neurons: int) -> int:
         """The frames the fit takes for ``n_neurons`` (before capping at the training frames)."""
         return self.frames if self.frames is not None else max(5000, int(2.5 * n_neurons))
+
     psi_basis: int = Field(24, ge=4, le=200, description="cubic B-splines of the shared psi (knots at quantiles of the activity)")
     phi_basis: int = Field(24, ge=4, le=200, description="cubic B-splines of each neuron's phi")
     receivers: int = Field(128, ge=1, description="receivers whose residual the psi steps use (all of them are solved at the end)")
