@@ -154,3 +154,16 @@ def test_the_final_solve_in_chunks_equals_one_solve(network, monkeypatch):
     asked = []
     stopped = fit_functions(x, y, n_psi=10, n_phi=6, should_stop=lambda: asked.append(1) or True)
     assert len(stopped.history) == 1 and asked  # a Ctrl-C seen: no Gauss-Newton step starts
+
+
+def test_the_blocks_hold_16_bytes_per_frame_and_neuron():
+    """Regression (issue 20 item 2): the blocks held 4 spline values per basis in float32 and the drift in float64
+    (44 bytes per frame and neuron: 7 GB at N = 8,000 and 20,000 frames); now the interval and the position in it
+    (6 bytes per basis) and the drift in float32."""
+
+    x = torch.randn(3000, 40)
+    blocks = _prepare(x, x.clone(), SplineBasis(x, 24), SplineBasis(x, 12))
+    held = sum(t.element_size() * t.numel() for b in blocks for t in (b.y, *b.psi, *b.phi))
+    assert held == 16 * x.numel()
+    values = SplineBasis(x, 12)(x[:5])
+    assert torch.allclose(values.sum(-1), torch.ones(5, 40, dtype=torch.float64))  # a partition of unity still
