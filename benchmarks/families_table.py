@@ -72,7 +72,7 @@ def main() -> None:
         summary = _json(args.work / family / "data" / "meta.json").get("summary", {})
         bound = _json(args.bound / family / "methods" / "known_functions.json")
         start = _first_line(args.work, family)
-        bound_r2 = bound.get("metrics", {}).get("W_r2")
+        bound_r2 = bound.get("result", {}).get("metrics", {}).get("W_r2")
         types = metrics.get("types_kmeans_accuracy")
         rows.append(
             f"| {family} | {metrics['n_neurons']} | {_cell(metrics.get('W_r2'))} | {_cell(metrics.get('W_slope'))} | "
