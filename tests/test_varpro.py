@@ -90,6 +90,19 @@ def test_fit_refuses_bad_shapes_and_stops_at_its_deadline():
     assert len(fit.history) == 1  # no Gauss-Newton step starts after the deadline
 
 
+def test_the_distillation_runs_past_the_deadline(network):
+    """Regression (issue 20, the N = 8,000 row): the budget ran out during the spline fit, the distillation then took
+    no step, and the GNN kept W from the fit with untrained phi* and psi* (prediction loss 114, distill error NaN)."""
+    from circuitgnn.model.gnn import GNN
+    from circuitgnn.train.warm_start import warm_start
+
+    cfg = _warm_config().training.extensions.warm_start
+    x = torch.as_tensor(np.asarray(network.x[:1000])) / 5
+    y = torch.as_tensor(np.asarray(network.dxdt[:1000])) / 5
+    found = warm_start(GNN(_warm_config().model, network.n_neurons), x, y, cfg, seed=0, deadline=0.0)
+    assert len(found.fit.history) == 1 and found.distill_error < 0.1
+
+
 def _warm_config(**extensions):
     raw = tiny_config(n_neurons=50, n_frames=2000, neurons={"gain": 3}, noise_std=0.1, connectivity={"filling_factor": 0.2}).model_dump(
         mode="json"

@@ -46,7 +46,8 @@ class SplineBasis:
     def __init__(self, sample: np.ndarray | torch.Tensor, n_basis: int):
         if not isinstance(n_basis, int) or n_basis < 4:
             raise CircuitGNNError(f"a cubic spline basis needs at least 4 functions, got {n_basis!r}")
-        values = torch.as_tensor(sample).detach().double().reshape(-1).cpu()
+        values = torch.as_tensor(sample).detach().reshape(-1)
+        values = values[:: values.numel() // 4_000_000 + 1].cpu().double()  # a strided subset first: no copy of all of it
         values = values[torch.isfinite(values)]
         if values.numel() == 0:
             raise CircuitGNNError("a spline basis needs at least one finite activity value")
@@ -295,7 +296,7 @@ def fit_functions(
     psi_basis, phi_basis = SplineBasis(x, n_psi), SplineBasis(x, n_phi)
     generator = torch.Generator().manual_seed(seed)
     subset = torch.randperm(n, generator=generator)[: min(receivers, n)].sort().values.to(x.device)
-    pooled = x.detach().double().reshape(-1)[:: max(1, x.numel() // 1_000_000)]
+    pooled = x.detach().reshape(-1)[:: max(1, x.numel() // 1_000_000)].double()  # strided first: no copy of all of x
     median, scale = float(pooled.median()), float(pooled.std())
     kw: dict[str, Any] = {"dtype": torch.float64, "device": x.device}
     centre = psi_basis(torch.tensor([median], **kw))[0]

@@ -132,7 +132,8 @@ def warm_start(
 ) -> WarmStart:
     """Fit the spline model to frames ``x`` (T, N) and their drift ``y``, and set the GNN's W, embeddings, phi* and psi*
     from it (see the module docstring). ``should_stop`` (e.g. a Ctrl-C seen) and ``deadline`` (a
-    ``time.perf_counter()`` value) cut the Gauss-Newton and distillation steps short."""
+    ``time.perf_counter()`` value) cut the Gauss-Newton steps short; the distillation (``distill_steps`` Adam steps,
+    seconds) is cut only by ``should_stop``: without it phi* and psi* would not match the W just set."""
     if model.psi_input == "x_j,a_i,a_j" or model.cfg.low_rank is not None or model.masked:
         raise CircuitGNNError("training.extensions.warm_start needs a dense, unmasked W and a sender-only psi*")
     start = time.perf_counter()
@@ -154,9 +155,5 @@ def warm_start(
         if isinstance(model.a, torch.nn.Parameter):
             model.a.copy_(curve_embeddings(phi_curves(fit, x), model.a.shape[1]).to(model.a))
     start = time.perf_counter()
-
-    def stop() -> bool:
-        return (should_stop is not None and should_stop()) or (deadline is not None and time.perf_counter() > deadline)
-
-    error = distill(model, fit, x, cfg.distill_steps, torch.Generator().manual_seed(seed), should_stop=stop)
+    error = distill(model, fit, x, cfg.distill_steps, torch.Generator().manual_seed(seed), should_stop=should_stop)
     return WarmStart(fit, fit_seconds, time.perf_counter() - start, error)
