@@ -151,3 +151,24 @@ def test_report_lists_warnings_of_the_evaluation_and_the_data(tiny_run, tmp_path
     short = SimpleNamespace(meta={"informative": {"rank": 7, "rank_neurons": 30}}, n_neurons=30)
     assert "only 7 independent directions of 30" in _data_warnings(short)[0]
     assert _data_warnings(SimpleNamespace(meta={"summary": {"activity_rank": 30}}, n_neurons=30)) == []
+
+
+def test_the_partial_correlation_reference_reads_a_bounded_sample(tmp_path, monkeypatch):
+    """Regression (issue 20, N = 8,000 at 100,000 frames): the evaluation's reference partial correlation read every
+    training frame in float64 and was killed for memory at 22 GB."""
+    import numpy as np
+
+    from circuitgnn.analyze import evaluate as evaluate_module
+    from circuitgnn.config import ModelConfig
+    from circuitgnn.model.gnn import GNN
+
+    ds = simulate(
+        tiny_config(n_neurons=30, n_frames=400, connectivity={"filling_factor": 0.3}), tmp_path / "d", progress=False, figure=False
+    ).dataset
+    seen = []
+    real = evaluate_module.partial_correlation
+    monkeypatch.setattr(evaluate_module, "PARTIAL_CORRELATION_VALUES", 30 * 100)
+    monkeypatch.setattr(evaluate_module, "partial_correlation", lambda x: (seen.append(x.shape), real(x))[1])
+    out = evaluate_module._edge_detection(GNN(ModelConfig(hidden=4), 30), ds, ds.truth.connectivity)
+    assert seen and seen[0][0] <= 100 and seen[0][1] == 30
+    assert 0 <= out["W_edge_auc_partial_correlation"] <= 1 and np.isfinite(out["W_edge_auc"])
