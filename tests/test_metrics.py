@@ -34,16 +34,26 @@ class TanhPsi(torch.nn.Module):
         return self.scale * torch.tanh(z[..., :1])
 
 
+def _random_w(n: int, seed: int) -> np.ndarray:
+    w = np.random.default_rng(seed).normal(size=(n, n)) * 0.05
+    np.fill_diagonal(w, 0)
+    return w
+
+
+def _tanh_model(w: np.ndarray, scale: float) -> GNN:
+    """A GNN whose W is ``w`` and whose psi* is ``scale`` tanh."""
+    model = GNN(ModelConfig(hidden=4), len(w))
+    model.psi = TanhPsi(scale)
+    with torch.no_grad():
+        model.W.copy_(torch.as_tensor(w, dtype=torch.float32))
+    return model
+
+
 def test_connectivity_score_corrects_psi_scale_and_gain():
     n = 50
-    rs = np.random.default_rng(1)
-    w_true = rs.normal(size=(n, n)) * 0.05
-    np.fill_diagonal(w_true, 0)
-    model = GNN(ModelConfig(hidden=4), n)
-    model.psi = TanhPsi(2.5)  # psi* = 2.5 tanh: the model's W must be g W / 2.5
+    w_true = _random_w(n, seed=1)
+    model = _tanh_model(10 * w_true / 2.5, 2.5)  # psi* = 2.5 tanh: the model's W must be g W / 2.5
     gain = np.full(n, 10.0)
-    with torch.no_grad():
-        model.W.copy_(torch.as_tensor(10 * w_true / 2.5, dtype=torch.float32))
     score = connectivity_score(model, w_true, gain, xnorm=11.0)
     assert score.raw.r2 == pytest.approx(1.0, abs=1e-6) and score.raw.slope == pytest.approx(4.0, rel=1e-4)
     assert score.corrected.r2 == pytest.approx(1.0, abs=1e-6) and score.corrected.slope == pytest.approx(1.0, rel=1e-3)
@@ -172,15 +182,10 @@ def test_meet_separates_what_either_labelling_separates():
 def test_a_transposed_true_w_is_named():
     """Regression (issue 15): a true W written in the other convention (W[j, i] from i to j) was scored silently."""
     n = 40
-    rs = np.random.default_rng(2)
-    w_true = rs.normal(size=(n, n)) * 0.05
-    np.fill_diagonal(w_true, 0)
-    model = GNN(ModelConfig(hidden=4), n)
-    model.psi = TanhPsi(1.0)
-    with torch.no_grad():
-        model.W.copy_(torch.as_tensor(w_true, dtype=torch.float32))
+    w_true = _random_w(n, seed=2)
+    model = _tanh_model(w_true, 1.0)
     gain = np.ones(n)
-    assert connectivity_score(model, w_true, gain, xnorm=11.0).orientation_warning() is None
-    flipped = connectivity_score(model, np.ascontiguousarray(w_true.T), gain, xnorm=11.0)
+    assert connectivity_score(model, w_true, gain, xnorm=11.0, orientation=True).orientation_warning() is None
+    flipped = connectivity_score(model, np.ascontiguousarray(w_true.T), gain, xnorm=11.0, orientation=True)
     assert flipped.transposed.r2 == pytest.approx(1.0, abs=1e-6)
     assert "transpose truth/connectivity.npy" in flipped.orientation_warning()

@@ -188,7 +188,7 @@ def evaluate_run(run_dir: str | Path, rollout_steps: int = 800, seed: int = 1) -
             metrics["skipped"][name] = "the dataset has no ground truth (truth/ folder)"
     else:
         gains = np.array([t["gain"] for t in truth.functions["types"]])[truth.types]
-        connectivity = connectivity_score(model, truth.connectivity, gains, run.xnorm)
+        connectivity = connectivity_score(model, truth.connectivity, gains, run.xnorm, orientation=True)
         metrics.update(connectivity.as_dict())
         orientation = connectivity.orientation_warning()
         if orientation is not None:

@@ -89,11 +89,13 @@ class ConnectivityScore:
 
     raw: LinearFit
     corrected: LinearFit
-    transposed: LinearFit  # the corrected weights against the true W's transpose: the other convention's reading
+    transposed: LinearFit | None = None  # the corrected weights against the true W's transpose (``orientation``)
 
     def orientation_warning(self) -> str | None:
         """A message when the learned W matches the truth's transpose far better than the truth: the true W was most
-        likely written as W[j, i] (from i to j), the other convention; None otherwise."""
+        likely written as W[j, i] (from i to j), the other convention; None otherwise (or when not measured)."""
+        if self.transposed is None:
+            return None
         if self.transposed.r2 > 0.5 and self.transposed.r2 > self.corrected.r2 + 0.2:
             return (
                 f"the learned W matches the transpose of the true W (R^2 {self.transposed.r2:.3f}) far better than the true W "
@@ -112,13 +114,16 @@ class ConnectivityScore:
 
 
 @torch.no_grad()
-def connectivity_score(model: GNN, true_w: np.ndarray, gain: np.ndarray, xnorm: float, n_points: int = 1000) -> ConnectivityScore:
+def connectivity_score(
+    model: GNN, true_w: np.ndarray, gain: np.ndarray, xnorm: float, n_points: int = 1000, orientation: bool = False
+) -> ConnectivityScore:
     """Compare the learned W with the true one.
 
     The model can only learn ``gain_i * W_ij * scale_j`` where ``scale_j`` is
     psi*'s amplitude; the corrected weights are ``W*_ij * plateau_j / gain_i``
     with ``plateau_j`` from :func:`psi_plateau` and the true per-neuron gain
-    ("given g = 10", as the paper). The diagonal is excluded: it is zero by construction.
+    ("given g = 10", as the paper). The diagonal is excluded: it is zero by construction. ``orientation`` also fits
+    the truth's transpose (one more pass over N^2 weights: the evaluation does it, the training log does not).
     """
     learned = model.connectivity().detach().cpu().numpy()
     plateau = psi_plateau(model, xnorm, n_points).astype(learned.dtype)
@@ -126,7 +131,7 @@ def connectivity_score(model: GNN, true_w: np.ndarray, gain: np.ndarray, xnorm: 
     return ConnectivityScore(
         raw=linear_fit(true_w, learned, off_diagonal=True),
         corrected=linear_fit(true_w, corrected, off_diagonal=True),
-        transposed=linear_fit(np.ascontiguousarray(true_w.T), corrected, off_diagonal=True),
+        transposed=linear_fit(np.ascontiguousarray(true_w.T), corrected, off_diagonal=True) if orientation else None,
     )
 
 

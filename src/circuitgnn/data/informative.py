@@ -89,6 +89,14 @@ def _growth(x: np.ndarray, bounds: Sequence[tuple[int, int]]) -> tuple[float, in
     return worst, where
 
 
+def rank_shortfall(rank: int, among: str) -> str:
+    """What an activity rank below the number of neurons means, e.g. ``among`` = "of 40 neurons in 20 frames"."""
+    return (
+        f"the activity spans only {rank} independent directions {among}: the data do not determine every connection "
+        "(W is known only up to the missing directions)"
+    )
+
+
 def activity_rank(x: np.ndarray, seed: int = 0) -> tuple[int, int, list[tuple[int, int]]]:
     """The number of independent directions of ``x``'s complete frames (centred), among how many neurons, and the
     pairs of columns that are copies of each other up to scale.
@@ -191,9 +199,8 @@ def check_informative(
     if rank < m:
         among = f"of {m} randomly chosen neurons" if m < n else f"of its {n} neurons"
         warnings.warn(
-            f"{source}: the activity spans only {rank} independent directions {among} ({t} frames): the data do not "
-            "determine every connection (W is known only up to the missing directions). Record more frames, or more "
-            "varied activity (several sessions, stimuli), or fit fewer neurons",
+            f"{source}: {rank_shortfall(rank, f'{among} ({t} frames)')}. Record more frames, or more varied activity "
+            "(several sessions, stimuli), or fit fewer neurons",
             UserWarning,
             stacklevel=2,
         )

@@ -20,6 +20,7 @@ from circuitgnn.analyze.stimulus import movie_figure
 from circuitgnn.analyze.symbolic import formula_scope
 from circuitgnn.config import TrainingConfig, dump_config
 from circuitgnn.data.dataset import Dataset
+from circuitgnn.data.informative import rank_shortfall
 from circuitgnn.report import figures
 from circuitgnn.simulate.figure import pyplot
 from circuitgnn.train.run_folder import load_run, run_dataset
@@ -41,10 +42,7 @@ def _data_warnings(ds: Dataset) -> list[str]:
     among = found.get("rank_neurons", ds.n_neurons)
     if rank is None or rank >= among:
         return []
-    return [
-        f"the activity spans only {rank} independent directions of {among} neurons: the data do not determine every "
-        "connection (W is known only up to the missing directions)"
-    ]
+    return [rank_shortfall(rank, f"of {among} neurons")]
 
 
 def _recording_note(ds: Dataset) -> str:

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from circuitgnn.config import ExperimentConfig, SimulationConfig
 from circuitgnn.data.dataset import Dataset
 from circuitgnn.data.indicators import Indicator
-from circuitgnn.data.informative import activity_rank
+from circuitgnn.data.informative import activity_rank, rank_shortfall
 from circuitgnn.data.writer import BackgroundStreams, DatasetWriter, check_destination
 from circuitgnn.device import check_fits, environment, pick_device, torch_threads
 from circuitgnn.errors import SimulationDegenerate
@@ -154,9 +154,8 @@ def simulate(
         rank, rank_neurons, _ = activity_rank(np.load(writer.file("x.npy"), mmap_mode="r"))
         if rank < rank_neurons:
             warnings.warn(
-                f"{config.name}: the recorded activity spans only {rank} independent directions of {rank_neurons} neurons "
-                f"in {t_frames} frames: the data do not determine every connection. Simulate more frames (n_frames), a "
-                "longer step between frames (observation.every) or add noise (noise_std)",
+                f"{config.name}: {rank_shortfall(rank, f'of {rank_neurons} neurons in {t_frames} frames')}. Simulate more "
+                "frames (n_frames), a longer step between frames (observation.every) or add noise (noise_std)",
                 UserWarning,
                 stacklevel=2,
             )
