@@ -111,7 +111,7 @@ def main() -> None:
             f"{row['dataset']}: coverage of {args.level:.0%} intervals: ensemble {e['coverage']:.3f}, one fit {o['coverage']:.3f} "
             f"({row['one_fit_seconds']:.0f} s against {row['ensemble_seconds']:.0f} s); one-fit sd / ensemble sd: median "
             f"{row['sd_ratio_one_fit_to_ensemble']['median']:.2f}; type stability (ARI) {row['type_stability_ari']:.3f}"
-            + (f"; AUC |mean|/sd {e['auc_z']:.3f} against |W| {e['auc_abs_w']:.3f}" if "auc_z" in e else "")
+            + (f"; AUC lfdr {e['auc_lfdr']:.3f}, |mean|/sd {e['auc_z']:.3f} against |W| {e['auc_abs_w']:.3f}" if "auc_z" in e else "")
         )
 
 

@@ -4,6 +4,7 @@ to score) and the fit's residual. Each SPEC is FRAMES,PSI_BASIS,PHI_BASIS.
 
     OMP_NUM_THREADS=1 python benchmarks/spline_fit_scan.py runs/reproduce_families/family_sparse_default/data \\
         5000,24,24 20000,24,24 5000,12,12 5000,48,24 5000,24,48 5000,12,24
+    OMP_NUM_THREADS=1 python benchmarks/spline_fit_scan.py runs/baselines_data/fig2_baseline --first 10000,24,24 5000,24,24
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset")
     parser.add_argument("specs", nargs="+", help="FRAMES,PSI_BASIS,PHI_BASIS")
+    parser.add_argument("--first", action="store_true", help="the first FRAMES consecutive frames instead of evenly spaced ones")
     args = parser.parse_args()
     ds = Dataset(args.dataset)
     assert ds.truth is not None and ds.dxdt is not None, f"{args.dataset} needs ground truth and dx/dt"
@@ -31,7 +33,8 @@ def main() -> None:
     scale = float(x_all.std())
     for spec in args.specs:
         frames, n_psi, n_phi = (int(v) for v in spec.split(","))
-        idx = np.linspace(0, len(x_all) - 1, min(frames, len(x_all))).astype(int)
+        count = min(frames, len(x_all))
+        idx = np.arange(count) if args.first else np.linspace(0, len(x_all) - 1, count).astype(int)
         x, y = torch.as_tensor(x_all[idx] / scale), torch.as_tensor(y_all[idx] / scale)
         start = time.perf_counter()
         fit = fit_functions(x, y, n_psi=n_psi, n_phi=n_phi, iterations=6, receivers=128, dtype=torch.float32)

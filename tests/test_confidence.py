@@ -84,6 +84,36 @@ def test_confident_lists_the_intervals_that_exclude_zero():
     found = conf.confident()
     assert [(c["receiver"], c["sender"]) for c in found] == [(1, 0), (0, 1)]
     assert found[0]["z"] == pytest.approx(6.0) and conf.z[0, 0] == 0
+    assert found[0]["p_nonzero"] >= found[1]["p_nonzero"] and conf.p_nonzero[0, 0] == 0 and conf.lfsr[0, 0] == 1
+
+
+def test_shrinkage_ranks_by_size_and_uncertainty_and_its_rates_are_calibrated():
+    """Issue 18: 10 % of the true weights are non-zero and each estimate has its own standard error. Ranked by lfdr
+    (and by lfsr), the true edges come above both |mean| (which ignores the se) and |mean| / se (which ignores the
+    size); the lfsr is near the fraction of wrong signs where it is small; the shrunken means are closer to the
+    truth than the estimates; the lfdr's null weight falls short of the true 0.9 (narrow normals take part of it)."""
+    from circuitgnn.analyze.confidence import shrink
+    from circuitgnn.analyze.metrics import edge_auc
+
+    rng = np.random.default_rng(8)
+    n = 300
+    w = rng.normal(size=(n, n)) * (rng.random((n, n)) < 0.1)
+    se = np.exp(rng.normal(size=(n, n)) * 0.8) * 0.3
+    mean = w + se * rng.normal(size=(n, n))
+    found = shrink(mean, se)
+    for rate in (found.lfdr, found.lfsr):
+        score = -np.log(np.clip(rate, 1e-300, 1.0))
+        assert edge_auc(w, score) > edge_auc(w, mean) + 0.02 and edge_auc(w, score) > edge_auc(w, mean / se) + 0.02
+    wrong = np.sign(mean) != np.sign(w)
+    for lo, hi in [(0.0, 0.05), (0.05, 0.2)]:
+        band = (found.lfsr >= lo) & (found.lfsr < hi)
+        assert band.sum() > 300 and abs(wrong[band].mean() - found.lfsr[band].mean()) < 0.02
+    assert np.mean((found.posterior_mean - w) ** 2) < 0.2 * np.mean((mean - w) ** 2)
+    assert 0.5 < found.null_weight < 0.9
+    with pytest.raises(CircuitGNNError, match="one shape"):
+        shrink(mean, se[:5])
+    se[0, 0] = np.nan
+    assert np.isnan(shrink(mean, se).lfdr[0, 0])
 
 
 def test_ensemble_intervals_predict_one_more_fit():

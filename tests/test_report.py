@@ -132,7 +132,7 @@ def test_confidence_command_and_its_report_section(tiny_run, capsys):
     summary = json.loads((run / "confidence.json").read_text())
     assert 0 <= summary["calibration"]["coverage"] <= 1 and summary["coverage_curve"]["level"][0] == 0.5
     page = build_report(run).read_text()
-    assert 'id="confidence"' in page and "Connections confidently non-zero" in page
+    assert 'id="confidence"' in page and "Connections confidently non-zero" in page and "P(W != 0)" in page
     assert main(["confidence", str(run), "--level", "1.5"]) == 2
 
 

@@ -133,14 +133,14 @@ def build_report(run_dir: str | Path, recompute: bool = False, reference: dict[s
         add("confidence", "Confidence: which connections the data support", lambda: figures.confidence(arrays, summary))
         rows_c = "".join(
             f"<tr><td>{c['sender']}</td><td>{c['receiver']}</td><td>{c['weight']:+.4g}</td>"
-            f"<td>[{c['lower']:+.4g}, {c['upper']:+.4g}]</td><td>{c['z']:.1f}</td></tr>"
+            f"<td>[{c['lower']:+.4g}, {c['upper']:+.4g}]</td><td>{c['z']:.1f}</td><td>{c.get('p_nonzero', float('nan')):.3f}</td></tr>"
             for c in summary["confident"][:20]
         )
         confidence_html = (
-            f'<section id="confident"><h2>Connections confidently non-zero ({summary["n_confident"]:,}; the 20 strongest)</h2>'
+            f'<section id="confident"><h2>Connections confidently non-zero ({summary["n_confident"]:,}; the 20 most probably non-zero)</h2>'
             f"<p>{summary['level']:.0%} intervals from least squares given the learned functions (`circuitgnn confidence`); "
             "weights with psi*'s scale moved into W.</p>"
-            f"<table><tr><th>sender</th><th>receiver</th><th>W</th><th>interval</th><th>|W| / sd</th></tr>{rows_c}</table></section>"
+            f"<table><tr><th>sender</th><th>receiver</th><th>W</th><th>interval</th><th>|W| / sd</th><th>P(W != 0)</th></tr>{rows_c}</table></section>"
         )
 
     formulas_html = ""
