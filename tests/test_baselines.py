@@ -54,7 +54,8 @@ def test_learned_functions_recover_w_without_being_told_them(network):
     x, dxdt = np.asarray(network.x), np.asarray(network.dxdt)
     reg = LearnedFunctionRegression(n_psi=24, n_phi=12).fit(x, network.dt, dxdt)
     fit = linear_fit(network.truth.connectivity, reg.connectivity_ / _gains(network)[:, None], off_diagonal=True)
-    assert fit.r2 > 0.85 and 0.8 < fit.slope < 1.3  # psi's plateau is scaled to 1, as tanh's (the told-functions fit: 1.0000)
+    # psi's plateau is scaled to 1, as tanh's (the told-functions fit: 1.0000); regression: 0.87 before each phi held x
+    assert fit.r2 > 0.99 and 0.8 < fit.slope < 1.3
     assert reg.history_[-1] < 0.5 * reg.history_[0]  # the Gauss-Newton steps on psi lower the residual
     assert reg.score(x, dxdt) > 0.99
     assert reg.simulate(x[0], 3).shape == (4, x.shape[1])
@@ -177,8 +178,8 @@ def test_compare_methods_scores_resumes_and_refuses_other_settings(network, tmp_
     assert [r.method for r in results] == methods
     assert by["known_functions"].metrics["W_r2"] > 0.9999
     assert by["known_functions"].metrics["forecast_r2_400"] > 0.99
-    # the default spline basis is sized for Fig. 2 (24 phi functions); on this 50-neuron network 12 reach 0.87
-    assert by["learned_functions"].metrics["W_r2"] > 0.6 > by["ridge_var"].metrics["W_r2"]
+    # regression: the default 24 phi splines reached only 0.6 here before each phi held x (its decay term)
+    assert by["learned_functions"].metrics["W_r2"] > 0.99 and by["ridge_var"].metrics["W_r2"] < 0.6
     assert "W_edge_auc" in by["correlation"].metrics and "W_slope" not in by["correlation"].metrics
     assert "forecast_r2_400" in by["gru"].metrics and "W_r2" not in by["gru"].metrics
     assert {"W_r2", "type_accuracy", "forecast_r2_400"} <= set(by["gnn"].metrics)

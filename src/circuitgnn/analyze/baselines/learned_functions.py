@@ -31,7 +31,7 @@ class LearnedFunctionRegression(_SharedFeatureRegression):
     Parameters
     ----------
     n_psi, n_phi
-        Spline functions of psi and of each phi_i.
+        Spline functions of psi and of each phi_i (each phi_i also has a linear term).
     iterations
         Gauss-Newton steps on psi at most.
     max_frames
@@ -48,7 +48,7 @@ class LearnedFunctionRegression(_SharedFeatureRegression):
     Attributes
     ----------
     connectivity_ : (N, N) W (psi's plateau scaled to 1, as the GNN's corrected W; receivers in rows; zero diagonal).
-    coefficients_ : (N, n_phi + 1) each neuron's phi coefficients, then the weight of its own psi term.
+    coefficients_ : (N, n_phi + 2) each neuron's phi coefficients (splines, then x), then the weight of its own psi term.
     fit_ : the :class:`~circuitgnn.train.varpro.FunctionFit` (psi and phi as curves).
     history_ : the mean squared residual (of the receivers the steps use) after each step.
     """
