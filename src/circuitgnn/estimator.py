@@ -446,8 +446,9 @@ class CircuitGNN:
         errors corrected for the frames' autocorrelation (:func:`~circuitgnn.analyze.confidence.least_squares_confidence`).
 
         ``x`` (and ``dxdt``, when known): the fitted neurons' frames, e.g. the training data. The result's ``mean``,
-        ``lower``, ``upper`` are W with psi*'s scale moved in (W_ij * plateau_j); ``confident()`` lists the
-        connections whose interval excludes zero. For the error of the learned functions themselves, fit an
+        ``lower``, ``upper`` are W with psi*'s scale moved in (W_ij * plateau_j); ``p_nonzero`` is each weight's
+        posterior probability of being non-zero (empirical-Bayes shrinkage); ``confident()`` lists the connections
+        whose interval excludes zero, the most probably non-zero first. For the error of the learned functions themselves, fit an
         ensemble (:class:`~circuitgnn.ensemble.CircuitGNNEnsemble`).
         """
         self._check_fitted()
