@@ -149,10 +149,11 @@ def test_warm_start_sets_the_gnn_from_the_fit_logs_it_and_is_not_redone_on_resum
     torch.testing.assert_close(resumed.model.W, trainer.model.W)
     later = resumed.fit()
     assert sum("warm_start_fit_seconds" in line for line in later.log) == 1 and later.log[-1]["iteration"] == 20
-    # W's Adam rate is scaled down once warm-started, on a resume too (regression: the sparse family's fit drifted away
-    # at the full rate); a run without the warm start keeps the config's rate
-    rates = {g["name"]: g["lr"] for g in resumed.optimizer.param_groups}
-    assert rates["W"] == pytest.approx(cfg.training.lr_w * cfg.training.extensions.warm_start.lr_w_scale)
+    # W's and the embeddings' Adam rates are scaled down once warm-started, on a resume too (regression: the sparse
+    # family's W and the Dale family's types drifted away at the full rates); without the warm start, the config's
+    rates, scale = {g["name"]: g["lr"] for g in resumed.optimizer.param_groups}, cfg.training.extensions.warm_start.lr_scale
+    assert rates["W"] == pytest.approx(cfg.training.lr_w * scale)
+    assert rates["embedding"] in (0.0, pytest.approx(cfg.training.lr_embedding * scale))  # 0: frozen after a clustering
     cold = Trainer(
         config_from_dict({**cfg.model_dump(mode="json"), "training": {**cfg.training.model_dump(mode="json"), "extensions": {}}}),
         network,

@@ -90,13 +90,14 @@ class WarmStartConfig(StrictModel):
     receivers: int = Field(128, ge=1, description="receivers whose residual the psi steps use (all of them are solved at the end)")
     steps: int = Field(6, ge=0, le=100, description="damped Gauss-Newton steps on psi's coefficients at most")
     distill_steps: int = Field(600, ge=0, description="Adam steps that fit phi* and psi* to the spline functions (the embeddings held)")
-    lr_w_scale: float = Field(
+    lr_scale: float = Field(
         0.1,
         gt=0,
         le=1,
-        description="multiplies training.lr_w once the warm start has set W. Adam moves every weight by about its learning "
-        "rate per step whatever its gradient, and at the paper's 1e-3 that noise undid the fit (sparse family, 10 min: W R^2 "
-        "0.9998 -> 0.955, slope 0.99 -> 0.62; with 1e-4 the fit stayed and the prediction loss fell 15-fold)",
+        description="multiplies training.lr_w and training.lr_embedding once the warm start has set W and the embeddings. "
+        "Adam moves every parameter by about its learning rate per step whatever its gradient, and at the paper's rates that "
+        "noise undid the fit: sparse family, 10 min, W R^2 0.9998 -> 0.955 and slope 0.99 -> 0.62 (W at 1e-3; at 1e-4 the fit "
+        "stayed and the prediction loss fell 15-fold); Dale family, types 1.00 -> 0.75 with W alone scaled (embeddings at 7.5e-4)",
     )
 
 

@@ -271,18 +271,18 @@ class Trainer:
             return torch.optim.Adam(groups)
 
     def _set_learning_rates(self) -> dict[str, float]:
-        """The epoch's learning rates: psi* and embeddings frozen after a clustering, W held between solves, W's rate
-        scaled down once a warm start has set it."""
+        """The epoch's learning rates: psi* and embeddings frozen after a clustering, W held between solves, W's and the
+        embeddings' rates scaled down once a warm start has set them."""
         tc = self.config.training
         ws, warm = tc.extensions.w_solve, tc.extensions.warm_start
         frozen = self.counters.epoch < self.counters.frozen_until_epoch
         w_by_solves_only = ws is not None and not ws.adam_on_w and self.counters.w_solves > 0
-        lr_w = tc.lr_w * (warm.lr_w_scale if warm is not None and self.counters.warm_started else 1.0)
+        scale = warm.lr_scale if warm is not None and self.counters.warm_started else 1.0
         base = {
-            "W": 0.0 if w_by_solves_only else lr_w,
+            "W": 0.0 if w_by_solves_only else scale * tc.lr_w,
             "phi": tc.lr_mlp,
             "psi": 0.0 if frozen else tc.lr_mlp,
-            "embedding": 0.0 if frozen else tc.lr_embedding,
+            "embedding": 0.0 if frozen else scale * tc.lr_embedding,
         }
         for g in self.optimizer.param_groups:
             g["lr"] = base[g["name"]]
