@@ -44,7 +44,7 @@ class SplineBasis:
     of ``sample`` to equally spaced points; values outside the sample's range are clamped to it. ``linear``: one
     more function, x itself. u(x) is piecewise linear with a kink at every knot, so a function linear in x (a
     decay term -c x) is not a cubic spline in u; its misfit, small beside phi, is not small beside a weak coupling
-    term, and W absorbs it (a sparse network's W R^2 0.925 without the linear function, 0.9999 with it, psi told).
+    term, and W absorbs it (docs/training.md, "Extensions": the sparse family's spline fit).
     ``n_basis``: the number of functions, ``n_splines + linear``."""
 
     def __init__(self, sample: np.ndarray | torch.Tensor, n_splines: int, linear: bool = False):
