@@ -26,14 +26,20 @@ from records import append_record
 
 from circuitgnn import open_dataset
 from circuitgnn.analyze.confidence import calibration, ensemble_confidence, plateau_aligned
-from circuitgnn.analyze.metrics import matched_accuracy
-from circuitgnn.config import WarmStartConfig, config_from_dict
+from circuitgnn.analyze.metrics import linear_fit, matched_accuracy
+from circuitgnn.config import WarmStartConfig, WAverageConfig, config_from_dict
 from circuitgnn.device import environment
 from circuitgnn.ensemble import CircuitGNNEnsemble
 from circuitgnn.train.run_folder import load_run
 
 
-def measure(path: Path, members: int, minutes: float, work: Path, level: float, warm: bool = False) -> dict:
+def _rms_errors(weights: list[np.ndarray], truth_w: np.ndarray) -> list[float]:
+    """Each W's root-mean-square distance from the truth after one scale aligns the two (off the diagonal)."""
+    off = ~np.eye(truth_w.shape[0], dtype=bool)
+    return [float(np.sqrt(np.mean((w - linear_fit(truth_w, w, off_diagonal=True).slope * truth_w)[off] ** 2))) for w in weights]
+
+
+def measure(path: Path, members: int, minutes: float, work: Path, level: float, warm: bool = False, half_life: int = 0) -> dict:
     ds = open_dataset(path)
     truth = ds.truth
     assert truth is not None, f"{path} has no ground truth to score against"
@@ -41,6 +47,7 @@ def measure(path: Path, members: int, minutes: float, work: Path, level: float, 
     config.training.max_minutes = minutes
     if warm:  # each member starts from the spline fit of its own block-bootstrap resample
         config.training.extensions.warm_start = WarmStartConfig()
+    config.training.extensions.w_average = WAverageConfig(half_life=half_life) if half_life else None
     activity = ds.activity()
     a, b = activity.train_bounds()[0]
     x = np.asarray(ds.x[a:b])
@@ -53,6 +60,7 @@ def measure(path: Path, members: int, minutes: float, work: Path, level: float, 
     one = ens.members_[0].edge_confidence(x, dxdt, level=level)
     off = ~np.eye(ds.n_neurons, dtype=bool)
     ratio = one.sd[off] / ens.confidence_.sd[off]
+    aligned_truth = truth.connectivity * gains[:, None]
     return {
         "dataset": path.name,
         "n_neurons": ds.n_neurons,
@@ -60,11 +68,15 @@ def measure(path: Path, members: int, minutes: float, work: Path, level: float, 
         "members": members,
         "minutes_per_member": minutes,
         "warm_start": warm,
+        "w_average_half_life": half_life,
         "block_frames": ens.block_,
         "ensemble": calibration(ens.confidence_, truth.connectivity, gains),
         "ensemble_seconds": ensemble_seconds,
         "one_fit": calibration(one, truth.connectivity, gains),
         "one_fit_seconds": one.seconds,
+        "member_w_rms_error": _rms_errors([plateau_aligned(m.model_, m.xnorm_) for m in ens.members_], aligned_truth),
+        "mean_w_rms_error": _rms_errors([ens.confidence_.mean], aligned_truth)[0],
+        "one_fit_w_rms_error": _rms_errors([one.mean], aligned_truth)[0],
         "sd_ratio_one_fit_to_ensemble": {q: float(np.quantile(ratio, p)) for q, p in (("q10", 0.1), ("median", 0.5), ("q90", 0.9))},
         "type_stability_ari": ens.type_stability_,
         "member_type_accuracy": [matched_accuracy(truth.types, m.types_) for m in ens.members_],
@@ -93,6 +105,10 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=4.0, help="training budget of each member")
     parser.add_argument("--level", type=float, default=0.9)
     parser.add_argument("--warm-start", action="store_true", help="members start from the spline fit (training.extensions.warm_start)")
+    parser.add_argument(
+        "--w-average", type=int, default=500, metavar="HALF_LIFE",
+        help="members end with W averaged over their last iterations (training.extensions.w_average; 0: off, the last step's W)",
+    )  # fmt: skip
     parser.add_argument("--work", type=Path, default=Path("runs/confidence"), help="the members' run folders (resumable)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/edge_confidence.jsonl"))
     parser.add_argument("--rescore", action="store_true", help="score the members in --work again, without training")
@@ -104,7 +120,7 @@ def main() -> None:
             append_record(args.out, row)
             print(f"{row['dataset']} ({row['members']} members): {row['ensemble']}")
             continue
-        row = measure(path, args.members, args.minutes, args.work, args.level, args.warm_start)
+        row = measure(path, args.members, args.minutes, args.work, args.level, args.warm_start, args.w_average)
         append_record(args.out, row)
         e, o = row["ensemble"], row["one_fit"]
         print(

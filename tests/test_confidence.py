@@ -250,6 +250,9 @@ def test_ensemble_fits_resumes_and_agrees(data, tmp_path):
     assert -1 <= ens.type_stability_ <= 1
     seeds = {m.training.seed for m in ens.members_}
     assert len(seeds) == 3
+    assert {m.training.extensions.w_average.half_life for m in ens.members_} == {500}  # W averaged unless the settings say
+    assert CircuitGNNEnsemble(2, training={"extensions": {"w_average": None}}).training.extensions.w_average is None
+    assert CircuitGNNEnsemble(2, model={"low_rank": 4}).training.extensions.w_average is None
     w0 = plateau_aligned(ens.members_[0].model_, ens.members_[0].xnorm_)
     again = CircuitGNNEnsemble(3, model={"hidden": 8}, training=TRAINING, progress=False, block=40).fit(
         x, ds.dt, dxdt, folder=tmp_path / "ens"

@@ -580,3 +580,68 @@ def test_all_zero_activity_and_an_empty_forecast_are_named(small_data, tmp_path)
     Trainer(small_config(n_epochs=1), small_data, tmp_path / "r", progress=False).fit()
     with pytest.raises(ConfigError, match="rollout_steps .* must be an integer >= 1, got 0"):
         evaluate_run(tmp_path / "r", rollout_steps=0)
+
+
+def test_w_average_ends_the_fit_with_the_exponential_mean_of_the_steps_and_survives_an_interrupt(small_data, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from circuitgnn.train.w_average import WAverage
+
+    plain = small_config(clustering={"enabled": False})
+    averaged = small_config(clustering={"enabled": False}, extensions={"w_average": {"half_life": 5}})
+    seen = []
+    original_step = Trainer.step
+
+    def recording(self, *args, **kwargs):
+        original_step(self, *args, **kwargs)
+        seen.append(self.model.W.detach().clone())
+
+    monkeypatch.setattr(Trainer, "step", recording)
+    full = Trainer(averaged, small_data, tmp_path / "full", progress=False).fit()
+    steps, seen[:] = list(seen), []
+    last = Trainer(plain, small_data, tmp_path / "plain", progress=False).fit()
+    # the average does not change the optimisation: the same steps, and the plain fit ends with the last one
+    assert torch.equal(last.model.W.detach(), steps[-1]) and torch.equal(seen[-1], steps[-1])
+    decay = 0.5 ** (1 / 5)
+    weights = decay ** torch.arange(len(steps) - 1, -1, -1, dtype=torch.float64)
+    expected = (weights[:, None, None] * torch.stack(steps).double()).sum(0) / weights.sum()
+    torch.testing.assert_close(full.model.W.detach().double(), expected, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(full.model.W.detach(), steps[-1])
+    reference = WAverage(5, steps[0])
+    for w in steps:
+        reference.update(w)
+    torch.testing.assert_close(full.model.W.detach(), reference.value())
+
+    monkeypatch.setattr(Trainer, "step", original_step)
+    original_loss, calls = trainer_module.total_loss, {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 17:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original_loss(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "total_loss", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(averaged, small_data, tmp_path / "split", progress=False).fit()
+    monkeypatch.setattr(trainer_module, "total_loss", original_loss)
+    resumed = Trainer(averaged, small_data, tmp_path / "split", resume=True, progress=False).fit()
+    assert_same_params(params(resumed.model), params(full.model))
+
+
+def test_w_average_starts_afresh_when_an_event_sets_w(small_data, tmp_path):
+    """The last epoch ends with an exact solve: the fit ends with that W, not with its blend with the W before it."""
+    config = small_config(
+        n_epochs=2, clustering={"enabled": False},
+        extensions={"w_solve": {"every_epochs": 1, "frames": 100}, "w_average": {"half_life": 5}},
+    )  # fmt: skip
+    solved = Trainer(config, small_data, tmp_path / "a", progress=False).fit()
+    without = config.model_copy(deep=True)
+    without.training.extensions.w_average = None
+    assert torch.equal(solved.model.W.detach(), Trainer(without, small_data, tmp_path / "b", progress=False).fit().model.W.detach())
+
+
+def test_w_average_needs_a_dense_w():
+    with pytest.raises(ValueError, match="w_average needs a dense W"):
+        config_from_dict({"name": "t", "model": {"low_rank": 4}, "training": {"extensions": {"w_average": {}}}})

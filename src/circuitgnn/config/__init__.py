@@ -35,6 +35,7 @@ from circuitgnn.config.training import (
     RolloutConfig,
     TrainingConfig,
     WarmStartConfig,
+    WAverageConfig,
     WSolveConfig,
 )
 
@@ -54,6 +55,7 @@ __all__ = [
     "StimulusConfig",
     "StrictModel",
     "TrainingConfig",
+    "WAverageConfig",
     "WSolveConfig",
     "WarmStartConfig",
     "config_from_dict",
