@@ -104,9 +104,7 @@ class WarmStartConfig(StrictModel):
 class WAverageConfig(StrictModel):
     """Average W over the last iterations, and end the fit with the average (circuitgnn.train.w_average)."""
 
-    half_life: int = Field(
-        500, ge=1, description="iterations after which an iteration's W counts half as much in the exponential average"
-    )
+    half_life: int = Field(500, ge=1, description="iterations after which an iteration's W counts half as much in the exponential average")
 
 
 class ExtensionsConfig(StrictModel):

@@ -36,8 +36,8 @@ from circuitgnn.train.data import FrameSource, activity_scale
 from circuitgnn.train.events import Counters, run_epoch_events
 from circuitgnn.train.losses import fluorescence_error, regularized, rollout_error, total_loss
 from circuitgnn.train.run_folder import CHECKPOINT, RUN_INFO, ResumeError, RunFolder, TrainedRun, read_log
-from circuitgnn.train.warm_start import warm_start
 from circuitgnn.train.w_average import WAverage
+from circuitgnn.train.warm_start import warm_start
 
 Scorer = Callable[[GNN, "torch.nn.Module | None", float], dict[str, float]]
 """``scorer(model, input_model, xnorm) -> {name: value}``, called at each log line (e.g. scores against ground truth)."""
