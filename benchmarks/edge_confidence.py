@@ -27,7 +27,7 @@ from records import append_record
 from circuitgnn import open_dataset
 from circuitgnn.analyze.confidence import calibration, ensemble_confidence, plateau_aligned
 from circuitgnn.analyze.metrics import linear_fit, matched_accuracy
-from circuitgnn.config import WarmStartConfig, WAverageConfig, config_from_dict
+from circuitgnn.config import WarmStartConfig, config_from_dict
 from circuitgnn.device import environment
 from circuitgnn.ensemble import CircuitGNNEnsemble
 from circuitgnn.train.run_folder import load_run
@@ -39,9 +39,7 @@ def _rms_errors(weights: list[np.ndarray], truth_w: np.ndarray) -> list[float]:
     return [float(np.sqrt(np.mean((w - linear_fit(truth_w, w, off_diagonal=True).slope * truth_w)[off] ** 2))) for w in weights]
 
 
-def measure(
-    path: Path, members: int, minutes: float, work: Path, level: float, warm: bool = False, half_life: int = 0, one_fit: bool = True
-) -> dict:
+def measure(path: Path, members: int, minutes: float, work: Path, level: float, warm: bool = False, one_fit: bool = True) -> dict:
     ds = open_dataset(path)
     truth = ds.truth
     assert truth is not None, f"{path} has no ground truth to score against"
@@ -49,7 +47,6 @@ def measure(
     config.training.max_minutes = minutes
     if warm:  # each member starts from the spline fit of its own block-bootstrap resample
         config.training.extensions.warm_start = WarmStartConfig()
-    config.training.extensions.w_average = WAverageConfig(half_life=half_life) if half_life else None
     activity = ds.activity()
     a, b = activity.train_bounds()[0]
     x = np.asarray(ds.x[a:b])
@@ -67,7 +64,6 @@ def measure(
         "members": members,
         "minutes_per_member": minutes,
         "warm_start": warm,
-        "w_average_half_life": half_life,
         "block_frames": ens.block_,
         "ensemble": calibration(ens.confidence_, truth.connectivity, gains),
         "ensemble_seconds": ensemble_seconds,
@@ -98,9 +94,13 @@ def rescore(path: Path, work: Path, level: float) -> dict:
     truth = ds.truth
     assert truth is not None, f"{path} has no ground truth to score against"
     runs = [load_run(p) for p in sorted((work / path.name).glob("member_*"))]
-    conf = ensemble_confidence([plateau_aligned(r.model, r.xnorm) for r in runs], level)
+    weights = [plateau_aligned(r.model, r.xnorm) for r in runs]
+    conf = ensemble_confidence(weights, level)
     gains = np.array([t["gain"] for t in truth.functions["types"]])[truth.types]
-    return {"dataset": path.name, "members": len(runs), "rescored": True, "ensemble": calibration(conf, truth.connectivity, gains),
+    return {"dataset": path.name, "members": len(runs), "work": str(work), "rescored": True,
+            "ensemble": calibration(conf, truth.connectivity, gains),
+            "member_w_rms_error": _rms_errors(weights, truth.connectivity * gains[:, None]),
+            "mean_w_rms_error": _rms_errors([conf.mean], truth.connectivity * gains[:, None])[0],
             "machine": environment()}  # fmt: skip
 
 
@@ -111,10 +111,6 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=4.0, help="training budget of each member")
     parser.add_argument("--level", type=float, default=0.9)
     parser.add_argument("--warm-start", action="store_true", help="members start from the spline fit (training.extensions.warm_start)")
-    parser.add_argument(
-        "--w-average", type=int, default=500, metavar="HALF_LIFE",
-        help="members end with W averaged over their last iterations (training.extensions.w_average; 0: off, the last step's W)",
-    )  # fmt: skip
     parser.add_argument("--work", type=Path, default=Path("runs/confidence"), help="the members' run folders (resumable)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/edge_confidence.jsonl"))
     parser.add_argument(
@@ -127,9 +123,11 @@ def main() -> None:
         if args.rescore:
             row = rescore(path, args.work, args.level)
             append_record(args.out, row)
-            print(f"{row['dataset']} ({row['members']} members): {row['ensemble']}")
+            print(
+                f"{row['dataset']} ({row['members']} members in {args.work}): {row['ensemble']}; W rms error: members {row['member_w_rms_error']}, mean {row['mean_w_rms_error']:.3g}"
+            )
             continue
-        row = measure(path, args.members, args.minutes, args.work, args.level, args.warm_start, args.w_average, not args.skip_one_fit)
+        row = measure(path, args.members, args.minutes, args.work, args.level, args.warm_start, not args.skip_one_fit)
         append_record(args.out, row)
         e = row["ensemble"]
         one = (

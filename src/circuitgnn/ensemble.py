@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from circuitgnn.analyze.confidence import EdgeConfidence, ensemble_confidence, plateau_aligned, type_stability
-from circuitgnn.config import ModelConfig, TrainingConfig, WAverageConfig
+from circuitgnn.config import ModelConfig, TrainingConfig
 from circuitgnn.data.activity import as_float32_frames
 from circuitgnn.data.derivatives import segment_bounds
 from circuitgnn.errors import CircuitGNNError
@@ -77,9 +77,7 @@ class CircuitGNNEnsemble:
         Block length in frames (default: :func:`block_length` of the data).
     model, training
         The members' settings, as for :class:`~circuitgnn.estimator.CircuitGNN`; member k trains with seed
-        ``training.seed + k``. Unless ``training`` names ``extensions.w_average``, the members end their fits with
-        W averaged over their last iterations (:class:`~circuitgnn.config.WAverageConfig`): without it they also
-        disagree by Adam's step-to-step jitter, which widens the intervals without saying anything about the circuit.
+        ``training.seed + k``.
     level
         The nominal coverage of the intervals.
 
@@ -116,9 +114,6 @@ class CircuitGNNEnsemble:
         self.n_members, self.bootstrap, self.block, self.level, self.progress = n_members, bootstrap, block, level, progress
         self.model = validate_section(model, ModelConfig, "model")
         self.training = validate_section(training, TrainingConfig, "training")
-        ext = self.training.extensions
-        if "w_average" not in ext.model_fields_set and self.model.low_rank is None:
-            self.training = self.training.model_copy(update={"extensions": ext.model_copy(update={"w_average": WAverageConfig()})})
 
     def fit(
         self,

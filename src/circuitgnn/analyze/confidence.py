@@ -341,7 +341,9 @@ def type_stability(labelings: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
 
 def calibration(conf: EdgeConfidence, true_w: np.ndarray, gains: np.ndarray | None = None) -> dict[str, float]:
     """On simulated data: the fraction of connections whose interval covers the true weight, after one scale
-    (the slope of the estimate against the truth, off the diagonal) aligns the two; and, on sparse W, the
+    (the slope of the estimate against the truth, off the diagonal) aligns the two (for an ensemble also
+    ``coverage_mean_interval``: that of the members' mean +- t sd / sqrt(K), which would hold if the members' errors were
+    independent of each other); and, on sparse W, the
     edge-detection AUC of ranking by lfdr, lfsr and by |mean| / sd (moderated, and raw) beside ranking by |mean|. ``gains``: the receivers' gains,
     which scale the rows of any W the data determine."""
     off = ~np.eye(true_w.shape[0], dtype=bool)
@@ -351,6 +353,9 @@ def calibration(conf: EdgeConfidence, true_w: np.ndarray, gains: np.ndarray | No
     aligned = s * truth
     covered = (conf.lower <= aligned) & (aligned <= conf.upper)
     out = {"level": conf.level, "coverage": float(covered[off].mean()), "scale": float(s)}
+    if np.isfinite(conf.dof):  # an ensemble: also the interval of the members' mean, as if their errors were independent
+        half = stats.t.ppf(0.5 + conf.level / 2, conf.dof) * conf.sd / np.sqrt(conf.dof + 1)
+        out["coverage_mean_interval"] = float((np.abs(conf.mean - aligned) <= half)[off].mean())
     present = true_w[off] != 0
     if 0 < present.mean() < 1:
         out["auc_z"] = edge_auc(true_w, conf.z)

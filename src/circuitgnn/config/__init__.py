@@ -35,7 +35,6 @@ from circuitgnn.config.training import (
     RolloutConfig,
     TrainingConfig,
     WarmStartConfig,
-    WAverageConfig,
     WSolveConfig,
 )
 
@@ -55,7 +54,6 @@ __all__ = [
     "StimulusConfig",
     "StrictModel",
     "TrainingConfig",
-    "WAverageConfig",
     "WSolveConfig",
     "WarmStartConfig",
     "config_from_dict",

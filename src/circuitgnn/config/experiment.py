@@ -57,8 +57,6 @@ class ExperimentConfig(StrictModel):
                     f"training.extensions.{name} needs a dense{unpenalised} W and a sender-only psi* without input"
                     f"{', fitted on dx/dt' if name == 'warm_start' else ''}: remove {', '.join(found)}"
                 )
-        if ext.w_average is not None and m.low_rank is not None:
-            raise ValueError("training.extensions.w_average needs a dense W: remove model.low_rank")
         return self
 
     @field_validator("name")

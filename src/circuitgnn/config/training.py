@@ -101,12 +101,6 @@ class WarmStartConfig(StrictModel):
     )
 
 
-class WAverageConfig(StrictModel):
-    """Average W over the last iterations, and end the fit with the average (circuitgnn.train.w_average)."""
-
-    half_life: int = Field(500, ge=1, description="iterations after which an iteration's W counts half as much in the exponential average")
-
-
 class ExtensionsConfig(StrictModel):
     """Settings beyond the paper's method, added to reach its harder experiments (docs/training.md, "Extensions").
 
@@ -139,13 +133,6 @@ class ExtensionsConfig(StrictModel):
         "(exact least squares for W and phi, Gauss-Newton on psi's few coefficients), then start the GNN from them: W copied, "
         "phi* and psi* fitted to the splines, the embeddings from the phi curves; needs the derivative objective, a dense "
         "unmasked W, a sender-only psi* and no external input. null = off (the paper starts from random weights)",
-    )
-    w_average: WAverageConfig | None = Field(
-        None,
-        description="keep an exponential average of W over the last iterations and end the fit with it: Adam's steps leave W "
-        "jittering around the value the data determine, by a different amount for each seed (an ensemble's members "
-        "disagree by that jitter, which is not uncertainty about the circuit); needs a dense W (no model.low_rank). "
-        "W is averaged afresh after any event that sets it (an exact solve). null = off (the fit ends with the last step's W)",
     )
     w_solve: WSolveConfig | None = Field(
         None,

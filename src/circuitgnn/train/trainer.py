@@ -36,7 +36,6 @@ from circuitgnn.train.data import FrameSource, activity_scale
 from circuitgnn.train.events import Counters, run_epoch_events
 from circuitgnn.train.losses import fluorescence_error, regularized, rollout_error, total_loss
 from circuitgnn.train.run_folder import CHECKPOINT, RUN_INFO, ResumeError, RunFolder, TrainedRun, read_log
-from circuitgnn.train.w_average import WAverage
 from circuitgnn.train.warm_start import warm_start
 
 Scorer = Callable[[GNN, "torch.nn.Module | None", float], dict[str, float]]
@@ -215,8 +214,6 @@ class Trainer:
         init_gen = torch.Generator().manual_seed(tc.seed)
         self.model = GNN(config.model, self.data.n_neurons, mask=mask, generator=init_gen).to(self.device)
         self.optimizer = self._make_optimizer()
-        wa = tc.extensions.w_average
-        self.w_average = None if wa is None else WAverage(wa.half_life, self.model.W.detach())
         self.input_model = make_input_model(config.model, self.n_frames, self.data.n_neurons, self.data.grid_size, init_gen)
         self.input_optimizer = None
         if self.input_model is not None:
@@ -335,7 +332,6 @@ class Trainer:
                 "counters": self.counters.__dict__,
                 "log_sums": ({k: v.detach().cpu() for k, v in self._sums.items()}, self._n_sum),  # the next log line's share
                 "xnorm": self.xnorm,
-                "w_average": self.w_average.state_dict() if self.w_average is not None else None,
                 "config": self.config.model_dump(mode="json"),
                 "dataset": self._fingerprint,
             }
@@ -380,8 +376,6 @@ class Trainer:
         sums, self._n_sum = state.get("log_sums", ({}, 0))  # older checkpoints: none
         self._sums = {k: v.to(self.device) for k, v in sums.items()}
         self.xnorm = float(state["xnorm"])
-        if self.w_average is not None and state.get("w_average") is not None:  # older checkpoints: none
-            self.w_average.load_state_dict(state["w_average"])
 
     def _write_run_info(self, status: str) -> None:
         assert self.run is not None
@@ -431,8 +425,6 @@ class Trainer:
         self.optimizer.step()
         if coeffs["w_shrink"] > 0:
             self.model.shrink_w(coeffs["w_shrink"] * lrs["W"], tc.extensions.w_shrink_keep_norm)
-        if self.w_average is not None:
-            self.w_average.update(self.model.W.detach())
         if self.input_optimizer is not None:
             self.input_optimizer.step()
         for k, v in {"total": loss.detach(), **terms}.items():
@@ -594,11 +586,8 @@ class Trainer:
                             self._check_finite()
                             self.save_checkpoint()
                     self._check_finite()  # events never see a diverged model
-                    before = self.model.W.detach().clone() if self.w_average is not None else None
                     for message in run_epoch_events(self):
                         bar.write(message)
-                    if self.w_average is not None and before is not None and not torch.equal(before, self.model.W.detach()):
-                        self.w_average.reset()
                     c.epoch += 1
                     c.iteration = 0
             except _Stop:
@@ -617,7 +606,6 @@ class Trainer:
                 bar.close()
                 self.threads.restore()
         c.train_seconds += time.perf_counter() - t_last
-        self._end_with_averaged_w()
         if self._n_sum:
             self._log(self._set_learning_rates(), self.coefficients(min(c.epoch, tc.n_epochs - 1)))
         self.save_checkpoint(status)
@@ -631,15 +619,6 @@ class Trainer:
             self.input_model,
             self._data_summary(),
         )
-
-    def _end_with_averaged_w(self) -> None:
-        """Set W to its average over the last iterations (extensions.w_average); a later fit averages afresh from there."""
-        average = None if self.w_average is None else self.w_average.value()
-        if self.w_average is None or average is None:
-            return
-        with torch.no_grad():
-            self.model.W.copy_(average)
-        self.w_average.reset()
 
     def _warm_start(self, stop: Any, deadline: float | None) -> str:
         """Set the model from the spline fit (extensions.warm_start) on evenly spaced training frames, log it with the
