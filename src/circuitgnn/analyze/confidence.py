@@ -60,8 +60,13 @@ class EdgeConfidence:
         """|mean| / sd: how many standard errors each weight lies from zero (0 on the diagonal), the ranking of
         :meth:`confident`. An sd with few degrees of freedom (an ensemble of a few fits) is moderated first
         (:func:`moderated_variance`): alone, it is too noisy to rank by."""
-        sd = self.sd if not np.isfinite(self.dof) else np.sqrt(moderated_variance(self.sd**2, self.dof)[0])
-        return _ratio(self.mean, sd)
+        return _ratio(self.mean, self.moderated_sd)
+
+    @cached_property
+    def moderated_sd(self) -> np.ndarray:
+        """``sd`` moderated by empirical Bayes (:func:`moderated_variance`) when it has finitely many degrees of freedom
+        (an ensemble's); ``sd`` itself otherwise."""
+        return self.sd if not np.isfinite(self.dof) else np.sqrt(moderated_variance(self.sd**2, self.dof)[0])
 
     @property
     def z_raw(self) -> np.ndarray:
@@ -74,7 +79,7 @@ class EdgeConfidence:
         moderated sd (:func:`moderated_variance`) over sqrt(K)."""
         if not np.isfinite(self.dof):
             return self.sd
-        return np.sqrt(moderated_variance(self.sd**2, self.dof)[0] / (self.dof + 1))
+        return self.moderated_sd / np.sqrt(self.dof + 1)
 
     @cached_property
     def shrinkage(self) -> Shrinkage:
@@ -83,10 +88,15 @@ class EdgeConfidence:
         return shrink(self.mean, self.standard_error)
 
     @property
+    def lfdr(self) -> np.ndarray:
+        """The local false discovery rate of each weight, the posterior probability that it is zero (1 on the diagonal)."""
+        return np.nan_to_num(self.shrinkage.lfdr, nan=1.0)
+
+    @property
     def p_nonzero(self) -> np.ndarray:
         """The posterior probability that each weight is not zero, 1 - lfdr (0 on the diagonal). It weighs a weight's
         size and its uncertainty together, where |mean| / sd ignores the size and |mean| the uncertainty."""
-        return 1.0 - np.nan_to_num(self.shrinkage.lfdr, nan=1.0)
+        return 1.0 - self.lfdr
 
     @property
     def lfsr(self) -> np.ndarray:
@@ -100,7 +110,7 @@ class EdgeConfidence:
         nonzero = (self.lower > 0) | (self.upper < 0)
         np.fill_diagonal(nonzero, False)
         i, j = np.nonzero(nonzero)
-        z, lfdr, lfsr = self.z[i, j], np.nan_to_num(self.shrinkage.lfdr, nan=1.0)[i, j], self.lfsr[i, j]
+        z, lfdr, lfsr = self.z[i, j], self.lfdr[i, j], self.lfsr[i, j]
         order = np.lexsort((-z, lfdr))[:limit]
         return [
             {
@@ -360,8 +370,8 @@ def calibration(conf: EdgeConfidence, true_w: np.ndarray, gains: np.ndarray | No
     if 0 < present.mean() < 1:
         out["auc_z"] = edge_auc(true_w, conf.z)
         out["auc_z_raw"] = edge_auc(true_w, conf.z_raw)
-        ranks = {"lfdr": conf.shrinkage.lfdr, "lfsr": conf.lfsr}  # -log: ranked by the rate itself, without 1 - rate's ties
-        out.update({f"auc_{k}": edge_auc(true_w, -np.log(np.clip(np.nan_to_num(v, nan=1.0), 1e-300, 1.0))) for k, v in ranks.items()})
+        ranks = {"lfdr": conf.lfdr, "lfsr": conf.lfsr}  # -log: ranked by the rate itself, without 1 - rate's ties
+        out.update({f"auc_{k}": edge_auc(true_w, -np.log(np.clip(v, 1e-300, 1.0))) for k, v in ranks.items()})
         out["auc_abs_w"] = edge_auc(true_w, conf.mean)
         out["coverage_absent"] = float(covered[off][~present].mean())
         out["coverage_present"] = float(covered[off][present].mean())
