@@ -55,7 +55,7 @@ def measure(path: Path, members: int, minutes: float, work: Path, level: float, 
     ens = CircuitGNNEnsemble(members, model=config.model, training=config.training, level=level, progress=False)
     ens.fit(x, ds.dt, dxdt, folder=work / path.name)
     ensemble_seconds = time.perf_counter() - start
-    gains = np.array([t["gain"] for t in truth.functions["types"]])[truth.types]
+    gains = truth.gains
     aligned_truth = truth.connectivity * gains[:, None]
     row = {
         "dataset": path.name,
@@ -96,11 +96,11 @@ def rescore(path: Path, work: Path, level: float) -> dict:
     runs = [load_run(p) for p in sorted((work / path.name).glob("member_*"))]
     weights = [plateau_aligned(r.model, r.xnorm) for r in runs]
     conf = ensemble_confidence(weights, level)
-    gains = np.array([t["gain"] for t in truth.functions["types"]])[truth.types]
+    aligned_truth = truth.connectivity * truth.gains[:, None]
     return {"dataset": path.name, "members": len(runs), "work": str(work), "rescored": True,
-            "ensemble": calibration(conf, truth.connectivity, gains),
-            "member_w_rms_error": _rms_errors(weights, truth.connectivity * gains[:, None]),
-            "mean_w_rms_error": _rms_errors([conf.mean], truth.connectivity * gains[:, None])[0],
+            "ensemble": calibration(conf, truth.connectivity, truth.gains),
+            "member_w_rms_error": _rms_errors(weights, aligned_truth),
+            "mean_w_rms_error": _rms_errors([conf.mean], aligned_truth)[0],
             "machine": environment()}  # fmt: skip
 
 

@@ -28,7 +28,7 @@ def main() -> None:
     args = parser.parse_args()
     ds = Dataset(args.dataset)
     assert ds.truth is not None and ds.dxdt is not None, f"{args.dataset} needs ground truth and dx/dt"
-    gains = np.array([t["gain"] for t in ds.truth.functions["types"]])[ds.truth.types]
+    gains = ds.truth.gains
     x_all, y_all = np.asarray(ds.x), np.asarray(ds.dxdt)
     scale = float(x_all.std())
     for spec in args.specs:

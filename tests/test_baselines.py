@@ -36,7 +36,7 @@ from tests.conftest import simulated_arrays, tiny_config
 
 def _gains(ds: Dataset) -> np.ndarray:
     assert ds.truth is not None
-    return np.array([t["gain"] for t in ds.truth.functions["types"]])[ds.truth.types]
+    return ds.truth.gains
 
 
 def test_known_functions_recover_w_exactly(network):

@@ -25,7 +25,7 @@ def test_small_network_is_recovered_from_an_activity_array(tmp_path):
     x = np.array(ds.x)  # an array in memory, as a user would have
     est = CircuitGNN(cfg.model, tc, progress=False).fit(x, dt=ds.dt, scorer=training_scorer(ds, cfg))
     truth = ds.truth
-    gains = np.array([t["gain"] for t in truth.functions["types"]])[truth.types]
+    gains = truth.gains
     score = connectivity_score(est.model_, truth.connectivity, gains, est.xnorm_)
     assert score.corrected.r2 > 0.95, score  # measured 0.995
     assert matched_accuracy(truth.types, est.types_) > 0.9  # measured 0.96 (4 neurons in a 5th cluster after 4 short epochs)

@@ -18,7 +18,7 @@ from tests.conftest import tiny_config
 
 
 def _gains(ds) -> np.ndarray:
-    return np.array([t["gain"] for t in ds.truth.functions["types"]])[ds.truth.types]
+    return ds.truth.gains
 
 
 def test_spline_basis_is_a_partition_of_unity_and_combines_as_its_dense_form():

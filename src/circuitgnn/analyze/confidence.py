@@ -465,7 +465,7 @@ def run_confidence(run_dir: str | Path, level: float = 0.9) -> dict[str, Any]:
     }
     truth = ds.truth
     if truth is not None:
-        gains = np.array([t["gain"] for t in truth.functions["types"]], dtype=np.float64)[truth.types]
+        gains = truth.gains
         summary["calibration"] = calibration(conf, truth.connectivity, gains)
         summary["coverage_curve"] = coverage_curve(conf, truth.connectivity, gains)
     save_npz_atomic(

@@ -46,7 +46,7 @@ def training_scorer(dataset: Dataset, config: ExperimentConfig) -> Scorer | None
     truth = dataset.truth
     if truth is None:
         return None
-    gains = np.array([t["gain"] for t in truth.functions["types"]])[truth.types]
+    gains = truth.gains
     field = config.model.external_input == "field" and dataset.omega is not None
 
     def score(model: GNN, input_model: torch.nn.Module | None, xnorm: float) -> dict[str, float]:
@@ -187,7 +187,7 @@ def evaluate_run(run_dir: str | Path, rollout_steps: int = 800, seed: int = 1) -
         for name in ("connectivity", "types", "functions"):
             metrics["skipped"][name] = "the dataset has no ground truth (truth/ folder)"
     else:
-        gains = np.array([t["gain"] for t in truth.functions["types"]])[truth.types]
+        gains = truth.gains
         connectivity = connectivity_score(model, truth.connectivity, gains, run.xnorm, orientation=True)
         metrics.update(connectivity.as_dict())
         orientation = connectivity.orientation_warning()

@@ -53,6 +53,11 @@ class GroundTruth:
     x: np.ndarray | None = None  # a recording's clean states at its frames (memory-mapped)
     dxdt: np.ndarray | None = None  # and their exact drift
 
+    @property
+    def gains(self) -> np.ndarray:
+        """Each neuron's gain (its type's), (N,): it scales the rows of any W the data determine."""
+        return np.array([t["gain"] for t in self.functions["types"]], dtype=np.float64)[self.types]
+
 
 class Dataset(Frames):
     """A dataset folder opened for reading; large arrays are memory-mapped, never loaded whole.

@@ -60,7 +60,7 @@ def connectivity(run: TrainedRun, ds: Dataset, metrics: dict[str, Any]):
     plt = pyplot()
     truth = ds.truth
     types = truth.types if truth is not None else None
-    gains = np.array([t["gain"] for t in truth.functions["types"]])[truth.types] if truth is not None else None
+    gains = truth.gains if truth is not None else None
     learned = _corrected_w(run, gains)
     if truth is None:
         fig, ax = plt.subplots(1, 1, figsize=(6.5, 5.5))

@@ -133,13 +133,6 @@ def _forecast_metrics(pred: np.ndarray, test: _Test, out: MethodResult) -> None:
             out.metrics[f"forecast_r2_{h}"] = score.at(h)[0]
 
 
-def _gains(ds: Dataset) -> np.ndarray | None:
-    truth = ds.truth
-    if truth is None:
-        return None
-    return np.array([t["gain"] for t in truth.functions["types"]], dtype=np.float64)[truth.types]
-
-
 SPARSE = 0.5  # edge detection is scored when at least this fraction of the off-diagonal pairs is unconnected
 
 
@@ -150,11 +143,11 @@ def _sparse(w: np.ndarray) -> bool:
 
 def _w_metrics(ds: Dataset, w: np.ndarray, out: MethodResult, units: bool) -> None:
     """W R^2 (and, for weights in the model's units, the slope after dividing by the receiver's gain) and edge AUC."""
-    truth, gains = ds.truth, _gains(ds)
-    if truth is None or gains is None:
+    truth = ds.truth
+    if truth is None:
         out.notes["W"] = "the dataset has no ground truth"
         return
-    fit = linear_fit(truth.connectivity, w / gains[:, None] if units else w, off_diagonal=True)
+    fit = linear_fit(truth.connectivity, w / truth.gains[:, None] if units else w, off_diagonal=True)
     out.metrics["W_r2"] = fit.r2
     if units:
         out.metrics["W_slope"] = fit.slope
@@ -203,9 +196,9 @@ def _run_gnn(ds: Dataset, folder: Path, config: ExperimentConfig, test: _Test, s
     out.seconds = float(info["train_seconds"])
     model = run.model.eval()
     out.n_parameters = sum(p.numel() for p in model.parameters())
-    truth, gains = ds.truth, _gains(ds)
-    if truth is not None and gains is not None:
-        score = connectivity_score(model, truth.connectivity, gains, run.xnorm)
+    truth = ds.truth
+    if truth is not None:
+        score = connectivity_score(model, truth.connectivity, truth.gains, run.xnorm)
         out.metrics["W_r2"], out.metrics["W_slope"] = score.corrected.r2, score.corrected.slope
         out.metrics["W_edge_auc"] = edge_auc(truth.connectivity, model.connectivity().detach().cpu().numpy())
         if isinstance(model.a, torch.nn.Parameter):
