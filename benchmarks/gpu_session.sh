@@ -3,14 +3,15 @@
 # that hangs or fails does not cost the others:
 #
 #   bash benchmarks/gpu_session.sh setup tests bench      # the suite on CUDA, then the training benchmark
+#   bash benchmarks/gpu_session.sh setup compile fast     # the step with torch.compile, then Fig. 2 in 30 s of training
 #   bash benchmarks/gpu_session.sh setup supp11           # 8,000 neurons at full size (100,000 frames)
 #   bash benchmarks/gpu_session.sh setup supp13           # the transmitters experiment at full size
 #   bash benchmarks/gpu_session.sh setup supp14           # transmitters and receptors (psi* on all pairs)
 #
 # Outputs go to $OUT (default results/gpu): logs, benchmark JSON lines, and per experiment a
 # tarball of its reproduce folder without the dataset (and without checkpoints over 15 MB).
-# `setup` installs this checkout without dependencies into the machine's Python, plus any
-# wheels found in .whl/ (for a machine that cannot reach a package index).
+# `setup` puts this checkout's src/ on PYTHONPATH, with any wheels found in .whl/ unpacked to
+# /tmp/site (for a machine that cannot reach a package index: pydantic is not on the H200 image).
 # MINUTES sets the training budget of the experiment stages (default 6); each stage is stopped at
 # 1.5 x MINUTES + 6 min, which leaves room for simulating and evaluating (supp11 at MINUTES=4 took 6.8).
 set -u -o pipefail
@@ -34,9 +35,9 @@ run_stage() {
     case $stage in
         setup)
             if ls .whl/*.whl >/dev/null 2>&1; then
-                python3 -m pip install -q --no-index --no-deps --no-compile .whl/*.whl
+                python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || return 1
             fi
-            python3 -m pip install -q --no-index --no-deps --no-build-isolation . || return 1
+            export PYTHONPATH="$PWD/src:/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
             nvidia-smi -L
             python3 -c "import torch, circuitgnn; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
             ;;
@@ -46,6 +47,15 @@ run_stage() {
         bench)
             timeout 330 python3 benchmarks/bench_train.py --data "$WORK/fig2" --run "$WORK/bench_fig2" \
                 --minutes 3 --log-every 5000 --record "$OUT/train.jsonl" 2>&1 | tee "$OUT/bench.log" | grep -v "it/s" | tail -40
+            ;;
+        compile)
+            timeout 300 python3 benchmarks/bench_compile.py --data "$WORK/fig2" --record "$OUT/compile.jsonl" 2>&1 | tee "$OUT/compile.log" | tail -20
+            timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_trainer.py -k compile 2>&1 | tail -5
+            ;;
+        fast)
+            timeout 200 python3 benchmarks/bench_train.py --data "$WORK/fig2" --run "$WORK/fast" --skip-edge --warm-start \
+                --minutes 0.5 --log-every 250 --compile "${COMPILE:-reduce-overhead}" --record "$OUT/train.jsonl" 2>&1 \
+                | tee "$OUT/fast_${COMPILE:-reduce-overhead}.log" | grep -v "it/s" | tail -40
             ;;
         supp11|supp13|supp14)
             exp=$(python3 -c "import sys; from circuitgnn.reproduce.manifest import load_manifest; print([e.id for e in load_manifest().experiments if e.id.startswith(sys.argv[1] + '_')][0])" "$stage")

@@ -580,3 +580,27 @@ def test_all_zero_activity_and_an_empty_forecast_are_named(small_data, tmp_path)
     Trainer(small_config(n_epochs=1), small_data, tmp_path / "r", progress=False).fit()
     with pytest.raises(ConfigError, match="rollout_steps .* must be an integer >= 1, got 0"):
         evaluate_run(tmp_path / "r", rollout_steps=0)
+
+
+@pytest.mark.parametrize(
+    "mode",
+    ["default", pytest.param("reduce-overhead", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need CUDA"))],
+)
+def test_a_compiled_loss_trains_like_the_eager_one_through_a_change_of_coefficients(small_data, tmp_path, mode):
+    schedule = {"psi_monotone": {"value": 5.0, "until_epoch": 1}, "w_l1": {"value": 1e-4, "from_epoch": 1}, "phi_decreasing": 1.0}
+    eager = Trainer(small_config(regularization=schedule), small_data, tmp_path / "eager", progress=False).fit()
+    trainer = Trainer(small_config(regularization=schedule, compile=mode), small_data, tmp_path / "compiled", progress=False)
+    compiled = trainer.fit()
+    assert trainer._compiled_loss is not None
+    assert [line["iteration"] for line in compiled.log] == [line["iteration"] for line in eager.log]
+    for a, b in zip(eager.log, compiled.log, strict=True):
+        for key in ("loss_prediction", "loss_phi_decreasing", "loss_psi_monotone", "loss_w_l1"):
+            assert (key in a) == (key in b)
+            if key in a:
+                assert b[key] == pytest.approx(a[key], rel=1e-3, abs=1e-7), (a["iteration"], key)
+    assert torch.allclose(compiled.model.W, eager.model.W, atol=1e-4)
+
+
+def test_compile_is_refused_for_the_rollout_objectives():
+    with pytest.raises(Exception, match="training.compile"):
+        small_config(objective="rollout", compile="default")

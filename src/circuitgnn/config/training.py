@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from circuitgnn.config.base import StrictModel
 
@@ -194,6 +194,17 @@ class TrainingConfig(StrictModel):
     )
     max_minutes: float | None = Field(None, gt=0, description="stop (with a checkpoint) after this much wall time")
     device: str = Field("auto", description="auto (CUDA when available), cpu, cuda, cuda:1 ...")
+    compile: Literal["off", "default", "reduce-overhead"] = Field(
+        "off",
+        description="torch.compile the derivative objective's loss and its gradient: default (fused kernels) or reduce-overhead "
+        "(fused kernels replayed as CUDA graphs: fewer launches, for small networks on a GPU); the first steps pay the compilation",
+    )
+
+    @model_validator(mode="after")
+    def _compile_derivative_only(self) -> TrainingConfig:
+        if self.compile != "off" and self.objective != "derivative":
+            raise ValueError(f"training.compile ({self.compile}) applies to the derivative objective only, not to {self.objective}")
+        return self
 
     def frame_integration(self) -> tuple[int, Literal["euler", "rk4"]]:
         """(substeps, integrator) of the model between two frames: the rollout objective's, else one Euler step (the paper)."""

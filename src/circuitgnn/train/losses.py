@@ -68,6 +68,25 @@ def w_l1_penalty(model: GNN) -> torch.Tensor:
     return model.W.abs().sum()
 
 
+REGULARIZERS = ("phi_zero", "phi_decreasing", "psi_monotone", "w_l1")
+
+
+def active_regularizers(coefficients: dict[str, float]) -> tuple[str, ...]:
+    """The regularisers of :data:`REGULARIZERS` whose coefficient is positive, in that order."""
+    return tuple(name for name in REGULARIZERS if coefficients.get(name, 0) > 0)
+
+
+def penalties(model: GNN, x: torch.Tensor, names: tuple[str, ...], delta: float, monotone_norm: bool = False) -> list[torch.Tensor]:
+    """The unweighted regularisers ``names`` at the batch's activity ``x`` (B, N)."""
+    terms = {
+        "phi_zero": lambda: phi_zero_penalty(model),
+        "phi_decreasing": lambda: phi_decreasing_penalty(model, x, delta, monotone_norm),
+        "psi_monotone": lambda: psi_monotone_penalty(model, x, delta, monotone_norm),
+        "w_l1": lambda: w_l1_penalty(model),
+    }
+    return [terms[name]() for name in names]
+
+
 def regularized(
     model: GNN,
     x: torch.Tensor,
@@ -82,19 +101,12 @@ def regularized(
 
     ``monotone_norm`` measures the two monotonicity terms by their root mean square (see :func:`violation`).
     """
+    names = active_regularizers(coefficients)
     loss = prediction
     terms = {"prediction": prediction}
-    if coefficients.get("phi_zero", 0) > 0:
-        terms["phi_zero"] = phi_zero_penalty(model)
-    if coefficients.get("phi_decreasing", 0) > 0:
-        terms["phi_decreasing"] = phi_decreasing_penalty(model, x, delta, monotone_norm)
-    if coefficients.get("psi_monotone", 0) > 0:
-        terms["psi_monotone"] = psi_monotone_penalty(model, x, delta, monotone_norm)
-    if coefficients.get("w_l1", 0) > 0:
-        terms["w_l1"] = w_l1_penalty(model)
-    for name, value in terms.items():
-        if name != "prediction":
-            loss = loss + coefficients[name] * value
+    for name, value in zip(names, penalties(model, x, names, delta, monotone_norm), strict=True):
+        terms[name] = value
+        loss = loss + coefficients[name] * value
     return loss, {name: v.detach() for name, v in terms.items()}
 
 
@@ -113,6 +125,28 @@ def total_loss(
     regularised (see :func:`regularized`); ``masked`` leaves NaN targets out."""
     pred = model(x, omega, extra)
     return regularized(model, x, prediction_loss(pred, target, masked), coefficients, delta, monotone_norm)
+
+
+def stacked_loss(
+    model: GNN,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    names: tuple[str, ...],
+    weights: torch.Tensor,
+    delta: float,
+    omega: torch.Tensor | None = None,
+    extra: torch.Tensor | None = None,
+    monotone_norm: bool = False,
+    masked: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`total_loss` in the form that ``torch.compile`` traces once: the regularisers ``names`` weighted by the
+    tensor ``weights`` (one per name), so that a change of the coefficients' values is new data, not a new graph.
+
+    Returns the loss and the detached terms stacked, the prediction error first and then ``names`` in order.
+    """
+    prediction = prediction_loss(model(x, omega, extra), target, masked)
+    values = torch.stack([prediction, *penalties(model, x, names, delta, monotone_norm)])
+    return prediction + (weights * values[1:]).sum(), values.detach()
 
 
 def rollout_error(

@@ -34,7 +34,7 @@ from circuitgnn.model.siren import make_input_model
 from circuitgnn.threads import ThreadGovernor
 from circuitgnn.train.data import FrameSource, activity_scale
 from circuitgnn.train.events import Counters, run_epoch_events
-from circuitgnn.train.losses import fluorescence_error, regularized, rollout_error, total_loss
+from circuitgnn.train.losses import active_regularizers, fluorescence_error, regularized, rollout_error, stacked_loss, total_loss
 from circuitgnn.train.run_folder import CHECKPOINT, RUN_INFO, ResumeError, RunFolder, TrainedRun, read_log
 from circuitgnn.train.warm_start import warm_start
 
@@ -214,6 +214,8 @@ class Trainer:
         init_gen = torch.Generator().manual_seed(tc.seed)
         self.model = GNN(config.model, self.data.n_neurons, mask=mask, generator=init_gen).to(self.device)
         self.optimizer = self._make_optimizer()
+        self._compiled_loss = None if tc.compile == "off" else torch.compile(stacked_loss, mode=tc.compile)
+        self._weights: dict[tuple[float, ...], torch.Tensor] = {}  # the regularisers' coefficients on the device, per value
         self.input_model = make_input_model(config.model, self.n_frames, self.data.n_neurons, self.data.grid_size, init_gen)
         self.input_optimizer = None
         if self.input_model is not None:
@@ -415,7 +417,12 @@ class Trainer:
         if self.derivative is not None:
             batch = self.source.batch(idx)
             omega, extra = self._inputs(idx, batch[2] if self.use_input else None)
-            loss, terms = total_loss(self.model, batch[0], batch[1], coeffs, delta, omega, extra, tc.extensions.monotone_norm, self.masked)
+            if self._compiled_loss is None:
+                loss, terms = total_loss(
+                    self.model, batch[0], batch[1], coeffs, delta, omega, extra, tc.extensions.monotone_norm, self.masked
+                )
+            else:
+                loss, terms = self._compiled_step_loss(batch[0], batch[1], coeffs, delta, omega, extra)
         else:
             loss, terms = self._rollout_loss(idx, coeffs, delta)
         self.optimizer.zero_grad(set_to_none=True)
@@ -428,8 +435,31 @@ class Trainer:
         if self.input_optimizer is not None:
             self.input_optimizer.step()
         for k, v in {"total": loss.detach(), **terms}.items():
-            self._sums[k] = self._sums[k] + v if k in self._sums else v
+            # a copy, not v itself: a CUDA graph's outputs are overwritten by its next replay
+            self._sums[k] = self._sums[k] + v if k in self._sums else v.clone()
         self._n_sum += 1
+
+    def _compiled_step_loss(
+        self,
+        x: torch.Tensor,
+        target: torch.Tensor,
+        coeffs: dict[str, float],
+        delta: float,
+        omega: torch.Tensor | None,
+        extra: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The derivative objective through ``torch.compile`` (training.compile): :func:`stacked_loss`, with the
+        coefficients as a device tensor so that a new value of them is not a new graph."""
+        assert self._compiled_loss is not None
+        names = active_regularizers(coeffs)
+        key = tuple(coeffs[name] for name in names)
+        if key not in self._weights:
+            self._weights[key] = torch.tensor(key, dtype=torch.float32, device=self.device)
+        monotone_norm = self.config.training.extensions.monotone_norm
+        loss, values = self._compiled_loss(
+            self.model, x, target, names, self._weights[key], delta, omega, extra, monotone_norm, self.masked
+        )
+        return loss, dict(zip(("prediction", *names), values.unbind(), strict=True))
 
     def _rollout_loss(self, idx: torch.Tensor, coeffs: dict[str, float], delta: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The rollout (or fluorescence) objective on start frames ``idx``: the model integrated k frames from each, against
