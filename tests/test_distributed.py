@@ -63,3 +63,17 @@ def test_what_it_cannot_shard_is_refused():
     config.model.psi_input = "x_j,a_i,a_j"
     with pytest.raises(CircuitGNNError, match="sender-only psi"):
         ShardedGNN.create(config, 10, range(0, 5), torch.Generator())
+
+
+def test_processes_share_a_single_gpu_through_gloo_on_the_cpu(monkeypatch):
+    """Regression: on a machine with one GPU, the second of two processes asked for cuda:1 and failed."""
+    from circuitgnn.train import distributed
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert distributed.backend_and_device() == ("gloo", torch.device("cpu"))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert distributed.backend_and_device() == ("nccl", torch.device("cuda", 1))

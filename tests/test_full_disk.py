@@ -84,7 +84,8 @@ def test_a_real_full_disk_is_named_and_the_run_resumes(tmp_path):
     local.mkdir()
     (tmp_path / "script.py").write_text(SCRIPT)
     command = f"mount -t tmpfs -o size=1m tmpfs {disk} && exec {sys.executable} {tmp_path / 'script.py'} {disk} {local}"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    root = Path(__file__).resolve().parents[1]  # the package from this checkout, installed or not
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root / "src"), str(root), os.environ.get("PYTHONPATH")]))}
     done = subprocess.run(["unshare", "-rm", "sh", "-c", command], capture_output=True, text=True, timeout=300, env=env)
     out = done.stdout
     assert done.returncode == 0, done.stderr[-3000:]

@@ -169,6 +169,17 @@ def gather_rows(model: ShardedGNN, world: int) -> torch.Tensor | None:
     return torch.cat([part[: len(receiver_rows(model.n, world, r))] for r, part in enumerate(parts)]).cpu()
 
 
+def backend_and_device() -> tuple[str, torch.device]:
+    """NCCL and this process's own GPU when the machine has one GPU per local process; else gloo on the CPU
+    (two processes cannot share one GPU under NCCL)."""
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available() and torch.cuda.device_count() >= int(os.environ.get("LOCAL_WORLD_SIZE", "1")):
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+        return "nccl", device
+    return "gloo", torch.device("cpu")
+
+
 def _load(dataset: str) -> tuple[np.ndarray, np.ndarray]:
     from circuitgnn.data.dataset import Dataset
     from circuitgnn.data.derivatives import estimate_derivative
@@ -189,7 +200,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.steps < 1:
         raise SystemExit(f"--steps must be at least 1, got {args.steps}")
-    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    backend, device = backend_and_device()
+    dist.init_process_group(backend)
     rank, world = dist.get_rank(), dist.get_world_size()
     config = load_config(args.config)
     x, dxdt = _load(args.dataset)
@@ -201,8 +213,7 @@ def main(argv: list[str] | None = None) -> None:
         del gnn
     else:
         model = ShardedGNN.create(config, x.shape[1], rows, torch.Generator().manual_seed(config.training.seed + 1000 + rank))
-    if torch.cuda.is_available():  # one device per process
-        model.to(torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))))
+    model.to(device)
     stats = train_sharded(model, x, dxdt, config, args.steps)
     w = gather_rows(model, world)
     if w is not None:
