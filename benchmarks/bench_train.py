@@ -147,7 +147,10 @@ def main() -> None:
     parser.add_argument("--loop", action="store_true", help="measure the training loop's step (Trainer.fit)")
     parser.add_argument("--warm-start", action="store_true", help="train with training.extensions.warm_start (its defaults)")
     parser.add_argument(
-        "--compile", default="off", choices=["off", "default", "reduce-overhead"], help="training.compile of the time-to-recovery run"
+        "--compile",
+        default="auto",
+        choices=["auto", "off", "default", "reduce-overhead"],
+        help="training.compile of the time-to-recovery run",
     )
     parser.add_argument("--record", type=Path, default=None, help="append the results as JSON lines to this file")
     args = parser.parse_args()

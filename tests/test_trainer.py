@@ -605,3 +605,11 @@ def test_a_compiled_loss_trains_like_the_eager_one_through_a_change_of_coefficie
 def test_compile_is_refused_for_the_rollout_objectives():
     with pytest.raises(Exception, match="training.compile"):
         small_config(objective="rollout", compile="default")
+
+
+def test_compile_auto_replays_cuda_graphs_on_a_gpu_only_and_never_for_rollouts():
+    assert small_config().training.compile == "auto"
+    assert small_config().training.compile_mode("cuda") == "reduce-overhead"
+    assert small_config().training.compile_mode("cpu") == "off"
+    assert small_config(objective="rollout").training.compile_mode("cuda") == "off"
+    assert small_config(compile="default").training.compile_mode("cpu") == "default"

@@ -214,7 +214,8 @@ class Trainer:
         init_gen = torch.Generator().manual_seed(tc.seed)
         self.model = GNN(config.model, self.data.n_neurons, mask=mask, generator=init_gen).to(self.device)
         self.optimizer = self._make_optimizer()
-        self._compiled_loss = None if tc.compile == "off" else torch.compile(stacked_loss, mode=tc.compile)
+        mode = tc.compile_mode(self.device.type)
+        self._compiled_loss = None if mode == "off" else torch.compile(stacked_loss, mode=mode)
         self._weights: dict[tuple[float, ...], torch.Tensor] = {}  # the regularisers' coefficients on the device, per value
         self.input_model = make_input_model(config.model, self.n_frames, self.data.n_neurons, self.data.grid_size, init_gen)
         self.input_optimizer = None
