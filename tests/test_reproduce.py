@@ -207,6 +207,16 @@ def test_collect_with_named_experiments_writes_their_rows_alone(tmp_path, capsys
     assert [r["id"] for r in json.loads((results / "scoreboard.json").read_text())] == ["tiny", "other"]
 
 
+def test_another_work_folder_needs_its_own_results_folder_before_anything_runs(tmp_path, capsys, monkeypatch):
+    """Regression: `reproduce ID --work OTHER` rebuilt results/scoreboard.md from OTHER alone (every other row 'not run')."""
+    monkeypatch.chdir(tmp_path)
+    path = write_manifest(tmp_path)
+    assert main(["reproduce", "--manifest", str(path), "--work", "w", "tiny"]) == 2
+    assert "its own --results folder" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists() and not (tmp_path / "results").exists()
+    assert main(["reproduce", "--manifest", str(path), "--work", "w", "--list"]) == 0  # listing writes nothing
+
+
 def test_a_rows_command_names_the_full_size_and_the_budget_it_ran_with(tmp_path):
     exp = load_manifest(write_manifest(tmp_path, cpu_overrides={"training.n_epochs": 3})).experiments[0]
     paths = ExperimentPaths(tmp_path / "work" / "tiny")

@@ -12,6 +12,8 @@ from pydantic import ValidationError
 from circuitgnn.config.io import format_validation_error
 from circuitgnn.errors import CircuitGNNError
 
+DEFAULT_WORK = "runs/reproduce"  # `circuitgnn reproduce`'s work folder, whose scoreboard goes to results/
+
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from circuitgnn.config import load_config
@@ -259,6 +261,11 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         raise ConfigError(f"--minutes must be positive, got {args.minutes}")
     if args.restart and not args.experiments:
         raise ConfigError("--restart deletes the named experiments' folders: name them (see --list)")
+    if args.results is None and not args.list and Path(args.work) != Path(DEFAULT_WORK):
+        raise ConfigError(
+            f"--work {args.work} would rebuild the scoreboard in results/ from that folder alone, replacing the one made from "
+            f"{DEFAULT_WORK}: give the scoreboard its own --results folder"
+        )
     manifest = load_manifest(args.manifest or DEFAULT_MANIFEST)
     chosen = manifest.select(args.experiments)
     if args.list:
@@ -508,8 +515,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reproduce", help="re-run the paper's experiments (resumable) and write the scoreboard")
     p.add_argument("experiments", nargs="*", help="experiment ids (default: all; see --list)")
-    p.add_argument("--work", default="runs/reproduce", help="folder for datasets and runs (one subfolder per experiment)")
-    p.add_argument("--results", help="folder for scoreboard.md, scoreboard.json and the series figures (default: results)")
+    p.add_argument("--work", default=DEFAULT_WORK, help="folder for datasets and runs (one subfolder per experiment)")
+    p.add_argument(
+        "--results", help="folder for scoreboard.md, scoreboard.json and the series figures (default: results; needed with another --work)"
+    )
     p.add_argument("--minutes", type=float, help="training budget per experiment, instead of the manifest's")
     p.add_argument(
         "--manifest", help="the experiments, their CPU sizing and the paper's values (default: the packaged configs/reproduce.yaml)"
