@@ -11,7 +11,8 @@ stability. Results go to ``--out`` as JSON, one line per dataset.
         --out benchmarks/results/edge_confidence.jsonl
 
 ``--rescore`` scores the members already in ``--work`` again, without training (e.g. after a change of the
-ranking score), and prints the ensemble's calibration.
+ranking score), and prints the ensemble's calibration; with ``--one-fit`` also member 0's one-fit intervals and
+the two combined (:func:`~circuitgnn.analyze.confidence.combined_confidence`), as a measurement also records.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ import numpy as np
 import torch
 from records import append_record
 
-from circuitgnn import open_dataset
-from circuitgnn.analyze.confidence import calibration, ensemble_confidence, plateau_aligned
+from circuitgnn import CircuitGNN, open_dataset
+from circuitgnn.analyze.confidence import calibration, combined_confidence, ensemble_confidence, plateau_aligned
 from circuitgnn.analyze.metrics import linear_fit, matched_accuracy
 from circuitgnn.config import WarmStartConfig, config_from_dict
 from circuitgnn.device import environment
@@ -80,6 +81,7 @@ def measure(path: Path, members: int, minutes: float, work: Path, level: float, 
         ratio = one.sd[off] / ens.confidence_.sd[off]
         row |= {
             "one_fit": calibration(one, truth.connectivity, gains),
+            "combined": calibration(combined_confidence(ens.confidence_, one), truth.connectivity, gains),
             "one_fit_seconds": one.seconds,
             "one_fit_w_rms_error": _rms_errors([one.mean], aligned_truth)[0],
             "sd_ratio_one_fit_to_ensemble": {q: float(np.quantile(ratio, p)) for q, p in (("q10", 0.1), ("median", 0.5), ("q90", 0.9))},
@@ -88,20 +90,32 @@ def measure(path: Path, members: int, minutes: float, work: Path, level: float, 
     return row
 
 
-def rescore(path: Path, work: Path, level: float) -> dict:
-    """The calibration of the ensemble whose members were trained into ``work``/NAME/member_*."""
+def rescore(path: Path, work: Path, level: float, one_fit: bool = False) -> dict:
+    """The calibration of the ensemble whose members were trained into ``work``/NAME/member_*; with ``one_fit``, also
+    that of the first member's least-squares intervals and of the two combined (on the frames the members were fitted to)."""
     ds = open_dataset(path)
     truth = ds.truth
     assert truth is not None, f"{path} has no ground truth to score against"
-    runs = [load_run(p) for p in sorted((work / path.name).glob("member_*"))]
+    folders = sorted((work / path.name).glob("member_*"))
+    runs = [load_run(p) for p in folders]
     weights = [plateau_aligned(r.model, r.xnorm) for r in runs]
     conf = ensemble_confidence(weights, level)
     aligned_truth = truth.connectivity * truth.gains[:, None]
-    return {"dataset": path.name, "members": len(runs), "work": str(work), "rescored": True,
-            "ensemble": calibration(conf, truth.connectivity, truth.gains),
-            "member_w_rms_error": _rms_errors(weights, aligned_truth),
-            "mean_w_rms_error": _rms_errors([conf.mean], aligned_truth)[0],
-            "machine": environment()}  # fmt: skip
+    row = {"dataset": path.name, "members": len(runs), "work": str(work), "rescored": True,
+           "ensemble": calibration(conf, truth.connectivity, truth.gains),
+           "member_w_rms_error": _rms_errors(weights, aligned_truth),
+           "mean_w_rms_error": _rms_errors([conf.mean], aligned_truth)[0],
+           "machine": environment()}  # fmt: skip
+    if one_fit:
+        a, b = ds.activity().train_bounds()[0]
+        dxdt = None if ds.dxdt is None else np.asarray(ds.dxdt[a:b])
+        one = CircuitGNN.load(folders[0], device="cpu").edge_confidence(np.asarray(ds.x[a:b]), dxdt, level=level)
+        row |= {
+            "one_fit": calibration(one, truth.connectivity, truth.gains),
+            "one_fit_seconds": one.seconds,
+            "combined": calibration(combined_confidence(conf, one), truth.connectivity, truth.gains),
+        }
+    return row
 
 
 def main() -> None:
@@ -117,21 +131,24 @@ def main() -> None:
         "--skip-one-fit", action="store_true", help="do not compute member 0's one-fit intervals (about 9 min for N = 1000 on one thread)"
     )
     parser.add_argument("--rescore", action="store_true", help="score the members in --work again, without training")
+    parser.add_argument("--one-fit", action="store_true", help="with --rescore: also member 0's one-fit and the combined intervals")
     args = parser.parse_args()
     print(f"torch threads {torch.get_num_threads()}")
     for path in args.datasets:
         if args.rescore:
-            row = rescore(path, args.work, args.level)
+            row = rescore(path, args.work, args.level, args.one_fit)
             append_record(args.out, row)
             print(
                 f"{row['dataset']} ({row['members']} members in {args.work}): {row['ensemble']}; W rms error: members {row['member_w_rms_error']}, mean {row['mean_w_rms_error']:.3g}"
+                + (f"; one fit {row['one_fit']['coverage']:.3f}, combined {row['combined']['coverage']:.3f}" if "combined" in row else "")
             )
             continue
         row = measure(path, args.members, args.minutes, args.work, args.level, args.warm_start, not args.skip_one_fit)
         append_record(args.out, row)
         e = row["ensemble"]
         one = (
-            f", one fit {row['one_fit']['coverage']:.3f} ({row['one_fit_seconds']:.0f} s against {row['ensemble_seconds']:.0f} s); "
+            f", one fit {row['one_fit']['coverage']:.3f} ({row['one_fit_seconds']:.0f} s against {row['ensemble_seconds']:.0f} s), "
+            f"the two combined {row['combined']['coverage']:.3f}; "
             f"one-fit sd / ensemble sd: median {row['sd_ratio_one_fit_to_ensemble']['median']:.2f}"
             if "one_fit" in row
             else ""

@@ -8,6 +8,7 @@ import torch
 
 from circuitgnn import CircuitGNN
 from circuitgnn.analyze.confidence import (
+    combined_confidence,
     EdgeConfidence,
     calibration,
     diagnostics,
@@ -150,6 +151,36 @@ def test_calibration_of_an_ensemble_also_scores_the_interval_of_its_mean():
     assert "coverage_mean_interval" not in calibration(point, truth)
 
 
+def test_combined_intervals_count_the_shared_error_once():
+    """Members sharing the data's error (known to the one fit) and each adding its own: the combined interval covers
+    about its level, where the prediction interval covers far more and the interval of the mean far less."""
+    rng = np.random.default_rng(5)
+    truth = rng.normal(size=(80, 80))
+    np.fill_diagonal(truth, 0)
+    shared_sd, own_sd, k = 0.05, 0.1, 4
+    estimate = truth + shared_sd * rng.normal(size=truth.shape)  # the data's share: common to every member
+    ensemble = ensemble_confidence([estimate + own_sd * rng.normal(size=truth.shape) for _ in range(k)])
+    sd = np.full(truth.shape, shared_sd)
+    np.fill_diagonal(sd, np.nan)
+    one = EdgeConfidence(estimate, sd, estimate - 1.645 * sd, estimate + 1.645 * sd, 0.9, "least_squares", 2.0)
+    combined = combined_confidence(ensemble, one)
+    scores = calibration(combined, truth)
+    assert 0.83 <= scores["coverage"] <= 0.95  # about 0.9: each edge's spread is an estimate from 4 members
+    alone = calibration(ensemble, truth)
+    assert alone["coverage_mean_interval"] + 0.04 < scores["coverage"] < alone["coverage"] - 0.04
+    off = ~np.eye(80, dtype=bool)
+    expected = np.sqrt(shared_sd**2 + np.maximum(ensemble.sd**2 - shared_sd**2, 0) / k)
+    np.testing.assert_allclose(combined.sd[off], expected[off])
+    assert np.isnan(combined.sd[0, 0]) and combined.method == "ensemble of 4 with least squares"
+    # no own share: nothing of the members' spread is left over, and the interval is the normal one
+    alike = combined_confidence(ensemble, EdgeConfidence(estimate, sd * 100, estimate, estimate, 0.9, "least_squares", 0.0))
+    np.testing.assert_allclose((alike.upper - alike.mean)[off], 1.6448536 * 100 * shared_sd, rtol=1e-6)
+    with pytest.raises(CircuitGNNError, match="ensemble's confidence and a one fit's"):
+        combined_confidence(one, ensemble)
+    with pytest.raises(CircuitGNNError, match="not the same network"):
+        combined_confidence(ensemble, EdgeConfidence(truth[:5, :5], sd[:5, :5], truth[:5, :5], truth[:5, :5], 0.9, "least_squares", 0.0))
+
+
 def test_type_stability():
     a = np.array([0, 0, 1, 1, 2, 2])
     co, ari = type_stability([a, (a + 1) % 3])  # the same partition under other names
@@ -272,6 +303,14 @@ def test_ensemble_fits_resumes_and_agrees(data, tmp_path):
         x, ds.dt, dxdt, folder=tmp_path / "ens"
     )
     np.testing.assert_array_equal(plateau_aligned(again.members_[0].model_, again.members_[0].xnorm_), w0)  # loaded, not refitted
+    combined = ens.combined_confidence(x, dxdt)
+    assert combined.mean is ens.confidence_.mean and combined.method.endswith("with least squares")
+    one = ens.members_[0].edge_confidence(x, dxdt)
+    off = ~np.eye(30, dtype=bool)
+    own = np.maximum(ens.confidence_.sd**2 - one.sd**2, 0) / 3
+    np.testing.assert_allclose(combined.sd[off], np.sqrt(one.sd**2 + own)[off], rtol=1e-10)
+    with pytest.raises(CircuitGNNError, match="not fitted"):
+        CircuitGNNEnsemble(2).combined_confidence(x)
     with pytest.raises(CircuitGNNError, match="n_members"):
         CircuitGNNEnsemble(1)
     with pytest.raises(CircuitGNNError, match="block"):

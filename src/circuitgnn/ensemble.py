@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from circuitgnn.analyze.confidence import EdgeConfidence, ensemble_confidence, plateau_aligned, type_stability
+from circuitgnn.analyze.confidence import EdgeConfidence, combined_confidence, ensemble_confidence, plateau_aligned, type_stability
 from circuitgnn.config import ModelConfig, TrainingConfig
 from circuitgnn.data.activity import as_float32_frames
 from circuitgnn.data.derivatives import segment_bounds
 from circuitgnn.errors import CircuitGNNError
-from circuitgnn.estimator import CircuitGNN, validate_section
+from circuitgnn.estimator import CircuitGNN, NotFittedError, validate_section
 
 
 def block_length(x: np.ndarray, segments: Sequence[int] = (0,), minimum: int = 20, max_lag: int = 2000) -> int:
@@ -147,3 +147,12 @@ class CircuitGNNEnsemble:
         self.connectivity_ = self.confidence_.mean
         self.coassignment_, self.type_stability_ = type_stability([m.types_ for m in self.members_])
         return self
+
+    def combined_confidence(self, x: Any, dxdt: Any | None = None, *, segments: Sequence[int] | None = None) -> EdgeConfidence:
+        """``confidence_`` with the data's share of the members' error counted once
+        (:func:`~circuitgnn.analyze.confidence.combined_confidence`), that share estimated by the first member's
+        least-squares standard errors (:meth:`CircuitGNN.edge_confidence`) on ``x``, the frames the ensemble was fitted to."""
+        if not hasattr(self, "confidence_"):
+            raise NotFittedError("this CircuitGNNEnsemble is not fitted yet: call fit(x, dt) first")
+        one = self.members_[0].edge_confidence(x, dxdt, segments=segments, level=self.level)
+        return combined_confidence(self.confidence_, one)

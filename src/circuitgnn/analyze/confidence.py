@@ -336,6 +336,40 @@ def ensemble_confidence(weights: Sequence[np.ndarray], level: float = 0.9, secon
     return EdgeConfidence(mean, sd, mean - half, mean + half, level, f"ensemble of {k}", seconds, agree, dof=k - 1)
 
 
+def combined_confidence(ensemble: EdgeConfidence, one_fit: EdgeConfidence) -> EdgeConfidence:
+    """An ensemble's mean with a standard error that counts the data's share of its error once.
+
+    A member's error is the data's share (the frames' noise, which the one fit's least-squares sd estimates and
+    which every member's estimate carries, so that averaging the members does not remove it) plus the fit's
+    own share (its seed, its resample), which the mean of K members divides by sqrt(K). With ``sd`` the members'
+    spread and ``ls`` the one fit's sd: se^2 = ls^2 + max(sd^2 - ls^2, 0) / K, and the interval is
+    mean +- t(nu) se, nu from the Welch-Satterthwaite formula (K - 1 degrees of freedom for the members' part,
+    infinitely many for the least-squares part). The prediction interval of :func:`ensemble_confidence` assumes
+    the members' errors are fully shared, the interval of the mean that they are independent; this lies between.
+    """
+    if ensemble.mean.shape != one_fit.mean.shape:
+        raise CircuitGNNError(f"the ensemble's W is {ensemble.mean.shape} and the one fit's {one_fit.mean.shape}: not the same network")
+    if not np.isfinite(ensemble.dof) or np.isfinite(one_fit.dof):
+        raise CircuitGNNError(f"expected an ensemble's confidence and a one fit's, got {ensemble.method} and {one_fit.method}")
+    k = ensemble.dof + 1
+    shared = one_fit.sd**2
+    own = np.maximum(ensemble.sd**2 - shared, 0.0) / k
+    se = np.sqrt(shared + own)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        nu = np.where(own > 0, se**4 / (own**2 / (k - 1)), np.inf)
+    half = stats.t.ppf(0.5 + ensemble.level / 2, np.nan_to_num(nu, nan=np.inf)) * se
+    return EdgeConfidence(
+        ensemble.mean,
+        se,
+        ensemble.mean - half,
+        ensemble.mean + half,
+        ensemble.level,
+        f"{ensemble.method} with least squares",
+        ensemble.seconds + one_fit.seconds,
+        ensemble.sign_agreement,
+    )
+
+
 def type_stability(labelings: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
     """(co-assignment matrix: the fraction of fits that put neurons i and j in one cluster, mean adjusted Rand index
     between every two fits' clusterings)."""
