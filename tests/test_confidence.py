@@ -8,9 +8,9 @@ import torch
 
 from circuitgnn import CircuitGNN
 from circuitgnn.analyze.confidence import (
-    combined_confidence,
     EdgeConfidence,
     calibration,
+    combined_confidence,
     diagnostics,
     ensemble_confidence,
     least_squares_confidence,
