@@ -26,9 +26,10 @@ import torch
 from records import append_record
 
 from circuitgnn import CircuitGNN, open_dataset
-from circuitgnn.analyze.confidence import calibration, combined_confidence, ensemble_confidence, plateau_aligned
+from circuitgnn.analyze.confidence import EdgeConfidence, calibration, combined_confidence, ensemble_confidence, plateau_aligned
 from circuitgnn.analyze.metrics import linear_fit, matched_accuracy
 from circuitgnn.config import WarmStartConfig, config_from_dict
+from circuitgnn.data.dataset import GroundTruth
 from circuitgnn.device import environment
 from circuitgnn.ensemble import CircuitGNNEnsemble
 from circuitgnn.train.run_folder import load_run
@@ -38,6 +39,15 @@ def _rms_errors(weights: list[np.ndarray], truth_w: np.ndarray) -> list[float]:
     """Each W's root-mean-square distance from the truth after one scale aligns the two (off the diagonal)."""
     off = ~np.eye(truth_w.shape[0], dtype=bool)
     return [float(np.sqrt(np.mean((w - linear_fit(truth_w, w, off_diagonal=True).slope * truth_w)[off] ** 2))) for w in weights]
+
+
+def _one_fit_scores(one: EdgeConfidence, ensemble: EdgeConfidence, truth: GroundTruth) -> dict:
+    """The calibration of the one fit's intervals and of the ensemble's combined with them, and the one fit's time."""
+    return {
+        "one_fit": calibration(one, truth.connectivity, truth.gains),
+        "combined": calibration(combined_confidence(ensemble, one), truth.connectivity, truth.gains),
+        "one_fit_seconds": one.seconds,
+    }
 
 
 def measure(path: Path, members: int, minutes: float, work: Path, level: float, warm: bool = False, one_fit: bool = True) -> dict:
@@ -79,10 +89,7 @@ def measure(path: Path, members: int, minutes: float, work: Path, level: float, 
         one = ens.members_[0].edge_confidence(x, dxdt, level=level)
         off = ~np.eye(ds.n_neurons, dtype=bool)
         ratio = one.sd[off] / ens.confidence_.sd[off]
-        row |= {
-            "one_fit": calibration(one, truth.connectivity, gains),
-            "combined": calibration(combined_confidence(ens.confidence_, one), truth.connectivity, gains),
-            "one_fit_seconds": one.seconds,
+        row |= _one_fit_scores(one, ens.confidence_, truth) | {
             "one_fit_w_rms_error": _rms_errors([one.mean], aligned_truth)[0],
             "sd_ratio_one_fit_to_ensemble": {q: float(np.quantile(ratio, p)) for q, p in (("q10", 0.1), ("median", 0.5), ("q90", 0.9))},
             "confident_edges_one_fit": len(one.confident()),
@@ -110,11 +117,7 @@ def rescore(path: Path, work: Path, level: float, one_fit: bool = False) -> dict
         a, b = ds.activity().train_bounds()[0]
         dxdt = None if ds.dxdt is None else np.asarray(ds.dxdt[a:b])
         one = CircuitGNN.load(folders[0], device="cpu").edge_confidence(np.asarray(ds.x[a:b]), dxdt, level=level)
-        row |= {
-            "one_fit": calibration(one, truth.connectivity, truth.gains),
-            "one_fit_seconds": one.seconds,
-            "combined": calibration(combined_confidence(conf, one), truth.connectivity, truth.gains),
-        }
+        row |= _one_fit_scores(one, conf, truth)
     return row
 
 
