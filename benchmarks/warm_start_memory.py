@@ -1,10 +1,10 @@
 """Peak memory of the warm start's spline fit at large N (issue 20, item 2), without running it to the end.
 
-Random frames of the given size; the fit runs its setup (spline bases, the 16-byte-per-value blocks), one
-starting solve on the psi-step receivers, the Gram inverse of the final solve and its first chunk of
-receivers, then stops: those hold the fit's largest arrays (a Gauss-Newton step holds less). Prints the peak
-resident memory (VmHWM; nothing here is memory-mapped) after each solve and appends the last to
-benchmarks/results/warm_start_memory.jsonl with the machine.
+Random frames of the given size; the fit runs its setup (spline bases, the blocks), one starting solve on
+the psi-step receivers, ``--iterations`` Gauss-Newton steps (each with its trial solves), the factorised Gram
+matrix of the final solve and its first chunk of receivers, then stops: those hold the fit's largest arrays.
+Prints the peak resident memory (VmHWM; nothing here is memory-mapped) after each solve and step and appends
+the last to benchmarks/results/warm_start_memory.jsonl with the machine.
 
     OMP_NUM_THREADS=1 python benchmarks/warm_start_memory.py --neurons 8000 --frames 20000
 """
@@ -39,12 +39,13 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=20000)
     parser.add_argument("--psi-basis", type=int, default=24)
     parser.add_argument("--phi-basis", type=int, default=12)
+    parser.add_argument("--iterations", type=int, default=1, help="Gauss-Newton steps (the records before 2026-12-07: 0)")
     args = parser.parse_args()
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(args.frames, args.neurons, generator=generator)
     y = torch.randn(args.frames, args.neurons, generator=generator)
     print(f"frames and drift held: {2 * x.numel() * 4 / 2**30:.2f} GB; peak so far {peak_gb():.2f} GB")
-    solve = varpro._solve
+    solve, step = varpro._solve, varpro._gauss_newton
 
     def measured(*a, **k):
         out = solve(*a, **k)
@@ -53,16 +54,21 @@ def main() -> None:
             raise _FirstChunk
         return out
 
-    varpro._solve = measured
+    def measured_step(*a, **k):
+        out = step(*a, **k)
+        print(f"after a Gauss-Newton step: peak {peak_gb():.2f} GB", flush=True)
+        return out
+
+    varpro._solve, varpro._gauss_newton = measured, measured_step
     start = time.perf_counter()
     try:
         varpro.fit_functions(
-            x, y, n_psi=args.psi_basis, n_phi=args.phi_basis, iterations=0, receivers=128, widths=(0.3,), dtype=torch.float32
+            x, y, n_psi=args.psi_basis, n_phi=args.phi_basis, iterations=args.iterations, receivers=128, widths=(0.3,), dtype=torch.float32
         )
     except _FirstChunk:
         pass
     finally:
-        varpro._solve = solve
+        varpro._solve, varpro._gauss_newton = solve, step
     seconds = time.perf_counter() - start
     print(f"peak {peak_gb():.2f} GB ({seconds:.0f} s)")
     append_record(

@@ -12,7 +12,7 @@ from circuitgnn.analyze.metrics import linear_fit
 from circuitgnn.config import config_from_dict
 from circuitgnn.errors import CircuitGNNError
 from circuitgnn.train.trainer import Trainer
-from circuitgnn.train.varpro import SplineBasis, _gauss_newton, _prepare, _solve, fit_functions
+from circuitgnn.train.varpro import SplineBasis, _gauss_newton, _GramFactor, _mirror_lower, _prepare, _solve, fit_functions
 from circuitgnn.train.warm_start import phi_curves
 from tests.conftest import tiny_config
 
@@ -59,7 +59,7 @@ def test_projected_gradient_matches_finite_differences(subset):
     w = torch.from_numpy(rng.normal(scale=0.5, size=(8, 8)))
     y = torch.tanh(x) @ w.T - x + 0.01 * torch.from_numpy(rng.normal(size=(400, 8)))
     psi_basis, phi_basis = SplineBasis(x, 8), SplineBasis(x, 5)
-    blocks = _prepare(x, y, psi_basis, phi_basis)
+    blocks = _prepare(x, y)
     receivers = torch.arange(8)[subset]
     theta = torch.from_numpy(rng.normal(size=8))
 
@@ -202,14 +202,51 @@ def test_the_final_solve_in_chunks_equals_one_solve(network, monkeypatch):
     assert len(stopped.history) == 1 and asked  # a Ctrl-C seen: no Gauss-Newton step starts
 
 
-def test_the_blocks_hold_16_bytes_per_frame_and_neuron():
+def test_the_blocks_hold_no_copy_of_float32_frames():
     """Regression (issue 20 item 2): the blocks held 4 spline values per basis in float32 and the drift in float64
-    (44 bytes per frame and neuron: 7 GB at N = 8,000 and 20,000 frames); now the interval and the position in it
-    (6 bytes per basis) and the drift in float32."""
+    (44 bytes per frame and neuron: 7 GB at N = 8,000 and 20,000 frames), then the spline coordinates (12 bytes:
+    1.9 GB); now views of the caller's frames and drift, the coordinates computed per pass."""
+    x, y = torch.randn(3000, 40), torch.randn(3000, 40)
+    blocks = _prepare(x, y)
+    assert all(b.x.untyped_storage().data_ptr() == x.untyped_storage().data_ptr() for b in blocks)
+    assert all(b.y.untyped_storage().data_ptr() == y.untyped_storage().data_ptr() for b in blocks)
+    torch.testing.assert_close(torch.cat([b.x for b in blocks]), x)
+    torch.testing.assert_close(torch.cat([b.y for b in blocks]), y)
 
-    x = torch.randn(3000, 40)
-    blocks = _prepare(x, x.clone(), SplineBasis(x, 24), SplineBasis(x, 12))
-    held = sum(t.element_size() * t.numel() for b in blocks for t in (b.y, *b.psi, *b.phi))
-    assert held == 16 * x.numel()
-    values = SplineBasis(x, 12)(x[:5])
-    assert torch.allclose(values.sum(-1), torch.ones(5, 40, dtype=torch.float64))  # a partition of unity still
+
+def test_the_gram_factor_solves_in_the_gram_matrix_memory():
+    """Regression (issue 20 item 2): a solve held the Gram matrix, its Cholesky factor and the explicit inverse at
+    once (1.5 GB at N = 8,000); the factor now overwrites the Gram matrix on the CPU and solves take its place."""
+    a = torch.from_numpy(np.random.default_rng(3).normal(size=(300, 40)))
+    gram, eye = a.T @ a, torch.eye(40, dtype=torch.float64)
+    expected = torch.linalg.inv(gram + 1e-3 * float(gram.diagonal().mean()) * eye)
+    work = gram.clone()
+    factor = _GramFactor(work, 1e-3)
+    assert factor.factor.data_ptr() == work.data_ptr()
+    torch.testing.assert_close(factor.solve(eye), expected)
+    torch.testing.assert_close(work.tril(-1), gram.tril(-1))  # the other triangle keeps the Gram matrix
+
+
+def test_a_singular_gram_matrix_is_factorised_again_with_a_raised_ridge():
+    """Fewer frames than senders: the factorisation fails part-way through the Gram matrix's memory; it is restored
+    from the untouched triangle and factorised with a 100-fold larger ridge until it succeeds."""
+    rng = np.random.default_rng(4)
+    a = torch.from_numpy(rng.normal(size=(20, 40)))
+    gram = a.T @ a
+    gram[:, 0] = gram[0] = 0.0  # a sender that never varies: singular in float64 whatever the rounding
+    b = torch.from_numpy(rng.normal(size=(40, 3)))
+    z = _GramFactor(gram.clone(), 1e-16).solve(b)
+    # (G + r mean(diag G) I) z = b: read r back, then check that the solve satisfies it
+    lifted = ((b - gram @ z) * z).sum() / ((z * z).sum() * gram.diagonal().mean())
+    assert 1e-10 <= float(lifted) <= 1e-2
+    torch.testing.assert_close(gram @ z + lifted * gram.diagonal().mean() * z, b, rtol=0, atol=1e-4)  # condition ~1e10
+    with pytest.raises(CircuitGNNError, match="linearly dependent"):
+        _GramFactor(-torch.eye(5, dtype=torch.float64), 1e-3)
+
+
+def test_mirror_lower_restores_a_symmetric_matrix_from_its_lower_triangle():
+    m = torch.from_numpy(np.random.default_rng(5).normal(size=(2500, 2500)))
+    symmetric = m + m.T
+    damaged = symmetric.tril() + 7 * symmetric.triu(1)
+    _mirror_lower(damaged, rows=1000)
+    assert torch.equal(damaged, symmetric)
