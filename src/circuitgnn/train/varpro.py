@@ -26,13 +26,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.linalg.lapack import dpotrf
+from scipy.linalg.lapack import dpotrf, dpotri
 
 from circuitgnn.errors import CircuitGNNError
 
 _BLOCK = 1024  # frames per block of the products
 _CHUNK = 512  # receivers per part of the final solve
-_STEP_BLOCK = 256  # frames per part of a Gauss-Newton step's block: it holds every sender's whole psi basis
+_STEP_BYTES = 256 * 2**20  # the most a Gauss-Newton step's part of a block holds of every sender's whole psi basis
+_KEPT_VALUES = 2**25  # frames x neurons up to which the psi coordinates are kept (200 MB)
 
 
 def _cubic_weights(f: torch.Tensor) -> torch.Tensor:
@@ -135,46 +136,44 @@ class FunctionFit:
         return self.phi(x) + self.psi(x) @ self.connectivity.to(x.device).T
 
 
-class _GramFactor:
-    """The Cholesky factor of a senders' Gram matrix plus a ridge, for solves (G + ridge)^-1 B.
+def _ridge_inverse(gram: torch.Tensor, ridge: float) -> torch.Tensor:
+    """(G + ridge mean(diag G) I)^-1, the ridge raised 100-fold up to 1e-2 while G + ridge is not positive definite
+    (a sender whose signal another's repeats, or rounding).
 
-    On the CPU the factor is computed in the Gram matrix's own memory (LAPACK ``potrf`` on it), so a solve holds
-    one N x N array where an explicit inverse held three for a moment (at N = 8,000 each is 512 MB): the
-    factor goes into one triangle and the other keeps the Gram matrix, from which a failed factorisation
-    (not positive definite) starts again with a 100-fold ridge, up to 1e-2 of the mean diagonal.
+    On the CPU the inverse is computed in ``gram``'s own memory (at N = 8,000 each N x N array is 512 MB): LAPACK's
+    Cholesky factorisation and inversion work on one triangle, the other keeps G, from which a failed
+    factorisation starts again, and is then overwritten by the inverse's mirror image. Elsewhere (a GPU's
+    memory is not the limit) ``gram`` is left to the caller and a new array returned.
     """
-
-    def __init__(self, gram: torch.Tensor, ridge: float):
-        scale = float(gram.diagonal().mean()) + 1e-300
-        diagonal = gram.diagonal().clone()
-        while True:
-            gram.diagonal().copy_(diagonal + ridge * scale)
-            if self._factorise(gram):
-                return
-            if ridge >= 1e-2:
-                raise CircuitGNNError("the senders' signals are linearly dependent over these frames (a neuron that never varies?)")
-            ridge = max(100 * ridge, 1e-10)
-            _mirror_lower(gram)
-
-    def _factorise(self, gram: torch.Tensor) -> bool:
-        """Factorise, in place on the CPU; False when ``gram`` is not positive definite."""
-        if gram.device.type == "cpu" and gram.dtype == torch.float64 and gram.is_contiguous():
-            # row-major G read as column-major is G itself (symmetric); LAPACK's lower triangle of that view is
-            # the row-major upper one: there the factor U (G = U^T U) is written, the strict lower triangle is left
-            _, info = dpotrf(gram.numpy().T, lower=1, clean=0, overwrite_a=1)
-            self.factor, self.upper = gram, True
-            return info == 0
-        self.factor, info = torch.linalg.cholesky_ex(gram)
-        self.upper = False
-        return int(info) == 0
-
-    def solve(self, b: torch.Tensor) -> torch.Tensor:
-        """(G + ridge)^-1 b for ``b`` (N, K)."""
-        return torch.cholesky_solve(b, self.factor, upper=self.upper)
+    scale = float(gram.diagonal().mean()) + 1e-300
+    diagonal = gram.diagonal().clone()
+    in_place = gram.device.type == "cpu" and gram.dtype == torch.float64 and gram.is_contiguous()
+    while True:
+        gram.diagonal().copy_(diagonal + ridge * scale)
+        if in_place:
+            # row-major G read as column-major is G itself (symmetric); LAPACK's lower triangle of that view is the
+            # row-major upper one, where the factor and then the inverse go
+            view = gram.numpy().T
+            _, info = dpotrf(view, lower=1, clean=0, overwrite_a=1)
+            if info == 0:
+                _, info = dpotri(view, lower=1, overwrite_c=1)
+                if info != 0:  # a factor with a positive diagonal is invertible: not reached
+                    raise CircuitGNNError(f"inverting the senders' Gram matrix failed (LAPACK dpotri: {info})")
+                _mirror_lower(gram.T)  # the inverse's upper triangle onto its lower one
+                return gram
+            _mirror_lower(gram)  # G again where the factorisation wrote
+        else:
+            chol, status = torch.linalg.cholesky_ex(gram)
+            if int(status) == 0:
+                return torch.cholesky_inverse(chol)
+        if ridge >= 1e-2:
+            raise CircuitGNNError("the senders' signals are linearly dependent over these frames (a neuron that never varies?)")
+        ridge = max(100 * ridge, 1e-10)
 
 
 def _mirror_lower(a: torch.Tensor, rows: int = 1024) -> None:
-    """Copy the strict lower triangle of the square ``a`` onto its upper one, in blocks of rows (no N x N temporary)."""
+    """Copy the strict lower triangle of the square ``a`` onto its upper one, in blocks of rows (no N x N temporary;
+    ``a`` may be a transposed view)."""
     n = len(a)
     for i in range(0, n, rows):
         j = min(i + rows, n)
@@ -190,37 +189,68 @@ class _Solved:
     w: torch.Tensor  # (S, N)
     c: torch.Tensor  # (S, P)
     loss: float
-    gram: _GramFactor  # G + ridge, factorised
+    inverse: torch.Tensor  # (G + ridge)^-1, (N, N)
     cross: torch.Tensor  # (N, S, P): sum_t psi_j u_k(x_i)
     schur: torch.Tensor  # (S, P, P)
+
+
+Coordinate = tuple[torch.Tensor, torch.Tensor]
 
 
 @dataclass
 class _Block:
     """A block of frames and their drift, (t, N) float32 each (views of the caller's arrays where they are
-    float32): the products run in float32 and are summed in float64. The spline coordinates are computed
-    per pass, not stored: at N = 8,000 and 20,000 frames they took 1.9 GB, their computation a few per cent
-    of a pass's products."""
+    float32): the products run in float32 and are summed in float64. ``psi`` and ``phi``: the frames' spline
+    coordinates in each basis (6 bytes per value each) when the fit is small enough to keep them; a large fit
+    computes them per pass (at N = 8,000 and 20,000 frames they would take 1.9 GB; computing them adds about a
+    tenth to a pass)."""
 
     x: torch.Tensor
     y: torch.Tensor
+    psi: Coordinate | None
+    phi: Coordinate | None
+
+    def psi_coordinate(self, basis: SplineBasis) -> Coordinate:
+        return self.psi if self.psi is not None else basis.coordinate(self.x)
+
+    def phi_basis(self, basis: SplineBasis, receivers: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The phi basis at the activity of ``receivers``: (t, S, P)."""
+        if self.phi is None:
+            return basis(self.x[:, receivers], dtype)
+        return basis.dense((self.phi[0][:, receivers], self.phi[1][:, receivers]), dtype)
 
 
-def _prepare(x: torch.Tensor, y: torch.Tensor) -> list[_Block]:
-    return [_Block(x[a : a + _BLOCK].float(), y[a : a + _BLOCK].float()) for a in range(0, len(x), _BLOCK)]
+def _prepare(x: torch.Tensor, y: torch.Tensor, psi_basis: SplineBasis, phi_basis: SplineBasis) -> list[_Block]:
+    keep = x.numel() <= _KEPT_VALUES
+
+    def coordinate(basis: SplineBasis, xs: torch.Tensor) -> Coordinate | None:
+        if not keep:
+            return None
+        first, position = basis.coordinate(xs)
+        return first.to(torch.int16), position.float()
+
+    return [
+        _Block(
+            x[a : a + _BLOCK].float(),
+            y[a : a + _BLOCK].float(),
+            coordinate(psi_basis, x[a : a + _BLOCK]),
+            coordinate(phi_basis, x[a : a + _BLOCK]),
+        )
+        for a in range(0, len(x), _BLOCK)
+    ]
 
 
 _PRODUCT_EPS = {torch.float32: 1e-6, torch.float64: 0.0}  # the least relative ridge that products in this precision allow
 
 
-def _gram_factor(blocks: list[_Block], theta: torch.Tensor, psi_basis: SplineBasis, ridge: float, dtype: torch.dtype) -> _GramFactor:
-    """G + ridge, factorised, for the senders' Gram matrix G of psi values with coefficients ``theta``."""
+def _gram_inverse(blocks: list[_Block], theta: torch.Tensor, psi_basis: SplineBasis, ridge: float, dtype: torch.dtype) -> torch.Tensor:
+    """(G + ridge)^-1 for the senders' Gram matrix G of psi values with coefficients ``theta``."""
     n = blocks[0].y.shape[1]
     gram = torch.zeros(n, n, dtype=torch.float64, device=blocks[0].y.device)
     for block in blocks:
-        f = psi_basis.combine(block.x, theta.to(dtype))
+        f = psi_basis.combine(block.psi_coordinate(psi_basis), theta.to(dtype))
         gram += f.T @ f
-    return _GramFactor(gram, max(ridge, _PRODUCT_EPS[dtype]))
+    return _ridge_inverse(gram, max(ridge, _PRODUCT_EPS[dtype]))
 
 
 def _solve(
@@ -231,18 +261,18 @@ def _solve(
     phi_basis: SplineBasis,
     ridge: float,
     dtype: torch.dtype,
-    factor: _GramFactor | None = None,
+    inverse: torch.Tensor | None = None,
 ) -> _Solved:
-    """The exact W rows and phi coefficients of ``receivers`` for psi's coefficients ``theta`` (``factor``: the
-    factorised Gram matrix when already known for this theta)."""
+    """The exact W rows and phi coefficients of ``receivers`` for psi's coefficients ``theta`` (``inverse``: the
+    Gram inverse when already known for this theta)."""
     n, s, p = blocks[0].y.shape[1], len(receivers), phi_basis.n_basis
     kw: dict[str, Any] = {"dtype": torch.float64, "device": blocks[0].y.device}
-    gram = torch.zeros(n, n, **kw) if factor is None else None
+    gram = torch.zeros(n, n, **kw) if inverse is None else None
     target, cross = torch.zeros(n, s, **kw), torch.zeros(n, s * p, **kw)
     bb, bt, yy, frames = torch.zeros(s, p, p, **kw), torch.zeros(s, p, **kw), 0.0, 0
     for block in blocks:
-        f = psi_basis.combine(block.x, theta.to(dtype))
-        u = phi_basis(block.x[:, receivers], dtype)  # (t, S, P)
+        f = psi_basis.combine(block.psi_coordinate(psi_basis), theta.to(dtype))
+        u = block.phi_basis(phi_basis, receivers, dtype)  # (t, S, P)
         yb = block.y[:, receivers].to(dtype)
         if gram is not None:
             gram += f.T @ f
@@ -253,19 +283,19 @@ def _solve(
         yy += float((yb.double() ** 2).sum())
         frames += len(f)
     if gram is not None:
-        factor = _GramFactor(gram, max(ridge, _PRODUCT_EPS[dtype]))
-        del gram  # now the factor's memory
-    assert factor is not None
+        inverse = _ridge_inverse(gram, max(ridge, _PRODUCT_EPS[dtype]))
+        del gram  # on the CPU the inverse's own memory; elsewhere spent
+    assert inverse is not None
     cross = cross.reshape(n, s, p)
-    a_target = factor.solve(target)  # (N, S)
-    a_cross = factor.solve(cross.reshape(n, s * p)).reshape(n, s, p)
+    a_target = inverse @ target  # (N, S)
+    a_cross = (inverse @ cross.reshape(n, s * p)).reshape(n, s, p)
     schur = bb - torch.einsum("jik,jil->ikl", cross, a_cross)
     schur = schur + 1e-12 * schur.diagonal(dim1=1, dim2=2).sum(-1)[:, None, None] * torch.eye(p, **kw)
     rhs = bt - torch.einsum("jik,ji->ik", cross, a_target)
     c = torch.linalg.solve(schur, rhs.unsqueeze(-1)).squeeze(-1)  # (S, P)
     w = (a_target - torch.einsum("jik,ik->ji", a_cross, c)).T  # (S, N)
     explained = float((w.T * target).sum() + (c * bt).sum())
-    return _Solved(w, c, max(0.0, yy - explained) / (frames * s), factor, cross, schur)
+    return _Solved(w, c, max(0.0, yy - explained) / (frames * s), inverse, cross, schur)
 
 
 def _gauss_newton(
@@ -283,21 +313,24 @@ def _gauss_newton(
     vv, grad = torch.zeros(m, m, **kw), torch.zeros(m, **kw)
     fv, uv = torch.zeros(n, m * s, **kw), torch.zeros(p, m, s, **kw)
     w_t, c = solved.w.T.to(dtype).contiguous(), solved.c.to(dtype)  # (N, S), (S, P)
+    frames = max(1, _STEP_BYTES // (2 * n * m * torch.finfo(dtype).bits // 8))  # the basis and its transposed copy
     for block in blocks:
-        for xs, ys in zip(block.x.split(_STEP_BLOCK), block.y.split(_STEP_BLOCK), strict=True):
-            b = psi_basis(xs, dtype)  # (t, N, M)
+        first, position = block.psi_coordinate(psi_basis)
+        receiving = block.phi_basis(phi_basis, receivers, dtype)
+        for a in range(0, len(block.x), frames):
+            b = psi_basis.dense((first[a : a + frames], position[a : a + frames]), dtype).transpose(1, 2).contiguous()  # (t, M, N)
             t = len(b)
-            f = b @ theta.to(b)
-            u = phi_basis(xs[:, receivers], dtype)
-            r = ys[:, receivers].to(dtype) - f @ w_t - torch.einsum("tik,ik->ti", u, c)
-            v = torch.stack([b[:, :, k] @ w_t for k in range(m)], 1)  # (t, M, S): messages with B_m as psi
+            f = theta.to(b) @ b
+            u = receiving[a : a + frames]
+            r = block.y[a : a + frames, receivers].to(dtype) - f @ w_t - torch.einsum("tik,ik->ti", u, c)
+            v = (b.reshape(t * m, n) @ w_t).reshape(t, m, s)  # messages with B_m as psi
             flat = v.transpose(0, 1).reshape(m, t * s)
             vv += flat @ flat.T
             grad += torch.einsum("tmi,ti->m", v, r)
             fv += f.T @ v.reshape(t, m * s)
             uv += torch.einsum("tik,tmi->kmi", u, v)
     fv3 = fv.reshape(n, m, s)
-    afv = solved.gram.solve(fv).reshape(n, m, s)
+    afv = (solved.inverse @ fv).reshape(n, m, s)
     shared = torch.einsum("jmi,jli->ml", fv3, afv)
     q = uv - torch.einsum("jik,jmi->kmi", solved.cross, afv)  # (P, M, S)
     own = torch.einsum("kmi,ikl->ml", q, torch.linalg.solve(solved.schur, q.permute(2, 0, 1)))
@@ -351,7 +384,7 @@ def fit_functions(
         largest = float((sample_basis @ theta).abs().max())
         return theta / (plateau if abs(plateau) > 0.1 * largest else max(largest, 1e-12))
 
-    blocks = _prepare(x, y)
+    blocks = _prepare(x, y, psi_basis, phi_basis)
 
     def solve(theta: torch.Tensor, rows: torch.Tensor) -> _Solved:
         return _solve(blocks, rows, theta, psi_basis, phi_basis, ridge, dtype)
@@ -397,13 +430,13 @@ def fit_functions(
     rows = solved.w.sum(1) - own  # the self term moves with psi
     shift = float((at_rest * rows).sum() / (rows * rows).sum().clamp_min(1e-300))
     theta = normalise(theta + shift, centred=False)
-    del best, solved, found  # their Gram factors (N x N each) before the final one
-    factor = _gram_factor(blocks, theta, psi_basis, ridge, dtype)
+    del best, solved, found  # their Gram inverses (N x N each) before the final one
+    inverse = _gram_inverse(blocks, theta, psi_basis, ridge, dtype)
     w = torch.empty(n, n, dtype=torch.float64, device=x.device)
     c = torch.empty(n, phi_basis.n_basis, dtype=torch.float64, device=x.device)
     for a in range(0, n, _CHUNK):
         rows = torch.arange(a, min(a + _CHUNK, n), device=x.device)
-        part = _solve(blocks, rows, theta, psi_basis, phi_basis, ridge, dtype, factor)
+        part = _solve(blocks, rows, theta, psi_basis, phi_basis, ridge, dtype, inverse)
         w[rows], c[rows] = part.w, part.c
     self_weights = w.diagonal().clone()
     w.fill_diagonal_(0.0)
