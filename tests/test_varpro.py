@@ -282,3 +282,26 @@ def test_mirror_lower_restores_a_symmetric_matrix_from_its_lower_triangle():
     damaged = symmetric.tril() + 7 * symmetric.triu(1)
     _mirror_lower(damaged, rows=1000)
     assert torch.equal(damaged, symmetric)
+
+
+def test_the_direct_residual_is_the_normal_equations_one_in_float64():
+    rng = np.random.default_rng(8)
+    x = torch.from_numpy(rng.normal(scale=2, size=(1500, 20)))
+    y = torch.tanh(x) @ torch.from_numpy(rng.normal(scale=0.5, size=(20, 20))).T - x + 0.1 * torch.from_numpy(rng.normal(size=(1500, 20)))
+    psi_basis, phi_basis = SplineBasis(x, 10), SplineBasis(x, 6, linear=True)
+    blocks, receivers, theta = _prepare(x, y, psi_basis, phi_basis), torch.arange(0, 20, 2), torch.from_numpy(rng.normal(size=10))
+    solved = _solve(blocks, receivers, theta, psi_basis, phi_basis, 0.0, torch.float64)
+    assert varpro._direct_loss(blocks, receivers, theta, psi_basis, phi_basis, solved) == pytest.approx(solved.loss, rel=1e-9)
+
+
+def test_float32_products_that_lose_the_residual_give_way_to_float64(network, monkeypatch):
+    """Regression (issue 21, 10,000 frames of Fig. 2): float32 products left the residual read off the normal
+    equations 100 times below the data's, and the fit chose its psi by it. The first solve is now checked."""
+    x, y = torch.from_numpy(np.array(network.x[:1000])), torch.from_numpy(np.array(network.dxdt[:1000]))
+    lines: list[str] = []
+    assert fit_functions(x, y, n_psi=10, n_phi=6, iterations=1, dtype=torch.float32).products == torch.float32  # accurate here
+    monkeypatch.setattr(varpro, "_LOSS_AGREEMENT", -1.0)  # as if no agreement were good enough
+    fit = fit_functions(x, y, n_psi=10, n_phi=6, iterations=1, dtype=torch.float32, log=lines.append)
+    assert fit.products == torch.float64 and "float64 from here" in lines[0]
+    reference = fit_functions(x, y, n_psi=10, n_phi=6, iterations=1, dtype=torch.float64)
+    torch.testing.assert_close(fit.connectivity, reference.connectivity)

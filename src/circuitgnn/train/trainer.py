@@ -679,7 +679,8 @@ class Trainer:
         self._check_finite()
         self.save_checkpoint()
         return (
-            f"warm start: spline fit in {found.fit_seconds:.1f} s ({len(found.fit.history) - 1} Gauss-Newton steps), "
+            f"warm start: spline fit in {found.fit_seconds:.1f} s ({len(found.fit.history) - 1} Gauss-Newton steps"
+            f"{', float64 products: float32 was not accurate enough on these frames' if found.fit.products == torch.float64 else ''}), "
             f"phi* and psi* fitted to it in {found.distill_seconds:.1f} s"
         )
 

@@ -14,7 +14,9 @@ the least-squares sense (no drift at rest, the GNN's phi_zero convention).
 psi is shared, so its steps are taken on a random subset of receivers: a step then costs two products of
 size frames x N x (subset x basis) instead of N^2 ones, and only the final solve touches every receiver (in
 chunks of receivers). Products run in ``dtype`` on blocks of frames and are summed in float64 (the senders'
-Gram matrix of noise-free activity has condition numbers near 1e5).
+Gram matrix of noise-free activity has condition numbers near 1e5); where float32 products are not accurate
+enough on the frames given (the first solve's residual, read off the normal equations, disagrees with the
+data's), the fit goes on in float64.
 """
 
 from __future__ import annotations
@@ -122,6 +124,7 @@ class FunctionFit:
     psi_basis: SplineBasis
     phi_basis: SplineBasis
     history: list[float] = field(default_factory=list)  # mean squared residual (subset of receivers) after each step
+    products: torch.dtype = torch.float64  # the precision the products ran in (float32 asked may have become float64)
 
     def psi(self, x: torch.Tensor) -> torch.Tensor:
         """psi at activity ``x`` (any shape)."""
@@ -238,6 +241,28 @@ def _prepare(x: torch.Tensor, y: torch.Tensor, psi_basis: SplineBasis, phi_basis
         )
         for a in range(0, len(x), _BLOCK)
     ]
+
+
+_LOSS_AGREEMENT = 0.2  # the most the normal equations' residual may differ from the data's, relatively, in float32
+
+
+def _direct_loss(
+    blocks: list[_Block], receivers: torch.Tensor, theta: torch.Tensor, psi_basis: SplineBasis, phi_basis: SplineBasis, solved: _Solved
+) -> float:
+    """The mean squared residual of ``receivers`` for a solve, computed from the frames in float64.
+
+    :func:`_solve` reads its residual off the normal equations (y.y - w.(Psi^T y) - ...), for free; when the
+    senders' Gram matrix is ill-conditioned (few frames of a long trajectory's worth of information), rounding in
+    float32 products leaves a W far off and that residual wrong by orders of magnitude (issue 21: 10,000 frames of
+    the Fig. 2 network, 1e-4 against 1.5e-2). This one is the check.
+    """
+    total, count = 0.0, 0
+    for block in blocks:
+        f = psi_basis.combine(block.psi_coordinate(psi_basis), theta.double())
+        u = block.phi_basis(phi_basis, receivers, torch.float64)
+        r = block.y[:, receivers].double() - f @ solved.w.T - torch.einsum("tik,ik->ti", u, solved.c)
+        total, count = total + float((r * r).sum()), count + r.numel()
+    return total / count
 
 
 _PRODUCT_EPS = {torch.float32: 1e-6, torch.float64: 0.0}  # the least relative ridge that products in this precision allow
@@ -359,7 +384,9 @@ def fit_functions(
     candidates tanh(x / (width std)), the one with the smallest residual is refined (a saturating start
     matters: a linear psi sits in a poor basin); ``deadline`` (a ``time.perf_counter()`` value) and ``should_stop``
     (e.g. a Ctrl-C seen): no step starts after them. The final solve takes the receivers in chunks of
-    ``_CHUNK``, so memory stays near N x chunk x n_phi float64 numbers whatever N.
+    ``_CHUNK``, so memory stays near N x chunk x n_phi float64 numbers whatever N. ``dtype``: the products'
+    precision; float32 is checked on the first solve and replaced by float64 where it loses the residual
+    (``FunctionFit.products`` says which ran).
     """
     if x.dim() != 2 or x.shape != y.shape:
         raise CircuitGNNError(f"x and y must be (frames, neurons) arrays of one shape, got {tuple(x.shape)} and {tuple(y.shape)}")
@@ -390,12 +417,21 @@ def fit_functions(
         return _solve(blocks, rows, theta, psi_basis, phi_basis, ridge, dtype)
 
     best: tuple[torch.Tensor, _Solved] | None = None
+    checked = False
     for width in widths:
         # least squares on the data's own values: every basis function has data under it (an even grid can miss some)
         normal = sample_basis.T @ sample_basis + 1e-9 * torch.eye(n_psi, **kw)
         theta = torch.linalg.solve(normal, sample_basis.T @ torch.tanh(sample / (width * scale)))
         theta = normalise(theta)
         found = solve(theta, subset)
+        if dtype != torch.float64 and not checked:  # once: are products in this precision accurate on these frames?
+            checked = True
+            direct = _direct_loss(blocks, subset, theta, psi_basis, phi_basis, found)
+            if abs(direct - found.loss) > _LOSS_AGREEMENT * max(direct, found.loss):
+                if log is not None:
+                    log(f"function fit: {dtype} products lose the residual ({found.loss:.3g} against {direct:.3g}): float64 from here")
+                dtype = torch.float64
+                found = solve(theta, subset)
         if best is None or found.loss < best[1].loss:
             best = (theta, found)
     assert best is not None
@@ -440,4 +476,4 @@ def fit_functions(
         w[rows], c[rows] = part.w, part.c
     self_weights = w.diagonal().clone()
     w.fill_diagonal_(0.0)
-    return FunctionFit(w, c, self_weights, theta, psi_basis, phi_basis, history)
+    return FunctionFit(w, c, self_weights, theta, psi_basis, phi_basis, history, dtype)

@@ -42,7 +42,7 @@ class WarmStart:
     distill_seconds: float
     distill_error: float  # relative mean squared error of phi* and psi* against the splines, at the end
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, float | bool]:
         residual = self.fit.history[-1] if self.fit.history else float("nan")
         return {
             "warm_start_fit_seconds": round(self.fit_seconds, 3),
@@ -50,6 +50,7 @@ class WarmStart:
             "warm_start_residual": residual,
             "warm_start_gauss_newton_steps": len(self.fit.history) - 1,
             "warm_start_distill_error": self.distill_error,
+            "warm_start_float64": self.fit.products == torch.float64,
         }
 
 
