@@ -15,8 +15,8 @@ psi is shared, so its steps are taken on a random subset of receivers: a step th
 size frames x N x (subset x basis) instead of N^2 ones, and only the final solve touches every receiver (in
 chunks of receivers). Products run in ``dtype`` on blocks of frames and are summed in float64 (the senders'
 Gram matrix of noise-free activity has condition numbers near 1e5); where float32 products are not accurate
-enough on the frames given (the first solve's residual, read off the normal equations, disagrees with the
-data's), the fit goes on in float64.
+enough on the frames given (a solve's residual, read off the normal equations, falls below the data's), the fit
+is done again in float64.
 """
 
 from __future__ import annotations
@@ -243,7 +243,13 @@ def _prepare(x: torch.Tensor, y: torch.Tensor, psi_basis: SplineBasis, phi_basis
     ]
 
 
-_LOSS_AGREEMENT = 0.2  # the most the normal equations' residual may differ from the data's, relatively, in float32
+class _LostPrecision(Exception):
+    """Internal: float32 products lost a solve's residual (the normal equations' against the data's)."""
+
+
+# the most the data's residual may exceed the normal equations' (which also count the ridge's penalty, so exceed the
+# data's when the products are exact), relatively, in float32
+_LOSS_AGREEMENT = 0.2
 
 
 def _direct_loss(
@@ -385,7 +391,7 @@ def fit_functions(
     matters: a linear psi sits in a poor basin); ``deadline`` (a ``time.perf_counter()`` value) and ``should_stop``
     (e.g. a Ctrl-C seen): no step starts after them. The final solve takes the receivers in chunks of
     ``_CHUNK``, so memory stays near N x chunk x n_phi float64 numbers whatever N. ``dtype``: the products'
-    precision; float32 is checked on the first solve and replaced by float64 where it loses the residual
+    precision; float32 is checked on every solve of the psi steps and replaced by float64 where it loses the residual
     (``FunctionFit.products`` says which ran).
     """
     if x.dim() != 2 or x.shape != y.shape:
@@ -414,50 +420,58 @@ def fit_functions(
     blocks = _prepare(x, y, psi_basis, phi_basis)
 
     def solve(theta: torch.Tensor, rows: torch.Tensor) -> _Solved:
-        return _solve(blocks, rows, theta, psi_basis, phi_basis, ridge, dtype)
+        found = _solve(blocks, rows, theta, psi_basis, phi_basis, ridge, dtype)
+        if dtype != torch.float64:  # are products in this precision accurate on these frames? The residual says
+            direct = _direct_loss(blocks, rows, theta, psi_basis, phi_basis, found)
+            if direct > (1 + _LOSS_AGREEMENT) * found.loss:
+                raise _LostPrecision(f"{found.loss:.3g} against {direct:.3g}")
+        return found
 
-    best: tuple[torch.Tensor, _Solved] | None = None
-    checked = False
-    for width in widths:
-        # least squares on the data's own values: every basis function has data under it (an even grid can miss some)
-        normal = sample_basis.T @ sample_basis + 1e-9 * torch.eye(n_psi, **kw)
-        theta = torch.linalg.solve(normal, sample_basis.T @ torch.tanh(sample / (width * scale)))
-        theta = normalise(theta)
-        found = solve(theta, subset)
-        if dtype != torch.float64 and not checked:  # once: are products in this precision accurate on these frames?
-            checked = True
-            direct = _direct_loss(blocks, subset, theta, psi_basis, phi_basis, found)
-            if abs(direct - found.loss) > _LOSS_AGREEMENT * max(direct, found.loss):
-                if log is not None:
-                    log(f"function fit: {dtype} products lose the residual ({found.loss:.3g} against {direct:.3g}): float64 from here")
-                dtype = torch.float64
-                found = solve(theta, subset)
-        if best is None or found.loss < best[1].loss:
-            best = (theta, found)
-    assert best is not None
-    theta, solved = best
-    history = [solved.loss]
-    damping = 1e-3
-    for _ in range(iterations):
-        if (deadline is not None and time.perf_counter() > deadline) or (should_stop is not None and should_stop()):
-            break
-        jtj, jtr = _gauss_newton(blocks, subset, theta, psi_basis, phi_basis, solved, dtype)
-        diagonal = torch.diag(jtj.diagonal() + 1e-12 * jtj.trace())
-        for _ in range(4):  # Levenberg-Marquardt: raise the damping until the residual falls
-            trial = normalise(theta + torch.linalg.solve(jtj + damping * diagonal, -jtr))
-            found = solve(trial, subset)
-            if found.loss < solved.loss:
+    def refine() -> tuple[torch.Tensor, _Solved, list[float]]:
+        """The best starting psi, then damped Gauss-Newton steps on it: (theta, its solve, the residuals)."""
+        best: tuple[torch.Tensor, _Solved] | None = None
+        for width in widths:
+            # least squares on the data's own values: every basis function has data under it (an even grid can miss some)
+            normal = sample_basis.T @ sample_basis + 1e-9 * torch.eye(n_psi, **kw)
+            theta = torch.linalg.solve(normal, sample_basis.T @ torch.tanh(sample / (width * scale)))
+            theta = normalise(theta)
+            found = solve(theta, subset)
+            if best is None or found.loss < best[1].loss:
+                best = (theta, found)
+        assert best is not None
+        theta, solved = best
+        history = [solved.loss]
+        damping = 1e-3
+        for _ in range(iterations):
+            if (deadline is not None and time.perf_counter() > deadline) or (should_stop is not None and should_stop()):
                 break
-            damping *= 10
-        else:
+            jtj, jtr = _gauss_newton(blocks, subset, theta, psi_basis, phi_basis, solved, dtype)
+            diagonal = torch.diag(jtj.diagonal() + 1e-12 * jtj.trace())
+            for _ in range(4):  # Levenberg-Marquardt: raise the damping until the residual falls
+                trial = normalise(theta + torch.linalg.solve(jtj + damping * diagonal, -jtr))
+                found = solve(trial, subset)
+                if found.loss < solved.loss:
+                    break
+                damping *= 10
+            else:
+                break
+            done = solved.loss - found.loss < tolerance * solved.loss
+            theta, solved, damping = trial, found, max(damping / 3, 1e-9)
+            history.append(solved.loss)
+            if log is not None:
+                log(f"function fit: step {len(history) - 1}, mean squared residual {solved.loss:.4g}")
+            if done:
+                break
+        return theta, solved, history
+
+    while True:  # once more, in float64, if the products lose the residual
+        try:
+            theta, solved, history = refine()
             break
-        done = solved.loss - found.loss < tolerance * solved.loss
-        theta, solved, damping = trial, found, max(damping / 3, 1e-9)
-        history.append(solved.loss)
-        if log is not None:
-            log(f"function fit: step {len(history) - 1}, mean squared residual {solved.loss:.4g}")
-        if done:
-            break
+        except _LostPrecision as lost:
+            if log is not None:
+                log(f"function fit: {dtype} products lose the residual ({lost}): again in float64")
+            dtype = torch.float64
     # psi's offset: the one that leaves phi_i(0) = 0 (no drift at rest, the GNN's phi_zero term) in the least-squares
     # sense; shifting psi by b moves each phi_i(0) by -b sum_j W_ij. 0 outside the activity's range: the median.
     rest = 0.0 if float(psi_basis.knots[0]) <= 0.0 <= float(psi_basis.knots[-1]) else median
@@ -466,7 +480,7 @@ def fit_functions(
     rows = solved.w.sum(1) - own  # the self term moves with psi
     shift = float((at_rest * rows).sum() / (rows * rows).sum().clamp_min(1e-300))
     theta = normalise(theta + shift, centred=False)
-    del best, solved, found  # their Gram inverses (N x N each) before the final one
+    del solved  # its Gram inverse (N x N) before the final one
     inverse = _gram_inverse(blocks, theta, psi_basis, ridge, dtype)
     w = torch.empty(n, n, dtype=torch.float64, device=x.device)
     c = torch.empty(n, phi_basis.n_basis, dtype=torch.float64, device=x.device)
