@@ -182,7 +182,7 @@ def _mirror_lower(a: torch.Tensor, rows: int = 1024) -> None:
         j = min(i + rows, n)
         a[i:j, j:] = a[j:, i:j].T
         square = a[i:j, i:j]
-        square.copy_(square.tril(-1) + square.tril(-1).T + torch.diag_embed(square.diagonal()))
+        square.copy_(square.tril() + square.tril(-1).T)
 
 
 @dataclass
@@ -464,14 +464,13 @@ def fit_functions(
                 break
         return theta, solved, history
 
-    while True:  # once more, in float64, if the products lose the residual
-        try:
-            theta, solved, history = refine()
-            break
-        except _LostPrecision as lost:
-            if log is not None:
-                log(f"function fit: {dtype} products lose the residual ({lost}): again in float64")
-            dtype = torch.float64
+    try:
+        theta, solved, history = refine()
+    except _LostPrecision as lost:  # once more, in float64 (which is never checked)
+        if log is not None:
+            log(f"function fit: {dtype} products lose the residual ({lost}): again in float64")
+        dtype = torch.float64
+        theta, solved, history = refine()
     # psi's offset: the one that leaves phi_i(0) = 0 (no drift at rest, the GNN's phi_zero term) in the least-squares
     # sense; shifting psi by b moves each phi_i(0) by -b sum_j W_ij. 0 outside the activity's range: the median.
     rest = 0.0 if float(psi_basis.knots[0]) <= 0.0 <= float(psi_basis.knots[-1]) else median
