@@ -43,9 +43,12 @@ def make_model(psi_input: str, n: int = 9, **kw) -> GNN:
     return model
 
 
-@pytest.mark.parametrize("psi_input", ["x_j", "x_j,a_j", "x_j,a_i,a_j"])
-def test_dense_message_passing_equals_per_edge_reference(psi_input):
-    model = make_model(psi_input)
+@pytest.mark.parametrize(
+    ("psi_input", "options"), [("x_j", {}), ("x_j,a_j", {}), ("x_j,a_i,a_j", {}), ("x_j,a_i,a_j", {"pair_rank": None})]
+)
+def test_dense_message_passing_equals_per_edge_reference(psi_input, options):
+    """The pair form both as its default sum of products (rank dense products) and as one MLP on every pair."""
+    model = make_model(psi_input, **options)
     x = torch.randn(3, 9) * 3
     omega = torch.rand(3, 9) + 0.5
     extra = torch.randn(3, 9)
@@ -98,3 +101,17 @@ def test_mlp_initialisation_follows_the_paper():
     assert layers[1].weight.std().item() == pytest.approx(0.1, rel=0.05)
     assert torch.all(layers[2].bias == 0)
     assert model.W.std().item() == pytest.approx(0.01, rel=0.02) and torch.all(torch.diag(model.W) == 0)
+
+
+def test_the_pair_form_is_a_sum_of_rank_products_of_a_receiver_and_a_sender_part():
+    """psi*(x, a_i, a_j) = u(a_i) . v(x, a_j): for fixed x, the matrix over (receiver, sender) has rank <= pair_rank,
+    and the one-MLP form (pair_rank null) is the paper's."""
+    from circuitgnn.model.pair import PairTransfer
+
+    model = make_model("x_j,a_i,a_j", n=12, pair_rank=3)
+    assert isinstance(model.psi, PairTransfer)
+    with torch.no_grad():
+        pairs = model.psi_of_pair(torch.full((12,), 0.7), model.a, model.a)  # (receivers, senders)
+    singular = torch.linalg.svdvals(pairs.double())
+    assert float(singular[3]) < 1e-6 * float(singular[0]) and float(singular[2]) > 1e-4 * float(singular[0])
+    assert not isinstance(make_model("x_j,a_i,a_j", pair_rank=None).psi, PairTransfer)

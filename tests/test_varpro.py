@@ -163,12 +163,13 @@ def test_warm_start_sets_the_gnn_from_the_fit_logs_it_and_is_not_redone_on_resum
 
 @pytest.mark.parametrize(
     ("section", "field", "value", "named"),
-    [("model", "psi_input", "x_j,a_i,a_j", "model.psi_input"), ("training", "objective", "rollout", "training.objective rollout")],
+    [("model", "low_rank", 4, "model.low_rank"), ("training", "objective", "rollout", "training.objective rollout")],
 )
 def test_warm_start_refuses_what_it_cannot_start(section, field, value, named):
+    """(The pair form psi*(x_j, a_i, a_j) is started too: tests/test_pair_form.py.)"""
     raw = _warm_config().model_dump(mode="json")
     raw[section][field] = value
-    with pytest.raises(ValueError, match=f"warm_start needs a dense W and a sender-only psi.*remove {named}"):
+    with pytest.raises(ValueError, match=f"warm_start needs a dense W and psi.*remove {named}"):
         config_from_dict(raw)
 
 

@@ -17,7 +17,14 @@ import torch
 
 from circuitgnn.analyze.functions import function_errors
 from circuitgnn.analyze.generalization import PAPER_TESTS, generalization_test
-from circuitgnn.analyze.metrics import connectivity_score, edge_auc, matched_accuracy, partial_correlation, type_scores
+from circuitgnn.analyze.metrics import (
+    connectivity_score,
+    edge_auc,
+    matched_accuracy,
+    pair_scaled_score,
+    partial_correlation,
+    type_scores,
+)
 from circuitgnn.analyze.registry import METRICS as REGISTERED
 from circuitgnn.analyze.rollout import RolloutScore, rollout_model, score_rollout
 from circuitgnn.analyze.stimulus import stimulus_bandwidth, stimulus_score, write_movie_gif
@@ -190,6 +197,8 @@ def evaluate_run(run_dir: str | Path, rollout_steps: int = 800, seed: int = 1) -
         gains = truth.gains
         connectivity = connectivity_score(model, truth.connectivity, gains, run.xnorm, orientation=True)
         metrics.update(connectivity.as_dict())
+        if truth.functions.get("signal") == "pair" and model.psi_input == "x_j,a_i,a_j":
+            metrics.update(pair_scaled_score(model, truth.connectivity, gains, truth.types, truth.functions, run.xnorm))
         orientation = connectivity.orientation_warning()
         if orientation is not None:
             warnings.warn(f"{ds.path}: {orientation}", UserWarning, stacklevel=2)

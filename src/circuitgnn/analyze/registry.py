@@ -51,6 +51,8 @@ def _generalization() -> list[Metric]:
 METRICS: tuple[Metric, ...] = (
     Metric("W_r2", "W R^2 (corrected for psi* scale and gain)"),
     Metric("W_slope", "W slope (corrected; 1 is exact)", "none"),
+    Metric("W_r2_pair_scaled", "W R^2 pair by pair (W_ij psi_ij at each pair's psi scale; transfer of both types)"),
+    Metric("W_slope_pair_scaled", "W slope pair by pair (1 is exact)", "none"),
     Metric("W_r2_raw", "W R^2 (raw)"),
     Metric("W_slope_raw", "W slope (raw)", "none"),
     Metric("W_edge_auc", "edge detection AUC of |W| (sparse W: connected or not)"),

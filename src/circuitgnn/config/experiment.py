@@ -41,20 +41,24 @@ class ExperimentConfig(StrictModel):
     @model_validator(mode="after")
     def _exact_solves_need_a_linear_w(self) -> ExperimentConfig:
         m, reg, ext = self.model, self.training.regularization, self.training.extensions
+        pair = {"model.psi_input x_j,a_i,a_j": m.psi_input == "x_j,a_i,a_j"}
         clashes = {
-            "model.psi_input x_j,a_i,a_j": m.psi_input == "x_j,a_i,a_j",
             "model.low_rank": m.low_rank is not None,
             "model.connectivity_mask": m.connectivity_mask is not None,
             f"model.external_input {m.external_input}": m.external_input != "none",
         }
         penalties = {"training.regularization.w_l1": reg.w_l1.value > 0, "training.regularization.w_shrink": reg.w_shrink.value > 0}
         objective = {f"training.objective {self.training.objective}": self.training.objective != "derivative"}
-        for name, used, needs in (("w_solve", ext.w_solve, clashes | penalties), ("warm_start", ext.warm_start, clashes | objective)):
+        for name, used, needs in (
+            ("w_solve", ext.w_solve, pair | clashes | penalties),
+            ("warm_start", ext.warm_start, clashes | objective),
+        ):
             found = [setting for setting, clash in needs.items() if clash]
             if used is not None and found:
                 unpenalised = ", unpenalised" if name == "w_solve" else ""
+                sender = " and a sender-only psi*" if name == "w_solve" else " and psi*"
                 raise ValueError(
-                    f"training.extensions.{name} needs a dense{unpenalised} W and a sender-only psi* without input"
+                    f"training.extensions.{name} needs a dense{unpenalised} W{sender} without input"
                     f"{', fitted on dx/dt' if name == 'warm_start' else ''}: remove {', '.join(found)}"
                 )
         return self

@@ -38,6 +38,12 @@ class ModelConfig(StrictModel):
     siren_layers: int = Field(5, ge=0, description="external_input field: hidden sine layers after the first")
     siren_omega0: float = Field(30.0, gt=0, description="external_input field: frequency omega_0 of the sine layers")
     input_rank: int = Field(8, ge=1, description="external_input additive_lowrank: rank r of e*(t) = U[t] V")
+    pair_rank: int | None = Field(
+        8,
+        ge=1,
+        description="psi_input x_j,a_i,a_j: psi* = sum_r u_r(a_i) v_r(x_j, a_j) with this many terms (a few dense products "
+        "per step, circuitgnn.model.pair); null: one MLP on every pair (the paper's; N^2 evaluations per frame)",
+    )
     pair_chunk: int = Field(
         64, ge=1, description="psi_input x_j,a_i,a_j: receivers per chunk; memory ~ batch x chunk x N x hidden x 4 bytes"
     )

@@ -13,10 +13,13 @@ embeddings ``a_i`` and small MLPs ``phi*`` (update) and ``psi*`` (transfer).
 
 The first two depend on the sender only, so psi* is evaluated once per neuron
 and frame and the message passing is one dense product ``Psi @ W.T`` over the
-batch: never per edge. The pair form needs per-pair work; it is evaluated in
-chunks of ``pair_chunk`` receivers, so memory stays near
-``batch * pair_chunk * N * hidden * 4`` bytes per layer (about 16 MB for
-batch 1, chunk 64, N = 1000, hidden 64) while time grows as N^2.
+batch: never per edge. The pair form is by default a sum of ``pair_rank``
+products of a receiver and a sender part (:mod:`circuitgnn.model.pair`), so its
+messages are ``pair_rank`` dense products. With ``pair_rank: null`` it is one
+MLP on every pair (the paper's), evaluated in chunks of ``pair_chunk``
+receivers, so memory stays near ``batch * pair_chunk * N * hidden * 4`` bytes
+per layer (about 16 MB for batch 1, chunk 64, N = 1000, hidden 64) while time
+grows as N^2.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from torch import nn
 
 from circuitgnn.config import ModelConfig
 from circuitgnn.model.mlp import MLP
+from circuitgnn.model.pair import PairTransfer
 
 
 def neuron_function(mlp: nn.Module, x: torch.Tensor, a: torch.Tensor | None) -> torch.Tensor:
@@ -47,7 +51,11 @@ class GNN(nn.Module):
         self.psi_input = cfg.psi_input
         n_psi_in = {"x_j": 1, "x_j,a_j": 1 + d, "x_j,a_i,a_j": 1 + 2 * d}[cfg.psi_input]
         self.phi = MLP(1 + d, cfg.hidden, cfg.phi_layers, activation=cfg.activation)
-        self.psi = MLP(n_psi_in, cfg.hidden, cfg.psi_layers, activation=cfg.activation)
+        self.psi: nn.Module
+        if cfg.psi_input == "x_j,a_i,a_j" and cfg.pair_rank is not None:
+            self.psi = PairTransfer(d, cfg.hidden, cfg.psi_layers, cfg.pair_rank, activation=cfg.activation)
+        else:
+            self.psi = MLP(n_psi_in, cfg.hidden, cfg.psi_layers, activation=cfg.activation)
         if cfg.fixed_embedding:
             self.register_buffer("a", torch.ones(n, d))
         else:
@@ -109,6 +117,8 @@ class GNN(nn.Module):
 
     def psi_of_pair(self, x: torch.Tensor, a_receiver: torch.Tensor, a_sender: torch.Tensor) -> torch.Tensor:
         """psi*(x_j, a_i, a_j) for x (..., N_j), a_receiver (N_i, d), a_sender (N_j, d) -> (..., N_i, N_j)."""
+        if isinstance(self.psi, PairTransfer):
+            return self.psi.pairs(x, a_receiver, a_sender)
         shape = (*x.shape[:-1], a_receiver.shape[0], x.shape[-1])
         z = torch.cat(
             [
@@ -136,6 +146,8 @@ class GNN(nn.Module):
                 return (psi @ self.R.T) @ self.L.T - psi * (self.L * self.R.T).sum(-1)
             return psi @ self.W.T  # row i of W weights the senders of neuron i
         w = self.connectivity()
+        if isinstance(self.psi, PairTransfer):
+            return self.psi.messages(x, self.a, w)
         out = []
         c = self.cfg.pair_chunk
         for start in range(0, self.n, c):

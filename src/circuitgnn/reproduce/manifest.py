@@ -44,6 +44,7 @@ class Targets(StrictModel):
     """Minimum values this project aims for on a CPU budget."""
 
     W_r2: float | None = None
+    W_r2_pair_scaled: float | None = None
     type_accuracy: float | None = None
     omega_r2: float | None = None
     W_edge_auc: float | None = None

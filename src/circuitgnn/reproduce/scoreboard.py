@@ -131,6 +131,8 @@ def build_row(exp: Experiment, work: Path) -> dict[str, Any]:
     for key in (
         "W_r2",
         "W_slope",
+        "W_r2_pair_scaled",
+        "W_slope_pair_scaled",
         "phi_error_max",
         "psi_error_max",
         "rollout_r2_400",

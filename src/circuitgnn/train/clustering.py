@@ -24,7 +24,7 @@ class Clustering:
 
 
 SPLIT_SEPARATION = 4.0  # centroid distance / within std along the split axis; a Gaussian blob gives about 2.7
-_MIN_SPLIT = 10  # neurons in each part of a split (a few outliers are not a type)
+MIN_GROUP = 10  # neurons in each part of a split (a few outliers are not a type)
 
 
 def split_bimodal(z: np.ndarray, labels: np.ndarray, max_k: int, seed: int) -> tuple[np.ndarray, int]:
@@ -38,12 +38,12 @@ def split_bimodal(z: np.ndarray, labels: np.ndarray, max_k: int, seed: int) -> t
         changed = False
         for c in range(labels.max() + 1):
             members = np.flatnonzero(labels == c)
-            if members.size < 2 * _MIN_SPLIT or np.ptp(z[members], axis=0).max() == 0:
+            if members.size < 2 * MIN_GROUP or np.ptp(z[members], axis=0).max() == 0:
                 continue
             sub = KMeans(n_clusters=2, n_init=4, random_state=seed).fit(z[members])
             axis = sub.cluster_centers_[1] - sub.cluster_centers_[0]
             norm = np.linalg.norm(axis)
-            if norm == 0 or min(np.bincount(sub.labels_, minlength=2)) < _MIN_SPLIT:
+            if norm == 0 or min(np.bincount(sub.labels_, minlength=2)) < MIN_GROUP:
                 continue
             proj = z[members] @ (axis / norm)
             spread = np.sqrt(np.mean([proj[sub.labels_ == h].var() for h in (0, 1)]))

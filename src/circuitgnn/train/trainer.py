@@ -665,7 +665,9 @@ class Trainer:
         if not bool(complete.all()):  # a copy of the frames: at N = 8,000, 1.3 GB
             x, y = x[complete], y[complete]
         tc = self.config.training
-        found = warm_start(self.model, x, y, ws, tc.seed, should_stop=lambda: stop.requested, deadline=deadline)
+        found = warm_start(
+            self.model, x, y, ws, tc.seed, should_stop=lambda: stop.requested, deadline=deadline, max_groups=tc.clustering.max_types
+        )
         c = self.counters
         c.warm_started = True
         c.train_seconds += time.perf_counter() - started

@@ -114,7 +114,9 @@ class FunctionFit:
 
     ``connectivity`` (N, N): W with receivers in rows, its diagonal at zero (each neuron's own psi term is
     folded into its update function); ``phi_coefficients`` (N, n_phi) and ``self_weights`` (N,): phi_i(x) =
-    phi_basis(x) . phi_coefficients[i] + self_weights[i] psi(x); ``psi_coefficients`` (n_psi,).
+    phi_basis(x) . phi_coefficients[i] + self_weights[i] psi_ii(x); ``psi_coefficients``: (n_psi,) for one shared
+    psi, or (K, K, n_psi) with ``groups`` (N,): psi_ij is row [groups[i], groups[j]], the transfer between the
+    receiver's and the sender's group.
     """
 
     connectivity: torch.Tensor
@@ -125,18 +127,39 @@ class FunctionFit:
     phi_basis: SplineBasis
     history: list[float] = field(default_factory=list)  # mean squared residual (subset of receivers) after each step
     products: torch.dtype = torch.float64  # the precision the products ran in (float32 asked may have become float64)
+    groups: torch.Tensor | None = None
 
     def psi(self, x: torch.Tensor) -> torch.Tensor:
-        """psi at activity ``x`` (any shape)."""
+        """The shared psi at activity ``x`` (any shape); a grouped fit has no shared psi (see :meth:`transfer`)."""
+        if self.groups is not None:
+            raise CircuitGNNError("a fit with one psi per pair of groups has no shared psi: use transfer(x, group)")
         return self.psi_basis.combine(x, self.psi_coefficients)
+
+    def transfer(self, x: torch.Tensor, group: int = 0) -> torch.Tensor:
+        """psi of every sender at its activity ``x`` (..., N) as a receiver of ``group`` sees it."""
+        if self.groups is None:
+            return self.psi(x)
+        return self.psi_basis.combine(x, self.psi_coefficients[group][self.groups.to(x.device)])
 
     def phi(self, x: torch.Tensor) -> torch.Tensor:
         """Each neuron's update function at its activity ``x`` (..., N)."""
-        return self.phi_basis.combine(x, self.phi_coefficients) + self.self_weights.to(x.device) * self.psi(x)
+        if self.groups is None:
+            own = self.psi(x)
+        else:
+            groups = self.groups.to(x.device)
+            own = self.psi_basis.combine(x, self.psi_coefficients[groups, groups])
+        return self.phi_basis.combine(x, self.phi_coefficients) + self.self_weights.to(x.device) * own
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """The drift at states ``x`` (T, N)."""
-        return self.phi(x) + self.psi(x) @ self.connectivity.to(x.device).T
+        w = self.connectivity.to(x.device)
+        if self.groups is None:
+            return self.phi(x) + self.psi(x) @ w.T
+        out = self.phi(x)
+        for group in range(len(self.psi_coefficients)):
+            rows = (self.groups == group).nonzero().squeeze(1).to(x.device)
+            out[..., rows] += self.transfer(x, group) @ w[rows].T
+        return out
 
 
 def _ridge_inverse(gram: torch.Tensor, ridge: float) -> torch.Tensor:
@@ -195,9 +218,16 @@ class _Solved:
     inverse: torch.Tensor  # (G + ridge)^-1, (N, N)
     cross: torch.Tensor  # (N, S, P): sum_t psi_j u_k(x_i)
     schur: torch.Tensor  # (S, P, P)
+    losses: torch.Tensor  # (S,) each receiver's mean squared residual
 
 
 Coordinate = tuple[torch.Tensor, torch.Tensor]
+
+
+def _coefficients(theta: torch.Tensor, senders: torch.Tensor | None) -> torch.Tensor:
+    """psi's coefficients as :meth:`SplineBasis.combine` takes them: ``theta`` (M,) when every sender shares psi,
+    else one row per sender (N, M) from ``theta`` (H, M) and each sender's group ``senders`` (N,)."""
+    return theta if senders is None else theta[senders]
 
 
 @dataclass
@@ -253,7 +283,13 @@ _LOSS_AGREEMENT = 0.2
 
 
 def _direct_loss(
-    blocks: list[_Block], receivers: torch.Tensor, theta: torch.Tensor, psi_basis: SplineBasis, phi_basis: SplineBasis, solved: _Solved
+    blocks: list[_Block],
+    receivers: torch.Tensor,
+    theta: torch.Tensor,
+    psi_basis: SplineBasis,
+    phi_basis: SplineBasis,
+    solved: _Solved,
+    senders: torch.Tensor | None = None,
 ) -> float:
     """The mean squared residual of ``receivers`` for a solve, computed from the frames in float64.
 
@@ -263,8 +299,9 @@ def _direct_loss(
     the Fig. 2 network, 1e-4 against 1.5e-2). This one is the check.
     """
     total, count = 0.0, 0
+    coefficients = _coefficients(theta, senders).double()
     for block in blocks:
-        f = psi_basis.combine(block.psi_coordinate(psi_basis), theta.double())
+        f = psi_basis.combine(block.psi_coordinate(psi_basis), coefficients)
         u = block.phi_basis(phi_basis, receivers, torch.float64)
         r = block.y[:, receivers].double() - f @ solved.w.T - torch.einsum("tik,ik->ti", u, solved.c)
         total, count = total + float((r * r).sum()), count + r.numel()
@@ -274,12 +311,15 @@ def _direct_loss(
 _PRODUCT_EPS = {torch.float32: 1e-6, torch.float64: 0.0}  # the least relative ridge that products in this precision allow
 
 
-def _gram_inverse(blocks: list[_Block], theta: torch.Tensor, psi_basis: SplineBasis, ridge: float, dtype: torch.dtype) -> torch.Tensor:
+def _gram_inverse(
+    blocks: list[_Block], theta: torch.Tensor, psi_basis: SplineBasis, ridge: float, dtype: torch.dtype, senders: torch.Tensor | None = None
+) -> torch.Tensor:
     """(G + ridge)^-1 for the senders' Gram matrix G of psi values with coefficients ``theta``."""
     n = blocks[0].y.shape[1]
     gram = torch.zeros(n, n, dtype=torch.float64, device=blocks[0].y.device)
+    coefficients = _coefficients(theta, senders).to(dtype)
     for block in blocks:
-        f = psi_basis.combine(block.psi_coordinate(psi_basis), theta.to(dtype))
+        f = psi_basis.combine(block.psi_coordinate(psi_basis), coefficients)
         gram += f.T @ f
     return _ridge_inverse(gram, max(ridge, _PRODUCT_EPS[dtype]))
 
@@ -293,16 +333,19 @@ def _solve(
     ridge: float,
     dtype: torch.dtype,
     inverse: torch.Tensor | None = None,
+    senders: torch.Tensor | None = None,
 ) -> _Solved:
     """The exact W rows and phi coefficients of ``receivers`` for psi's coefficients ``theta`` (``inverse``: the
-    Gram inverse when already known for this theta)."""
+    Gram inverse when already known for this theta; ``senders``: each sender's group when ``theta`` holds one psi
+    per group, (H, M))."""
     n, s, p = blocks[0].y.shape[1], len(receivers), phi_basis.n_basis
     kw: dict[str, Any] = {"dtype": torch.float64, "device": blocks[0].y.device}
     gram = torch.zeros(n, n, **kw) if inverse is None else None
     target, cross = torch.zeros(n, s, **kw), torch.zeros(n, s * p, **kw)
-    bb, bt, yy, frames = torch.zeros(s, p, p, **kw), torch.zeros(s, p, **kw), 0.0, 0
+    bb, bt, yy, frames = torch.zeros(s, p, p, **kw), torch.zeros(s, p, **kw), torch.zeros(s, **kw), 0
+    coefficients = _coefficients(theta, senders).to(dtype)
     for block in blocks:
-        f = psi_basis.combine(block.psi_coordinate(psi_basis), theta.to(dtype))
+        f = psi_basis.combine(block.psi_coordinate(psi_basis), coefficients)
         u = block.phi_basis(phi_basis, receivers, dtype)  # (t, S, P)
         yb = block.y[:, receivers].to(dtype)
         if gram is not None:
@@ -311,7 +354,7 @@ def _solve(
         cross += f.T @ u.reshape(len(f), s * p)
         bb += torch.einsum("tik,til->ikl", u, u)
         bt += torch.einsum("tik,ti->ik", u, yb)
-        yy += float((yb.double() ** 2).sum())
+        yy += (yb.double() ** 2).sum(0)
         frames += len(f)
     if gram is not None:
         inverse = _ridge_inverse(gram, max(ridge, _PRODUCT_EPS[dtype]))
@@ -325,8 +368,8 @@ def _solve(
     rhs = bt - torch.einsum("jik,ji->ik", cross, a_target)
     c = torch.linalg.solve(schur, rhs.unsqueeze(-1)).squeeze(-1)  # (S, P)
     w = (a_target - torch.einsum("jik,ik->ji", a_cross, c)).T  # (S, N)
-    explained = float((w.T * target).sum() + (c * bt).sum())
-    return _Solved(w, c, max(0.0, yy - explained) / (frames * s), inverse, cross, schur)
+    losses = (yy - (w.T * target).sum(0) - (c * bt).sum(1)).clamp_min(0.0) / frames
+    return _Solved(w, c, float(losses.mean()), inverse, cross, schur, losses)
 
 
 def _gauss_newton(
@@ -337,13 +380,18 @@ def _gauss_newton(
     phi_basis: SplineBasis,
     solved: _Solved,
     dtype: torch.dtype,
+    senders: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(J^T J, J^T r) of the projected residual of ``receivers`` with respect to psi's coefficients."""
+    """(J^T J, J^T r) of the projected residual of ``receivers`` with respect to psi's coefficients, flattened when
+    ``theta`` holds one psi per group of senders (H, M) (``senders``: each sender's group)."""
     n, s, m, p = blocks[0].y.shape[1], len(receivers), psi_basis.n_basis, phi_basis.n_basis
     kw: dict[str, Any] = {"dtype": torch.float64, "device": blocks[0].y.device}
-    vv, grad = torch.zeros(m, m, **kw), torch.zeros(m, **kw)
-    fv, uv = torch.zeros(n, m * s, **kw), torch.zeros(p, m, s, **kw)
+    members = [] if senders is None else [(senders == h).nonzero().squeeze(1) for h in range(len(theta))]
+    mm = m * max(1, len(members))  # the coefficients' number
+    vv, grad = torch.zeros(mm, mm, **kw), torch.zeros(mm, **kw)
+    fv, uv = torch.zeros(n, mm * s, **kw), torch.zeros(p, mm, s, **kw)
     w_t, c = solved.w.T.to(dtype).contiguous(), solved.c.to(dtype)  # (N, S), (S, P)
+    coefficients = _coefficients(theta, senders).to(dtype)
     frames = max(1, _STEP_BYTES // (2 * n * m * torch.finfo(dtype).bits // 8))  # the basis and its transposed copy
     for block in blocks:
         first, position = block.psi_coordinate(psi_basis)
@@ -351,17 +399,21 @@ def _gauss_newton(
         for a in range(0, len(block.x), frames):
             b = psi_basis.dense((first[a : a + frames], position[a : a + frames]), dtype).transpose(1, 2).contiguous()  # (t, M, N)
             t = len(b)
-            f = theta.to(b) @ b
+            if senders is None:
+                f = coefficients @ b
+                v = (b.reshape(t * m, n) @ w_t).reshape(t, m, s)  # messages with B_m as psi
+            else:  # with B_m as the psi of one group of senders
+                f = torch.einsum("jm,tmj->tj", coefficients, b)
+                v = torch.cat([(b[:, :, j].reshape(t * m, len(j)) @ w_t[j]).reshape(t, m, s) for j in members], 1)
             u = receiving[a : a + frames]
             r = block.y[a : a + frames, receivers].to(dtype) - f @ w_t - torch.einsum("tik,ik->ti", u, c)
-            v = (b.reshape(t * m, n) @ w_t).reshape(t, m, s)  # messages with B_m as psi
-            flat = v.transpose(0, 1).reshape(m, t * s)
+            flat = v.transpose(0, 1).reshape(mm, t * s)
             vv += flat @ flat.T
             grad += torch.einsum("tmi,ti->m", v, r)
-            fv += f.T @ v.reshape(t, m * s)
+            fv += f.T @ v.reshape(t, mm * s)
             uv += torch.einsum("tik,tmi->kmi", u, v)
-    fv3 = fv.reshape(n, m, s)
-    afv = (solved.inverse @ fv).reshape(n, m, s)
+    fv3 = fv.reshape(n, mm, s)
+    afv = (solved.inverse @ fv).reshape(n, mm, s)
     shared = torch.einsum("jmi,jli->ml", fv3, afv)
     q = uv - torch.einsum("jik,jmi->kmi", solved.cross, afv)  # (P, M, S)
     own = torch.einsum("kmi,ikl->ml", q, torch.linalg.solve(solved.schur, q.permute(2, 0, 1)))
@@ -383,25 +435,43 @@ def fit_functions(
     deadline: float | None = None,
     should_stop: Callable[[], bool] | None = None,
     log: Callable[[str], None] | None = None,
+    groups: torch.Tensor | None = None,
+    start: torch.Tensor | None = None,
 ) -> FunctionFit:
     """Fit W, psi and every phi_i to frames ``x`` (T, N) and their drift ``y`` (T, N) (see the module docstring).
 
     ``receivers``: how many receivers (chosen with ``seed``) the psi steps use; ``widths``: starting psi
     candidates tanh(x / (width std)), the one with the smallest residual is refined (a saturating start
-    matters: a linear psi sits in a poor basin); ``deadline`` (a ``time.perf_counter()`` value) and ``should_stop``
+    matters: a linear psi sits in a poor basin); ``start``: psi's coefficients (n_psi,) to start from instead (e.g.
+    a shared fit's, for a grouped one); ``deadline`` (a ``time.perf_counter()`` value) and ``should_stop``
     (e.g. a Ctrl-C seen): no step starts after them. The final solve takes the receivers in chunks of
     ``_CHUNK``, so memory stays near N x chunk x n_phi float64 numbers whatever N. ``dtype``: the products'
     precision; float32 is checked on every solve of the psi steps and replaced by float64 where it loses the residual
     (``FunctionFit.products`` says which ran).
+
+    ``groups`` (N,) labels 0 .. K-1: psi depends on the receiver's and the sender's group (K x K functions, the
+    "transmitters and receptors" form). Each group of receivers has its own senders' Gram matrix and its own
+    Gauss-Newton steps on its K functions (their offsets and scales are each invisible to the data, and each is
+    normalised as the shared psi is), so the fit costs about K shared ones.
     """
     if x.dim() != 2 or x.shape != y.shape:
         raise CircuitGNNError(f"x and y must be (frames, neurons) arrays of one shape, got {tuple(x.shape)} and {tuple(y.shape)}")
     n = x.shape[1]
     if len(x) < 10 or n < 2:
         raise CircuitGNNError(f"fitting the functions needs at least 10 frames and 2 neurons, got {tuple(x.shape)}")
+    senders: torch.Tensor | None = None
+    n_groups = 1
+    if groups is not None:
+        senders = torch.as_tensor(groups).to(device=x.device, dtype=torch.long)
+        n_groups = int(senders.max()) + 1 if senders.numel() else 0
+        if senders.shape != (n,) or int(senders.min()) < 0 or len(torch.unique(senders)) != n_groups:
+            raise CircuitGNNError(
+                f"groups must be (neurons,) = ({n},) labels 0 .. K-1 with every label used, got shape {tuple(senders.shape)}"
+            )
+    if start is not None and tuple(start.shape) != (n_psi,):
+        raise CircuitGNNError(f"start must hold psi's {n_psi} coefficients, got shape {tuple(start.shape)}")
     psi_basis, phi_basis = SplineBasis(x, n_psi), SplineBasis(x, n_phi, linear=True)
     generator = torch.Generator().manual_seed(seed)
-    subset = torch.randperm(n, generator=generator)[: min(receivers, n)].sort().values.to(x.device)
     pooled = x.detach().reshape(-1)[:: max(1, x.numel() // 1_000_000)].double()  # strided first: no copy of all of x
     median, scale = float(pooled.median()), float(pooled.std())
     kw: dict[str, Any] = {"dtype": torch.float64, "device": x.device}
@@ -409,32 +479,41 @@ def fit_functions(
     top = psi_basis(torch.linspace(1.2 * scale, 1.5 * scale, 50, **kw))
     sample = pooled[:: max(1, len(pooled) // 20000)]
     sample_basis = psi_basis(sample)
+    shape = (n_psi,) if senders is None else (n_groups, n_psi)  # one receiving group's coefficients
 
     def normalise(theta: torch.Tensor, centred: bool = True) -> torch.Tensor:
+        rows = theta.reshape(-1, n_psi)
         if centred:  # B-splines sum to one: subtracting psi(median) shifts every coefficient
-            theta = theta - centre @ theta
-        plateau = float((top @ theta).median())
-        largest = float((sample_basis @ theta).abs().max())
-        return theta / (plateau if abs(plateau) > 0.1 * largest else max(largest, 1e-12))
+            rows = rows - (rows @ centre)[:, None]
+        plateau = (rows @ top.T).median(dim=1).values
+        # a robust size: a grouped fit's psi of a few senders can swing out where only their extreme frames are
+        largest = torch.quantile((rows @ sample_basis.T).abs(), 0.99, dim=1)
+        return (rows / torch.where(plateau.abs() > 0.1 * largest, plateau, largest.clamp_min(1e-12))[:, None]).reshape(shape)
 
     blocks = _prepare(x, y, psi_basis, phi_basis)
+    receiving = [torch.arange(n, device=x.device)] if senders is None else [(senders == g).nonzero().squeeze(1) for g in range(n_groups)]
+    subsets = [
+        rows[torch.randperm(len(rows), generator=generator)[: min(receivers, len(rows))].to(x.device)].sort().values for rows in receiving
+    ]
 
     def solve(theta: torch.Tensor, rows: torch.Tensor) -> _Solved:
-        found = _solve(blocks, rows, theta, psi_basis, phi_basis, ridge, dtype)
+        found = _solve(blocks, rows, theta, psi_basis, phi_basis, ridge, dtype, senders=senders)
         if dtype != torch.float64:  # are products in this precision accurate on these frames? The residual says
-            direct = _direct_loss(blocks, rows, theta, psi_basis, phi_basis, found)
+            direct = _direct_loss(blocks, rows, theta, psi_basis, phi_basis, found, senders)
             if direct > (1 + _LOSS_AGREEMENT) * found.loss:
                 raise _LostPrecision(f"{found.loss:.3g} against {direct:.3g}")
         return found
 
-    def refine() -> tuple[torch.Tensor, _Solved, list[float]]:
+    def refine(subset: torch.Tensor) -> tuple[torch.Tensor, _Solved, list[float]]:
         """The best starting psi, then damped Gauss-Newton steps on it: (theta, its solve, the residuals)."""
         best: tuple[torch.Tensor, _Solved] | None = None
-        for width in widths:
-            # least squares on the data's own values: every basis function has data under it (an even grid can miss some)
+        if start is not None:
+            candidates = [start.to(**kw)]
+        else:  # least squares on the data's own values: every basis function has data under it (an even grid can miss some)
             normal = sample_basis.T @ sample_basis + 1e-9 * torch.eye(n_psi, **kw)
-            theta = torch.linalg.solve(normal, sample_basis.T @ torch.tanh(sample / (width * scale)))
-            theta = normalise(theta)
+            candidates = [torch.linalg.solve(normal, sample_basis.T @ torch.tanh(sample / (width * scale))) for width in widths]
+        for candidate in candidates:
+            theta = normalise(candidate.expand(shape))
             found = solve(theta, subset)
             if best is None or found.loss < best[1].loss:
                 best = (theta, found)
@@ -445,10 +524,10 @@ def fit_functions(
         for _ in range(iterations):
             if (deadline is not None and time.perf_counter() > deadline) or (should_stop is not None and should_stop()):
                 break
-            jtj, jtr = _gauss_newton(blocks, subset, theta, psi_basis, phi_basis, solved, dtype)
+            jtj, jtr = _gauss_newton(blocks, subset, theta, psi_basis, phi_basis, solved, dtype, senders)
             diagonal = torch.diag(jtj.diagonal() + 1e-12 * jtj.trace())
             for _ in range(4):  # Levenberg-Marquardt: raise the damping until the residual falls
-                trial = normalise(theta + torch.linalg.solve(jtj + damping * diagonal, -jtr))
+                trial = normalise(theta + torch.linalg.solve(jtj + damping * diagonal, -jtr).reshape(shape))
                 found = solve(trial, subset)
                 if found.loss < solved.loss:
                     break
@@ -464,29 +543,72 @@ def fit_functions(
                 break
         return theta, solved, history
 
+    def at_rest(theta: torch.Tensor, subset: torch.Tensor, solved: _Solved) -> torch.Tensor:
+        """theta with the offsets that leave phi_i(0) = 0 (no drift at rest, the GNN's phi_zero term) for the subset in
+        the least-squares sense; shifting the psi of sender group h by b_h moves phi_i(0) by -b_h sum_{j in h, j != i} W_ij.
+        0 outside the activity's range: the median."""
+        rest = 0.0 if float(psi_basis.knots[0]) <= 0.0 <= float(psi_basis.knots[-1]) else median
+        rows = theta.reshape(-1, n_psi)
+        member = torch.ones(n, 1, **kw) if senders is None else torch.nn.functional.one_hot(senders, n_groups).to(**kw)
+        index = torch.arange(len(subset), device=x.device)
+        own = solved.w[index, subset]
+        psi_rest = (psi_basis(torch.tensor([rest], **kw))[0] @ rows.T)[member[subset].argmax(1)]
+        drift = solved.c @ phi_basis(torch.tensor([rest], **kw))[0] + own * psi_rest
+        sums = solved.w @ member - own[:, None] * member[subset]  # the self term moves with psi
+        shift = torch.linalg.lstsq(sums, drift.unsqueeze(1)).solution.squeeze(1)
+        return normalise(rows + shift[:, None], centred=False)
+
+    def fit_all() -> tuple[list[torch.Tensor], list[float]]:
+        thetas, histories = [], []
+        for subset in subsets:
+            theta, solved, history = refine(subset)
+            thetas.append(at_rest(theta, subset, solved))
+            histories.append(history)
+            del solved  # its Gram inverse (N x N) before the next one
+        steps = max(len(h) for h in histories)
+        weights = [len(subset) for subset in subsets]
+        mean = [sum(wt * h[min(k, len(h) - 1)] for wt, h in zip(weights, histories, strict=True)) / sum(weights) for k in range(steps)]
+        return thetas, mean
+
     try:
-        theta, solved, history = refine()
+        thetas, history = fit_all()
     except _LostPrecision as lost:  # once more, in float64 (which is never checked)
         if log is not None:
             log(f"function fit: {dtype} products lose the residual ({lost}): again in float64")
         dtype = torch.float64
-        theta, solved, history = refine()
-    # psi's offset: the one that leaves phi_i(0) = 0 (no drift at rest, the GNN's phi_zero term) in the least-squares
-    # sense; shifting psi by b moves each phi_i(0) by -b sum_j W_ij. 0 outside the activity's range: the median.
-    rest = 0.0 if float(psi_basis.knots[0]) <= 0.0 <= float(psi_basis.knots[-1]) else median
-    own = solved.w[torch.arange(len(subset), device=x.device), subset]
-    at_rest = solved.c @ phi_basis(torch.tensor([rest], **kw))[0] + own * float(psi_basis.combine(torch.tensor([rest], **kw), theta))
-    rows = solved.w.sum(1) - own  # the self term moves with psi
-    shift = float((at_rest * rows).sum() / (rows * rows).sum().clamp_min(1e-300))
-    theta = normalise(theta + shift, centred=False)
-    del solved  # its Gram inverse (N x N) before the final one
-    inverse = _gram_inverse(blocks, theta, psi_basis, ridge, dtype)
+        thetas, history = fit_all()
     w = torch.empty(n, n, dtype=torch.float64, device=x.device)
     c = torch.empty(n, phi_basis.n_basis, dtype=torch.float64, device=x.device)
-    for a in range(0, n, _CHUNK):
-        rows = torch.arange(a, min(a + _CHUNK, n), device=x.device)
-        part = _solve(blocks, rows, theta, psi_basis, phi_basis, ridge, dtype, inverse)
-        w[rows], c[rows] = part.w, part.c
+    for theta, members in zip(thetas, receiving, strict=True):
+        inverse = _gram_inverse(blocks, theta, psi_basis, ridge, dtype, senders)
+        for a in range(0, len(members), _CHUNK):
+            rows = members[a : a + _CHUNK]
+            part = _solve(blocks, rows, theta, psi_basis, phi_basis, ridge, dtype, inverse, senders)
+            w[rows], c[rows] = part.w, part.c
+        del inverse
     self_weights = w.diagonal().clone()
     w.fill_diagonal_(0.0)
-    return FunctionFit(w, c, self_weights, theta, psi_basis, phi_basis, history, dtype)
+    coefficients = thetas[0] if senders is None else torch.stack(thetas)
+    return FunctionFit(w, c, self_weights, coefficients, psi_basis, phi_basis, history, dtype, senders)
+
+
+def receiver_losses(x: torch.Tensor, y: torch.Tensor, fit: FunctionFit, ridge: float = 1e-8) -> torch.Tensor:
+    """Each receiver's mean squared residual (N, K) when it receives through the psi of each group of a grouped ``fit``
+    (its W row and phi solved exactly for each), on frames ``x`` and drift ``y`` (T, N), in the fit's precision: the
+    group a receiver's own data prefer."""
+    if fit.groups is None:
+        raise CircuitGNNError("receiver_losses needs a grouped fit (fit_functions with groups)")
+    blocks = _prepare(x, y, fit.psi_basis, fit.phi_basis)
+    senders = fit.groups.to(x.device)
+    n, k = x.shape[1], len(fit.psi_coefficients)
+    out = torch.empty(n, k, dtype=torch.float64)
+    for group in range(k):
+        theta = fit.psi_coefficients[group].to(x.device)
+        inverse = _gram_inverse(blocks, theta, fit.psi_basis, ridge, fit.products, senders)
+        for a in range(0, n, _CHUNK):
+            rows = torch.arange(a, min(a + _CHUNK, n), device=x.device)
+            out[a : a + len(rows), group] = _solve(
+                blocks, rows, theta, fit.psi_basis, fit.phi_basis, ridge, fit.products, inverse, senders
+            ).losses.cpu()
+        del inverse
+    return out

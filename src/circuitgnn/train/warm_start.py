@@ -7,10 +7,15 @@ exact solves. The GNN then starts from that fit instead of from random weights:
 * W: the fit's W (zero diagonal; each neuron's own psi term is folded into its update function);
 * the embeddings: the neurons' update curves phi_i on a grid over the bulk of the activity, projected on their
   first ``embedding_dim`` principal components (neurons with the same curve start at the same point, so the
-  types are apart from the first step; no label is read);
+  types are apart from the first step; no label is read); for a fit with groups (the pair form below), each group's
+  mean point;
 * phi* and psi*: Adam steps fitting the MLPs to the spline curves at the recorded activity (embeddings held).
 
-Gradient training then goes on from there as usual.
+For the pair form psi*(x_j, a_i, a_j) one shared psi is first fitted; the neurons are split into too many groups by
+K-means on its update curves (no label is read), and the fit is redone with one psi per pair of groups (receiver's,
+sender's), from the shared psi. Each receiver then moves to the group whose psi explains its own drift best, groups
+whose members lose little through each other's psi merge, and the fit is redone until the groups stay. psi* is then
+distilled from the K x K curves.
 """
 
 from __future__ import annotations
@@ -20,16 +25,27 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score
 
 from circuitgnn.config import WarmStartConfig
 from circuitgnn.errors import CircuitGNNError
 from circuitgnn.model.gnn import GNN
-from circuitgnn.train.varpro import FunctionFit, fit_functions
+from circuitgnn.train.clustering import MIN_GROUP
+from circuitgnn.train.varpro import FunctionFit, fit_functions, receiver_losses
 
 _CURVE_POINTS = 32
 _DISTILL_FRAMES = 8  # frames (x every neuron) per distillation step, as a training batch
 _SAMPLE_FRAMES = 512  # frames the distillation draws its batches from
+_DISTILL_RECEIVERS = 32  # receivers per distillation step of a pair form psi* (x every sender)
+_GROUP_COMPONENTS = 5  # principal components of the update curves that the grouping of a pair form clusters
+# After a grouped fit the neurons are grouped again (regroup) and the fit is redone, until the groups stay (adjusted
+# Rand index) or this many fits are done
+_GROUP_ROUNDS = 3
+_SAME_GROUPS = 0.99
+_MERGE_RATIO = 2.0  # two groups whose members lose less than this factor through each other's psi are one
 _QUANTILE_LIMIT = 1 << 24  # the most values torch.quantile takes
 
 
@@ -51,6 +67,7 @@ class WarmStart:
             "warm_start_gauss_newton_steps": len(self.fit.history) - 1,
             "warm_start_distill_error": self.distill_error,
             "warm_start_float64": self.fit.products == torch.float64,
+            "warm_start_groups": 1 if self.fit.groups is None else len(self.fit.psi_coefficients),
         }
 
 
@@ -89,6 +106,59 @@ def curve_embeddings(curves: torch.Tensor, dim: int) -> torch.Tensor:
     return scores / scores[:, 0].std().clamp_min(1e-12)
 
 
+def transfer_groups(fit: FunctionFit, x: torch.Tensor, max_groups: int, seed: int) -> torch.Tensor:
+    """Starting groups of neurons (N,): K-means with K = ``max_groups`` (fewer for a small network, ``MIN_GROUP``
+    neurons a group) on the first principal components of their update curves. On purpose too many: a misfit psi
+    blurs the curves, so a K chosen by silhouette merges types (the paper's network: 2 groups for 4 types), and
+    :func:`regroup` can merge groups after a fit but not split them."""
+    features = curve_embeddings(phi_curves(fit, x), _GROUP_COMPONENTS).numpy()
+    k = max(1, min(max_groups, len(features) // MIN_GROUP, len(np.unique(features.round(6), axis=0))))
+    return torch.as_tensor(KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(features)).long()
+
+
+def regroup(fit: FunctionFit, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """New groups (N,) after a grouped fit, from each receiver's residual through every group's psi
+    (:func:`~circuitgnn.train.varpro.receiver_losses`): each receiver moves to the group whose psi explains its drift
+    best, when by more than the factor ``_MERGE_RATIO`` (a group left with fewer than ``MIN_GROUP`` neurons is dissolved
+    the same way: its psi rests on too few receivers), then two groups merge when the members of each lose little (median factor below ``_MERGE_RATIO``)
+    through the other's psi. On the paper's network the second best group's residual is a median 40 to 150 times the
+    best when the groups are true types."""
+    losses = receiver_losses(x, y, fit)
+    assert fit.groups is not None
+    current = fit.groups.cpu()
+    rows = torch.arange(len(losses))
+    while True:
+        best = losses.argmin(1)
+        # a receiver keeps its group unless another's psi explains its drift clearly better: a weakly driven receiver
+        # fits every psi about equally, and moving it on a small difference put it with the wrong type
+        stays = losses[rows, current] <= _MERGE_RATIO * losses[rows, best]
+        preferred = torch.where(stays, current, best)
+        sizes = torch.bincount(preferred, minlength=losses.shape[1])
+        small = (sizes > 0) & (sizes < MIN_GROUP)
+        if not bool(small.any()) or int((sizes >= MIN_GROUP).sum()) == 0:
+            break
+        losses[:, small] = float("inf")
+    present = torch.unique(preferred).tolist()
+    parent = {g: g for g in present}
+
+    def root(g: int) -> int:
+        while parent[g] != g:
+            g = parent[g]
+        return g
+
+    def loss_ratio(g: int, h: int) -> float:
+        """The median factor by which the members of g lose through h's psi."""
+        members = losses[preferred == g]
+        return float((members[:, h] / members[:, g].clamp_min(1e-300)).median())
+
+    for i, g in enumerate(present):
+        for h in present[i + 1 :]:
+            if max(loss_ratio(g, h), loss_ratio(h, g)) < _MERGE_RATIO:
+                parent[root(h)] = root(g)
+    merged = torch.tensor([root(int(g)) for g in preferred])
+    return torch.unique(merged, return_inverse=True)[1]
+
+
 def distill(
     model: GNN,
     fit: FunctionFit,
@@ -103,7 +173,20 @@ def distill(
     device = model.a.device
     frames = x[torch.randperm(len(x), generator=generator)[:_SAMPLE_FRAMES]].to(device)
     phi_target = fit.phi(frames.double()).to(device, torch.float32)
-    psi_target = fit.psi(frames.double()).to(device, torch.float32)
+    pair = model.psi_input == "x_j,a_i,a_j"
+    psi_frames = frames
+    if pair:  # (K, frames, N): the senders' psi as the receivers of each group see it
+        # half the inputs spread evenly over the activity's range: the frames leave the tails, where the scoring reads
+        # each pair's plateau, to a few values, and a small network's psi* was off there by up to 40 %
+        sample = x.reshape(-1)[:: max(1, x.numel() // 100_000)].double()
+        low, high = torch.quantile(sample, torch.tensor([0.005, 0.995], dtype=torch.float64)).tolist()
+        spread = low + (high - low) * torch.rand(frames.shape, generator=generator, dtype=torch.float64)
+        psi_frames = torch.cat([frames, spread.to(frames)])
+        n_groups = 1 if fit.groups is None else len(fit.psi_coefficients)
+        psi_target = torch.stack([fit.transfer(psi_frames.double(), g) for g in range(n_groups)]).to(device, torch.float32)
+        groups = (torch.zeros(model.n, dtype=torch.long) if fit.groups is None else fit.groups.long()).to(device)
+    else:
+        psi_target = fit.psi(frames.double()).to(device, torch.float32)
     phi_var, psi_var = phi_target.var().clamp_min(1e-12), psi_target.var().clamp_min(1e-12)
     params = list(model.phi.parameters()) + list(model.psi.parameters())
     optimizer = torch.optim.Adam(params, lr=lr)
@@ -114,7 +197,13 @@ def distill(
         rows = torch.randint(len(frames), (_DISTILL_FRAMES,), generator=generator).to(device)
         xb = frames[rows]
         phi_error = ((model.phi_of(xb, model.a) - phi_target[rows]) ** 2).mean() / phi_var
-        psi_error = ((model.psi_of_sender(xb, model.a) - psi_target[rows]) ** 2).mean() / psi_var
+        if pair:
+            receivers = torch.randint(model.n, (_DISTILL_RECEIVERS,), generator=generator).to(device)
+            inputs = torch.randint(len(psi_frames), (_DISTILL_FRAMES,), generator=generator).to(device)
+            psi = model.psi_of_pair(psi_frames[inputs], model.a[receivers], model.a)  # (frames, receivers, N)
+            psi_error = ((psi - psi_target[groups[receivers]][:, inputs].transpose(0, 1)) ** 2).mean() / psi_var
+        else:
+            psi_error = ((model.psi_of_sender(xb, model.a) - psi_target[rows]) ** 2).mean() / psi_var
         error = phi_error + psi_error
         optimizer.zero_grad(set_to_none=True)
         error.backward()
@@ -130,31 +219,47 @@ def warm_start(
     seed: int,
     should_stop: Callable[[], bool] | None = None,
     deadline: float | None = None,
+    max_groups: int = 10,
 ) -> WarmStart:
     """Fit the spline model to frames ``x`` (T, N) and their drift ``y``, and set the GNN's W, embeddings, phi* and psi*
     from it (see the module docstring). ``should_stop`` (e.g. a Ctrl-C seen) and ``deadline`` (a
     ``time.perf_counter()`` value) cut the Gauss-Newton steps short; the distillation (``distill_steps`` Adam steps,
-    seconds) is cut only by ``should_stop``: without it phi* and psi* would not match the W just set."""
-    if model.psi_input == "x_j,a_i,a_j" or model.cfg.low_rank is not None or model.masked:
-        raise CircuitGNNError("training.extensions.warm_start needs a dense, unmasked W and a sender-only psi*")
+    seconds) is cut only by ``should_stop``: without it phi* and psi* would not match the W just set. ``max_groups``: the
+    most groups of neurons a pair form's fit tells apart."""
+    if model.cfg.low_rank is not None or model.masked:
+        raise CircuitGNNError("training.extensions.warm_start needs a dense, unmasked W")
     start = time.perf_counter()
-    fit = fit_functions(
-        x,
-        y,
-        n_psi=cfg.psi_basis,
-        n_phi=cfg.phi_basis,
-        iterations=cfg.steps,
-        receivers=cfg.receivers,
-        seed=seed,
-        dtype=torch.float32,
-        deadline=deadline,
-        should_stop=should_stop,
-    )
+    options: dict[str, Any] = {
+        "n_psi": cfg.psi_basis,
+        "n_phi": cfg.phi_basis,
+        "iterations": cfg.steps,
+        "receivers": cfg.receivers,
+        "seed": seed,
+        "dtype": torch.float32,
+        "deadline": deadline,
+        "should_stop": should_stop,
+    }
+    fit = shared = fit_functions(x, y, **options)
+    if model.psi_input == "x_j,a_i,a_j":
+        groups = transfer_groups(shared, x, max_groups, seed)
+        for _ in range(_GROUP_ROUNDS):
+            if int(groups.max()) == 0 or (should_stop is not None and should_stop()):
+                break
+            fit = fit_functions(x, y, groups=groups, start=shared.psi_coefficients, **options)
+            found = regroup(fit, x, y)
+            if adjusted_rand_score(groups, found) >= _SAME_GROUPS:
+                break
+            groups = found
     fit_seconds = time.perf_counter() - start
     with torch.no_grad():
         model.W.copy_(fit.connectivity.to(model.W))
         if isinstance(model.a, torch.nn.Parameter):
-            model.a.copy_(curve_embeddings(phi_curves(fit, x), model.a.shape[1]).to(model.a))
+            embeddings = curve_embeddings(phi_curves(fit, x), model.a.shape[1])
+            if fit.groups is not None:  # one point per group: psi* of a pair form is told one function per pair of groups
+                groups = fit.groups.cpu()
+                means = torch.zeros(int(groups.max()) + 1, embeddings.shape[1], dtype=embeddings.dtype).index_add_(0, groups, embeddings)
+                embeddings = (means / torch.bincount(groups).unsqueeze(1))[groups]
+            model.a.copy_(embeddings.to(model.a))
     start = time.perf_counter()
     error = distill(model, fit, x, cfg.distill_steps, torch.Generator().manual_seed(seed), should_stop=should_stop)
     return WarmStart(fit, fit_seconds, time.perf_counter() - start, error)
