@@ -33,8 +33,8 @@ def test_warm_start_is_on_unless_the_settings_name_it(data):
     off = CircuitGNN(model={"hidden": 8}, training={**TRAINING, "extensions": {"warm_start": None}}, progress=False)
     assert [line["iteration"] for line in off.fit(x, dt=ds.dt, dxdt=dxdt).history_] == [10, 20, 30, 40]
     assert off.training.extensions.warm_start is None
-    pair = CircuitGNN(model={"hidden": 8, "psi_input": "x_j,a_i,a_j"}, training=TRAINING, progress=False)
-    assert pair.fit(x[:200], dt=ds.dt, dxdt=dxdt[:200]).training.extensions.warm_start is None  # a model it cannot start
+    low_rank = CircuitGNN(model={"hidden": 8, "low_rank": 4}, training=TRAINING, progress=False)
+    assert low_rank.fit(x[:200], dt=ds.dt, dxdt=dxdt[:200]).training.extensions.warm_start is None  # a model it cannot start
     on = CircuitGNN(model={"hidden": 8}, training=TRAINING, progress=False)
     assert on.fit(x[:300], dt=ds.dt, dxdt=dxdt[:300]).training.extensions.warm_start is not None
     gappy = x[:300].copy()

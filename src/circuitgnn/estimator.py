@@ -263,7 +263,7 @@ class CircuitGNN:
         raw["training"]["extensions"]["warm_start"] = {}
         try:
             return ExperimentConfig.model_validate(raw)
-        except ValueError:  # settings it cannot start: another objective, the pair psi*, low rank, a mask or an input
+        except ValueError:  # settings it cannot start: another objective, low rank, a mask or an input
             return requested
 
     def _fit(self, data: Activity, run_dir: str | Path | None, resume: bool, overwrite: bool, scorer: Scorer | None) -> CircuitGNN:

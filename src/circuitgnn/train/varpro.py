@@ -368,8 +368,9 @@ def _solve(
     rhs = bt - torch.einsum("jik,ji->ik", cross, a_target)
     c = torch.linalg.solve(schur, rhs.unsqueeze(-1)).squeeze(-1)  # (S, P)
     w = (a_target - torch.einsum("jik,ik->ji", a_cross, c)).T  # (S, N)
-    losses = (yy - (w.T * target).sum(0) - (c * bt).sum(1)).clamp_min(0.0) / frames
-    return _Solved(w, c, float(losses.mean()), inverse, cross, schur, losses)
+    explained = (w.T * target).sum(0) + (c * bt).sum(1)
+    loss = max(0.0, float(yy.sum()) - float(explained.sum())) / (frames * s)
+    return _Solved(w, c, loss, inverse, cross, schur, (yy - explained).clamp_min(0.0) / frames)
 
 
 def _gauss_newton(
@@ -555,7 +556,10 @@ def fit_functions(
         psi_rest = (psi_basis(torch.tensor([rest], **kw))[0] @ rows.T)[member[subset].argmax(1)]
         drift = solved.c @ phi_basis(torch.tensor([rest], **kw))[0] + own * psi_rest
         sums = solved.w @ member - own[:, None] * member[subset]  # the self term moves with psi
-        shift = torch.linalg.lstsq(sums, drift.unsqueeze(1)).solution.squeeze(1)
+        if senders is None:
+            shift = (drift * sums[:, 0]).sum(0, keepdim=True) / (sums * sums).sum().clamp_min(1e-300)
+        else:
+            shift = torch.linalg.lstsq(sums, drift.unsqueeze(1)).solution.squeeze(1)
         return normalise(rows + shift[:, None], centred=False)
 
     def fit_all() -> tuple[list[torch.Tensor], list[float]]:
