@@ -207,6 +207,18 @@ def test_collect_with_named_experiments_writes_their_rows_alone(tmp_path, capsys
     assert [r["id"] for r in json.loads((results / "scoreboard.json").read_text())] == ["tiny", "other"]
 
 
+def test_running_named_experiments_into_their_own_results_folder_writes_their_rows_alone(tmp_path):
+    """Regression (session 9): running one experiment with its own --results wrote every manifest row, the others as
+    "not run", and a folder meant for one row held the whole table."""
+    path = write_manifest(tmp_path)
+    two = yaml.safe_load(path.read_text())
+    two["experiments"].append(two["experiments"][0] | {"id": "other", "series": []})
+    path.write_text(yaml.safe_dump(two))
+    results = tmp_path / "r"
+    assert main(["reproduce", "--manifest", str(path), "--work", str(tmp_path / "w"), "--results", str(results), "--quiet", "tiny"]) == 0
+    assert [row["id"] for row in json.loads((results / "scoreboard.json").read_text())] == ["tiny"]
+
+
 def test_another_work_folder_needs_its_own_results_folder_before_anything_runs(tmp_path, capsys, monkeypatch):
     """Regression: `reproduce ID --work OTHER` rebuilt results/scoreboard.md from OTHER alone (every other row 'not run')."""
     monkeypatch.chdir(tmp_path)

@@ -295,7 +295,10 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
                 failed.append(exp.id)
                 record_failure(Path(args.work), exp, err)
                 print(f"[{exp.id}] failed: {type(err).__name__}: {err}", file=sys.stderr)
-    only = chosen if args.collect and args.experiments else None
+    # named experiments with their own results folder (and no README) get a scoreboard of their rows alone, run or
+    # collected: the other rows of that work folder would be "not run"
+    own_folder = args.results is not None and not args.readme
+    only = chosen if args.experiments and (args.collect or own_folder) else None
     if only is not None and (args.readme or args.results is None):
         raise ConfigError(
             "--collect with experiment ids writes a scoreboard of those rows alone: give it its own --results folder "
