@@ -62,15 +62,17 @@ def main() -> None:
     told = fit_functions(x, y, groups=torch.as_tensor(truth.types), start=shared.psi_coefficients, **options)
     print(f"one psi per pair of true types: {scores(told, truth, xnorm)}; {time.perf_counter() - start:.0f} s", flush=True)
     start = time.perf_counter()
-    groups = warm.transfer_groups(shared, x, args.max_groups, seed=0)
-    print(f"starting groups from the update curves: {int(groups.max()) + 1}, ARI {adjusted_rand_score(truth.types, groups):.3f}")
-    for round_ in range(warm._GROUP_ROUNDS):
-        fit = fit_functions(x, y, groups=groups, start=shared.psi_coefficients, **options)
-        print(f"label-free, fit {round_ + 1}: {scores(fit, truth, xnorm)}; {time.perf_counter() - start:.0f} s so far", flush=True)
-        found = warm.regroup(fit, x, y)
-        if adjusted_rand_score(groups, found) >= warm._SAME_GROUPS:
-            break
-        groups = found
+
+    def show(fit: FunctionFit) -> None:
+        steps = len(fit.history) - 1
+        print(
+            f"label-free, a grouped fit ({steps} steps): {scores(fit, truth, xnorm)}; {time.perf_counter() - start:.0f} s so far",
+            flush=True,
+        )
+
+    options["iterations"] = 6
+    fit = warm.grouped_fit(x, y, shared, options, args.max_groups, seed=0, log=show)
+    print(f"label-free, the warm start's fit: {scores(fit, truth, xnorm)}; {time.perf_counter() - start:.0f} s in all")
 
 
 if __name__ == "__main__":

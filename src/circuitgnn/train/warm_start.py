@@ -45,6 +45,7 @@ _GROUP_COMPONENTS = 5  # principal components of the update curves that the grou
 # Rand index) or this many fits are done
 _GROUP_ROUNDS = 3
 _SAME_GROUPS = 0.99
+_FIRST_STEPS = 2  # Gauss-Newton steps of the first grouped fit, which serves only to regroup
 _MERGE_RATIO = 2.0  # two groups whose members lose less than this factor through each other's psi are one
 _QUANTILE_LIMIT = 1 << 24  # the most values torch.quantile takes
 
@@ -159,6 +160,41 @@ def regroup(fit: FunctionFit, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.unique(merged, return_inverse=True)[1]
 
 
+def grouped_fit(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    shared: FunctionFit,
+    options: dict[str, Any],
+    max_groups: int,
+    seed: int,
+    should_stop: Callable[[], bool] | None = None,
+    log: Callable[[FunctionFit], None] | None = None,
+) -> FunctionFit:
+    """The fit with one psi per pair of groups, the groups found without labels from the ``shared`` fit (see the
+    module docstring); ``options``: :func:`fit_functions`' settings; ``log`` sees every grouped fit. The first fit,
+    on deliberately too many groups, only regroups the neurons, so it takes at most ``_FIRST_STEPS`` Gauss-Newton
+    steps (at N = 1000 it was most of the warm start's time); the shared fit is returned when one group remains."""
+    groups = transfer_groups(shared, x, max_groups, seed)
+    fit = shared
+    for round_ in range(_GROUP_ROUNDS):
+        if int(groups.max()) == 0 or (should_stop is not None and should_stop()):
+            break
+        short = round_ == 0 and options["iterations"] > _FIRST_STEPS
+        steps = {**options, "iterations": _FIRST_STEPS} if short else options
+        fit = fit_functions(x, y, groups=groups, start=shared.psi_coefficients, **steps)
+        if log is not None:
+            log(fit)
+        found = regroup(fit, x, y)
+        if adjusted_rand_score(groups, found) >= _SAME_GROUPS:
+            if short:  # the groups stand: the fit with every step
+                fit = fit_functions(x, y, groups=groups, start=shared.psi_coefficients, **options)
+                if log is not None:
+                    log(fit)
+            break
+        groups = found
+    return fit
+
+
 def distill(
     model: GNN,
     fit: FunctionFit,
@@ -239,17 +275,9 @@ def warm_start(
         "deadline": deadline,
         "should_stop": should_stop,
     }
-    fit = shared = fit_functions(x, y, **options)
+    fit = fit_functions(x, y, **options)
     if model.psi_input == "x_j,a_i,a_j":
-        groups = transfer_groups(shared, x, max_groups, seed)
-        for _ in range(_GROUP_ROUNDS):
-            if int(groups.max()) == 0 or (should_stop is not None and should_stop()):
-                break
-            fit = fit_functions(x, y, groups=groups, start=shared.psi_coefficients, **options)
-            found = regroup(fit, x, y)
-            if adjusted_rand_score(groups, found) >= _SAME_GROUPS:
-                break
-            groups = found
+        fit = grouped_fit(x, y, fit, options, max_groups, seed, should_stop)
     fit_seconds = time.perf_counter() - start
     with torch.no_grad():
         model.W.copy_(fit.connectivity.to(model.W))
