@@ -18,9 +18,8 @@ import numpy as np
 import torch
 from sklearn.metrics import adjusted_rand_score
 
-from circuitgnn.analyze.metrics import linear_fit
+from circuitgnn.analyze.metrics import linear_fit, true_pair_plateaus
 from circuitgnn.data.dataset import open_dataset
-from circuitgnn.simulate.neuron_models import true_psi
 from circuitgnn.train.varpro import FunctionFit, fit_functions
 
 warm = importlib.import_module("circuitgnn.train.warm_start")  # the module, not the function of the same name
@@ -28,15 +27,11 @@ warm = importlib.import_module("circuitgnn.train.warm_start")  # the module, not
 
 def scores(fit: FunctionFit, truth, xnorm: float) -> str:
     """The two W R^2 of a fit against the truth (divided by the receivers' gains)."""
-    grid = np.linspace(0.8 * xnorm, xnorm, 100)
-    table, types = truth.functions["types"], truth.types
-    true_plateau = np.array([[np.median(true_psi(grid, "pair", s, r)) for s in table] for r in table])[np.ix_(types, types)]
-    u = torch.as_tensor(grid)
-    n = len(types)
-    groups = np.zeros(n, dtype=int) if fit.groups is None else fit.groups.numpy()
+    types = truth.types
+    true_plateau = true_pair_plateaus(truth.functions, xnorm)[np.ix_(types, types)]
+    groups = np.zeros(len(types), dtype=int) if fit.groups is None else fit.groups.numpy()
     k = groups.max() + 1
-    coefficients = fit.psi_coefficients.reshape(k, k, -1) if fit.groups is not None else fit.psi_coefficients.expand(1, 1, -1)
-    learned = np.array([[float(fit.psi_basis.combine(u, coefficients[g, h]).median()) for h in range(k)] for g in range(k)])
+    learned = fit.pair_plateaus(xnorm).numpy()
     w = fit.connectivity.numpy() / truth.gains[:, None]
     paper = linear_fit(truth.connectivity, w, off_diagonal=True).r2
     pair = linear_fit(truth.connectivity * true_plateau, w * learned[np.ix_(groups, groups)], off_diagonal=True).r2

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from circuitgnn.analyze.metrics import linear_fit
+from circuitgnn.analyze.metrics import linear_fit, true_pair_plateaus
 from circuitgnn.data.dataset import open_dataset
 from circuitgnn.train.varpro import fit_functions
 
@@ -52,16 +52,10 @@ def main() -> None:
     fit = fit_functions(x, y, groups=torch.as_tensor(truth.types), start=shared.psi_coefficients, **options)
     k, types = len(true_widths), truth.types
     # W_ij times each pair's plateau over [0.8, 1] x the activity's std, the fit's and the truth's
-    window = np.linspace(0.8, 1.0, 100) * float(x.double().std())
-    learned = np.array(
-        [
-            [np.median(fit.psi_basis.combine(torch.as_tensor(window), fit.psi_coefficients[g, h]).numpy()) for h in range(k)]
-            for g in range(k)
-        ]
-    )
-    true_plateau = np.median(np.tanh(window[:, None] / np.asarray(true_widths)), axis=0)
+    xnorm = float(x.double().std())
+    learned, true_plateau = fit.pair_plateaus(xnorm).numpy(), true_pair_plateaus(truth.functions, xnorm)
     scaled = linear_fit(
-        truth.connectivity * true_plateau[types][None, :],
+        truth.connectivity * true_plateau[np.ix_(types, types)],
         fit.connectivity.numpy() * learned[np.ix_(types, types)] / truth.gains[:, None],
         off_diagonal=True,
     )

@@ -11,12 +11,11 @@ from sklearn.metrics import adjusted_rand_score
 from torch import nn
 
 from circuitgnn import simulate
-from circuitgnn.analyze.metrics import connectivity_score, linear_fit, pair_scaled_score
+from circuitgnn.analyze.metrics import connectivity_score, linear_fit, pair_scaled_score, true_pair_plateaus
 from circuitgnn.config import ModelConfig, config_from_dict
 from circuitgnn.data.dataset import Dataset
 from circuitgnn.errors import CircuitGNNError
 from circuitgnn.model.gnn import GNN
-from circuitgnn.simulate.neuron_models import true_psi
 from circuitgnn.train.trainer import Trainer
 from circuitgnn.train.varpro import SplineBasis, _gauss_newton, _prepare, _solve, fit_functions, receiver_losses
 from tests.conftest import tiny_config
@@ -49,12 +48,6 @@ def pair_network(tmp_path_factory):
 
 def _arrays(ds: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(np.array(ds.x)), torch.from_numpy(np.array(ds.dxdt))
-
-
-def _pair_plateaus(ds: Dataset, xnorm: float) -> np.ndarray:
-    """The true psi_ij's median over [0.8 xnorm, xnorm] for every pair of types (receiver, sender)."""
-    table, grid = ds.truth.functions["types"], np.linspace(0.8 * xnorm, xnorm, 100)
-    return np.array([[np.median(true_psi(grid, "pair", sender, receiver)) for sender in table] for receiver in table])
 
 
 @pytest.mark.parametrize("grouped", [False, True])
@@ -91,10 +84,9 @@ def test_one_psi_per_pair_of_groups_recovers_what_a_shared_psi_cannot(pair_netwo
     fit = fit_functions(x, y, n_psi=16, n_phi=10, receivers=30, groups=types, start=shared.psi_coefficients)
     assert fit.psi_coefficients.shape == (4, 4, 16) and torch.equal(fit.groups, types)
     xnorm = float(x.std())
-    grid = torch.linspace(0.8 * xnorm, xnorm, 100, dtype=torch.float64)
-    learned = np.array([[float(fit.psi_basis.combine(grid, fit.psi_coefficients[g, h]).median()) for h in range(4)] for g in range(4)])
+    learned = fit.pair_plateaus(xnorm).numpy()
     t = types.numpy()
-    truth = pair_network.truth.connectivity * _pair_plateaus(pair_network, xnorm)[np.ix_(t, t)]
+    truth = pair_network.truth.connectivity * true_pair_plateaus(pair_network.truth.functions, xnorm)[np.ix_(t, t)]
     grouped_r2 = linear_fit(truth, fit.connectivity.numpy() * learned[np.ix_(t, t)] / gains, off_diagonal=True).r2
     shared_r2 = linear_fit(truth, shared.connectivity.numpy() / gains, off_diagonal=True).r2
     assert grouped_r2 > 0.97 and grouped_r2 > shared_r2 + 0.05

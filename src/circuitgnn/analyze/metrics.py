@@ -148,6 +148,13 @@ def pair_plateau(model: GNN, xnorm: float, n_points: int = 100, chunk: int = 64)
     return out
 
 
+def true_pair_plateaus(functions: dict[str, Any], xnorm: float, n_points: int = 100) -> np.ndarray:
+    """The true transfer's median over [0.8 xnorm, xnorm] for every pair of types (receiver, sender): (K, K)."""
+    grid = np.linspace(0.8 * xnorm, xnorm, n_points)
+    table = functions["types"]
+    return np.array([[np.median(true_psi(grid, functions["signal"], sender, receiver)) for sender in table] for receiver in table])
+
+
 def pair_scaled_score(
     model: GNN, true_w: np.ndarray, gain: np.ndarray, types: np.ndarray, functions: dict[str, Any], xnorm: float, n_points: int = 100
 ) -> dict[str, float]:
@@ -158,9 +165,7 @@ def pair_scaled_score(
     type) has its own free factor between its weights and its function (the spec 5.1 correction fixes one per sender
     only). This score compares what the data determine; for a sender-only truth it is the spec 5.1 score with the
     truth also scaled by its (nearly constant) plateau."""
-    grid = np.linspace(0.8 * xnorm, xnorm, n_points)
-    table = functions["types"]
-    true_plateau = np.array([[np.median(true_psi(grid, functions["signal"], sender, receiver)) for sender in table] for receiver in table])
+    true_plateau = true_pair_plateaus(functions, xnorm, n_points)
     learned = model.connectivity().detach().cpu().numpy().astype(np.float64)
     found = learned * pair_plateau(model, xnorm, n_points) / np.asarray(gain, dtype=np.float64)[:, None]
     fit = linear_fit(true_w * true_plateau[np.ix_(types, types)], found, off_diagonal=True)

@@ -36,13 +36,15 @@ class PairTransfer(nn.Module):
         v = self.sender(torch.cat([z[..., :1], z[..., 1 + d :]], dim=-1))
         return (u * v).sum(-1, keepdim=True)
 
+    def sender_terms(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """v(x_j, a_j) for activity x (..., N_j) and the senders' embeddings a (N_j, d): (..., N_j, rank)."""
+        return self.sender(torch.cat([x.unsqueeze(-1), a.expand(*x.shape, a.shape[-1])], dim=-1))
+
     def pairs(self, x: torch.Tensor, a_receiver: torch.Tensor, a_sender: torch.Tensor) -> torch.Tensor:
         """psi* for x (..., N_j), a_receiver (N_i, d), a_sender (N_j, d): (..., N_i, N_j), each part evaluated once."""
-        v = self.sender(torch.cat([x.unsqueeze(-1), a_sender.expand(*x.shape, a_sender.shape[-1])], dim=-1))  # (..., N_j, rank)
-        return self.receiver(a_receiver) @ v.transpose(-1, -2)
+        return self.receiver(a_receiver) @ self.sender_terms(x, a_sender).transpose(-1, -2)
 
     def messages(self, x: torch.Tensor, a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """M_i = sum_j W_ij psi*(x_j, a_i, a_j) for states x (B, N), embeddings a (N, d) and W (N, N): (B, N)."""
-        v = self.sender(torch.cat([x.unsqueeze(-1), a.expand(*x.shape, a.shape[-1])], dim=-1))  # (B, N, rank)
-        u = self.receiver(a)  # (N, rank)
-        return ((v.transpose(-1, -2) @ w.T) * u.T).sum(-2)
+        v = self.sender_terms(x, a)  # (B, N, rank)
+        return ((v.transpose(-1, -2) @ w.T) * self.receiver(a).T).sum(-2)

@@ -22,7 +22,7 @@ is done again in float64.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,6 +140,13 @@ class FunctionFit:
         if self.groups is None:
             return self.psi(x)
         return self.psi_basis.combine(x, self.psi_coefficients[group][self.groups.to(x.device)])
+
+    def pair_plateaus(self, xnorm: float, n_points: int = 100) -> torch.Tensor:
+        """Each psi's median over [0.8 xnorm, xnorm], (K, K) for (receiver's group, sender's group); (1, 1) when shared."""
+        grid = torch.linspace(0.8 * xnorm, xnorm, n_points, dtype=torch.float64)
+        rows = self.psi_coefficients.reshape(-1, self.psi_coefficients.shape[-1]).cpu()
+        k = 1 if self.groups is None else len(self.psi_coefficients)
+        return torch.stack([self.psi_basis.combine(grid, row).median() for row in rows]).reshape(k, k)
 
     def phi(self, x: torch.Tensor) -> torch.Tensor:
         """Each neuron's update function at its activity ``x`` (..., N)."""
@@ -373,6 +380,24 @@ def _solve(
     return _Solved(w, c, loss, inverse, cross, schur, (yy - explained).clamp_min(0.0) / frames)
 
 
+def _solve_in_parts(
+    blocks: list[_Block],
+    receivers: torch.Tensor,
+    theta: torch.Tensor,
+    psi_basis: SplineBasis,
+    phi_basis: SplineBasis,
+    ridge: float,
+    dtype: torch.dtype,
+    senders: torch.Tensor | None = None,
+) -> Iterator[tuple[torch.Tensor, _Solved]]:
+    """The exact solve of ``receivers`` for one ``theta`` in parts of ``_CHUNK`` receivers, all sharing one Gram inverse
+    (memory near N x chunk x n_phi float64 numbers whatever N): (the part's receivers, its solve) for each part."""
+    inverse = _gram_inverse(blocks, theta, psi_basis, ridge, dtype, senders)
+    for a in range(0, len(receivers), _CHUNK):
+        rows = receivers[a : a + _CHUNK]
+        yield rows, _solve(blocks, rows, theta, psi_basis, phi_basis, ridge, dtype, inverse, senders)
+
+
 def _gauss_newton(
     blocks: list[_Block],
     receivers: torch.Tensor,
@@ -584,12 +609,8 @@ def fit_functions(
     w = torch.empty(n, n, dtype=torch.float64, device=x.device)
     c = torch.empty(n, phi_basis.n_basis, dtype=torch.float64, device=x.device)
     for theta, members in zip(thetas, receiving, strict=True):
-        inverse = _gram_inverse(blocks, theta, psi_basis, ridge, dtype, senders)
-        for a in range(0, len(members), _CHUNK):
-            rows = members[a : a + _CHUNK]
-            part = _solve(blocks, rows, theta, psi_basis, phi_basis, ridge, dtype, inverse, senders)
+        for rows, part in _solve_in_parts(blocks, members, theta, psi_basis, phi_basis, ridge, dtype, senders):
             w[rows], c[rows] = part.w, part.c
-        del inverse
     self_weights = w.diagonal().clone()
     w.fill_diagonal_(0.0)
     coefficients = thetas[0] if senders is None else torch.stack(thetas)
@@ -606,13 +627,9 @@ def receiver_losses(x: torch.Tensor, y: torch.Tensor, fit: FunctionFit, ridge: f
     senders = fit.groups.to(x.device)
     n, k = x.shape[1], len(fit.psi_coefficients)
     out = torch.empty(n, k, dtype=torch.float64)
+    everyone = torch.arange(n, device=x.device)
     for group in range(k):
         theta = fit.psi_coefficients[group].to(x.device)
-        inverse = _gram_inverse(blocks, theta, fit.psi_basis, ridge, fit.products, senders)
-        for a in range(0, n, _CHUNK):
-            rows = torch.arange(a, min(a + _CHUNK, n), device=x.device)
-            out[a : a + len(rows), group] = _solve(
-                blocks, rows, theta, fit.psi_basis, fit.phi_basis, ridge, fit.products, inverse, senders
-            ).losses.cpu()
-        del inverse
+        for rows, part in _solve_in_parts(blocks, everyone, theta, fit.psi_basis, fit.phi_basis, ridge, fit.products, senders):
+            out[rows.cpu(), group] = part.losses.cpu()
     return out
