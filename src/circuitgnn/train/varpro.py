@@ -463,6 +463,7 @@ def fit_functions(
     log: Callable[[str], None] | None = None,
     groups: torch.Tensor | None = None,
     start: torch.Tensor | None = None,
+    by_receiver: bool = True,
 ) -> FunctionFit:
     """Fit W, psi and every phi_i to frames ``x`` (T, N) and their drift ``y`` (T, N) (see the module docstring).
 
@@ -478,7 +479,10 @@ def fit_functions(
     ``groups`` (N,) labels 0 .. K-1: psi depends on the receiver's and the sender's group (K x K functions, the
     "transmitters and receptors" form). Each group of receivers has its own senders' Gram matrix and its own
     Gauss-Newton steps on its K functions (their offsets and scales are each invisible to the data, and each is
-    normalised as the shared psi is), so the fit costs about K shared ones.
+    normalised as the shared psi is), so the fit costs about K shared ones. ``by_receiver=False``: psi depends on the
+    sender's group only (K functions that every receiver sees, the "transmitters" form: one Gram matrix and one set of
+    Gauss-Newton steps on K x n_psi coefficients); ``psi_coefficients`` then repeats its K rows for every receiving
+    group, so a :class:`FunctionFit` reads both forms alike.
     """
     if x.dim() != 2 or x.shape != y.shape:
         raise CircuitGNNError(f"x and y must be (frames, neurons) arrays of one shape, got {tuple(x.shape)} and {tuple(y.shape)}")
@@ -517,7 +521,9 @@ def fit_functions(
         return (rows / torch.where(plateau.abs() > 0.1 * largest, plateau, largest.clamp_min(1e-12))[:, None]).reshape(shape)
 
     blocks = _prepare(x, y, psi_basis, phi_basis)
-    receiving = [torch.arange(n, device=x.device)] if senders is None else [(senders == g).nonzero().squeeze(1) for g in range(n_groups)]
+    receiving = [torch.arange(n, device=x.device)]
+    if senders is not None and by_receiver:
+        receiving = [(senders == g).nonzero().squeeze(1) for g in range(n_groups)]
     subsets = [
         rows[torch.randperm(len(rows), generator=generator)[: min(receivers, len(rows))].to(x.device)].sort().values for rows in receiving
     ]
@@ -613,7 +619,7 @@ def fit_functions(
             w[rows], c[rows] = part.w, part.c
     self_weights = w.diagonal().clone()
     w.fill_diagonal_(0.0)
-    coefficients = thetas[0] if senders is None else torch.stack(thetas)
+    coefficients = thetas[0] if senders is None else torch.stack(thetas).expand(n_groups, -1, -1).clone()
     return FunctionFit(w, c, self_weights, coefficients, psi_basis, phi_basis, history, dtype, senders)
 
 
