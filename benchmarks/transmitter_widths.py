@@ -61,7 +61,9 @@ def main() -> None:
     xnorm = float(x.double().std())
     low, high = np.quantile(x.numpy().reshape(-1)[::97], [0.01, 0.99])
     grid = np.linspace(low, high, 200)
-    print(f"{len(x)} frames; activity's 1st to 99th percentile: {low:.1f} to {high:.1f}; true gamma {', '.join(f'{g:g}' for g in true_widths)}")
+    print(
+        f"{len(x)} frames; activity's 1st to 99th percentile: {low:.1f} to {high:.1f}; true gamma {', '.join(f'{g:g}' for g in true_widths)}"
+    )
 
     def w_r2(fit: FunctionFit) -> float:
         """W's R^2 with the paper's per-sender correction (each sender's psi at its plateau over [0.8, 1] xnorm)."""
@@ -107,7 +109,10 @@ def main() -> None:
             off_diagonal=True,
         )
         pair = np.array(
-            [np.median([width(grid, fit.psi_basis.combine(torch.as_tensor(grid), fit.psi_coefficients[g, h]).numpy()) for g in range(k)]) for h in range(k)]
+            [
+                np.median([width(grid, fit.psi_basis.combine(torch.as_tensor(grid), fit.psi_coefficients[g, h]).numpy()) for g in range(k)])
+                for h in range(k)
+            ]
         )
         report(f"one psi per pair of true types (W R^2 pair by pair {scaled.r2:.4f})", fit, time.perf_counter() - start, pair)
 

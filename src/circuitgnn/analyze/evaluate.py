@@ -28,7 +28,7 @@ from circuitgnn.analyze.metrics import (
 from circuitgnn.analyze.registry import METRICS as REGISTERED
 from circuitgnn.analyze.rollout import RolloutScore, rollout_model, score_rollout
 from circuitgnn.analyze.stimulus import stimulus_bandwidth, stimulus_score, write_movie_gif
-from circuitgnn.analyze.symbolic import symbolic_formulas
+from circuitgnn.analyze.symbolic import symbolic_formulas, width_error
 from circuitgnn.config import ExperimentConfig
 from circuitgnn.data.dataset import Dataset
 from circuitgnn.data.writer import save_npz_atomic, write_json_atomic
@@ -232,6 +232,9 @@ def evaluate_run(run_dir: str | Path, rollout_steps: int = 800, seed: int = 1) -
         write_json_atomic(run.path / "symbolic.json", formulas)
         metrics["symbolic_phi"] = [e["formula"] for e in formulas["phi"]]
         metrics["symbolic_psi"] = [e["formula"] for e in formulas["psi"]]
+        error = width_error(formulas)
+        if error is not None:
+            metrics["psi_width_error"] = error
     else:
         metrics["skipped"]["symbolic"] = "analysis.symbolic is off in the config"
     order = {m.name: k for k, m in enumerate(REGISTERED)}

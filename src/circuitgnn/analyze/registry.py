@@ -67,6 +67,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("types_hierarchical_ari", "adjusted Rand index (hierarchical)"),
     Metric("phi_error_max", "phi* error, worst type (relative RMSE)", "lower"),
     Metric("psi_error_max", "psi* error, worst type (relative RMSE, scale aligned)", "lower"),
+    Metric("psi_width_error", "psi* width error, worst type: the tanh width g of its formula against the true one (relative)", "lower"),
     Metric("rollout_r2_400", "forecast R^2 at 400 steps"),
     Metric("rollout_slope_400", "forecast slope at 400 steps", "none"),
     Metric("rollout_r2_800", "forecast R^2 at 800 steps"),

@@ -256,6 +256,34 @@ def _true_formula(kind: str, signal: str, receiver: dict[str, float], sender: di
     return str(sympy.nsimplify(expr, tolerance=1e-9, rational=False))
 
 
+def tanh_width(formula: str | sympy.Expr) -> float | None:
+    """The width g of the one tanh((x - h) / g) in a formula, 1 / |d(argument)/dx|; None when the formula holds no tanh
+    or several, or its argument is not linear in x."""
+    expr = sympy.sympify(formula, locals={"x": X}) if isinstance(formula, str) else formula
+    found = list(expr.atoms(sympy.tanh))
+    if len(found) != 1:
+        return None
+    argument = sympy.expand(found[0].args[0])
+    slope = argument.coeff(X, 1)
+    if sympy.expand(argument - slope * X).has(X) or not slope.is_number or slope == 0:
+        return None
+    return float(1.0 / abs(slope))
+
+
+def width_error(formulas: dict[str, Any]) -> float | None:
+    """The largest relative error of the learned psi widths (:func:`tanh_width`) against the true ones, over the psi
+    entries of :func:`symbolic_formulas` that were matched to a true formula (inf where a learned formula has no width
+    to read); None without any."""
+    errors = []
+    for entry in formulas["psi"]:
+        true = tanh_width(entry["true"]) if "true" in entry else None
+        if true is None:
+            continue
+        learned = tanh_width(entry["formula"])
+        errors.append(float("inf") if learned is None else abs(learned / true - 1.0))
+    return max(errors) if errors else None
+
+
 def symbolic_formulas(
     model: GNN, xnorm: float, max_types: int, truth: GroundTruth | None = None, backend: str = "grammar", n_points: int = 400
 ) -> dict[str, Any]:

@@ -48,6 +48,7 @@ class Targets(StrictModel):
     type_accuracy: float | None = None
     omega_r2: float | None = None
     W_edge_auc: float | None = None
+    psi_width_error: float | None = Field(None, description="the largest relative error of psi*'s tanh widths (lower is better)")
 
 
 class Experiment(StrictModel):

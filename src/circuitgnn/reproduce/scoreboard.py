@@ -135,6 +135,7 @@ def build_row(exp: Experiment, work: Path) -> dict[str, Any]:
         "W_slope_pair_scaled",
         "phi_error_max",
         "psi_error_max",
+        "psi_width_error",
         "rollout_r2_400",
         "rollout_r2_800",
         "omega_r2",

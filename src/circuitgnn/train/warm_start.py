@@ -7,7 +7,7 @@ exact solves. The GNN then starts from that fit instead of from random weights:
 * W: the fit's W (zero diagonal; each neuron's own psi term is folded into its update function);
 * the embeddings: the neurons' update curves phi_i on a grid over the bulk of the activity, projected on their
   first ``embedding_dim`` principal components (neurons with the same curve start at the same point, so the
-  types are apart from the first step; no label is read); for a fit with groups (the pair form below), each group's
+  types are apart from the first step; no label is read); for a fit with groups (the forms below), each group's
   mean point;
 * phi* and psi*: Adam steps fitting the MLPs to the spline curves at the recorded activity (embeddings held).
 
@@ -17,10 +17,10 @@ sender's), from the shared psi. Each receiver then moves to the group whose psi 
 whose members lose little through each other's psi merge, and the fit is redone until the groups stay. psi* is then
 distilled from the K x K curves.
 
-For a transfer that depends on the sender's type, psi*(x_j, a_j), the fit is redone with one psi per group of senders,
-the same too many groups (they cost only psi coefficients, and groups of one type find the same psi), and psi* is
-distilled from each sender's psi; left to gradient steps from one shared psi, the GNN's psi* of the wider transfers
-stopped short of their widths (Supp. 13: gamma 1.88 / 3.50 / 7.00 for 2 / 4 / 8).
+For a transfer that depends on the sender's type, psi*(x_j, a_j), the fit is redone with one psi per group of senders
+(groups from the update curves, see :func:`sender_fit`), and psi* is distilled from each sender's psi; left to
+gradient steps from one shared psi, the GNN's psi* of the wider transfers stopped short of their widths (Supp. 13:
+gamma 1.88 / 3.50 / 7.00 for 2 / 4 / 8).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from sklearn.metrics import adjusted_rand_score
 from circuitgnn.config import WarmStartConfig
 from circuitgnn.errors import CircuitGNNError
 from circuitgnn.model.gnn import GNN
-from circuitgnn.train.clustering import MIN_GROUP
+from circuitgnn.train.clustering import MIN_GROUP, kmeans_silhouette
 from circuitgnn.train.varpro import FunctionFit, fit_functions, receiver_losses
 
 _CURVE_POINTS = 32
@@ -114,12 +114,32 @@ def curve_embeddings(curves: torch.Tensor, dim: int) -> torch.Tensor:
 
 def transfer_groups(fit: FunctionFit, x: torch.Tensor, max_groups: int, seed: int) -> torch.Tensor:
     """Starting groups of neurons (N,): K-means with K = ``max_groups`` (fewer for a small network, ``MIN_GROUP``
-    neurons a group) on the first principal components of their update curves. On purpose too many: a misfit psi
+    neurons a group: a smaller one joins the nearest) on the first principal components of their update curves. On purpose too many: a misfit psi
     blurs the curves, so a K chosen by silhouette merges types (the paper's network: 2 groups for 4 types), and
     :func:`regroup` can merge groups after a fit but not split them."""
     features = curve_embeddings(phi_curves(fit, x), _GROUP_COMPONENTS).numpy()
     k = max(1, min(max_groups, len(features) // MIN_GROUP, len(np.unique(features.round(6), axis=0))))
-    return torch.as_tensor(KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(features)).long()
+    return _join_small(features, KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(features))
+
+
+def _join_small(features: np.ndarray, labels: np.ndarray) -> torch.Tensor:
+    """``labels`` (N,) with every group of fewer than ``MIN_GROUP`` neurons joined to the nearest other group's centre in
+    ``features``, smallest first, relabelled 0 .. K-1. A group of a few neurons gives its psi too few senders or
+    receivers: at 120 neurons K-means made groups of 1 to 6, whose psi came out near zero, with weights up to 140 that
+    magnified any error of psi*."""
+    labels = np.asarray(labels).copy()
+    while True:
+        sizes = np.bincount(labels)
+        present = np.flatnonzero(sizes)
+        small = present[sizes[present] < MIN_GROUP]
+        if len(small) == 0 or len(present) == 1:
+            break
+        smallest = small[np.argmin(sizes[small])]
+        kept = present[present != smallest]
+        centres = np.stack([features[labels == g].mean(0) for g in kept])
+        members = labels == smallest
+        labels[members] = kept[((features[members, None, :] - centres[None]) ** 2).sum(-1).argmin(1)]
+    return torch.as_tensor(np.unique(labels, return_inverse=True)[1]).long()
 
 
 def regroup(fit: FunctionFit, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -200,20 +220,21 @@ def grouped_fit(
     return fit
 
 
-def sender_fit(
-    x: torch.Tensor, y: torch.Tensor, shared: FunctionFit, options: dict[str, Any], max_groups: int, seed: int
-) -> FunctionFit:
+def sender_fit(x: torch.Tensor, y: torch.Tensor, shared: FunctionFit, options: dict[str, Any], max_groups: int, seed: int) -> FunctionFit:
     """The fit with one psi per group of senders (psi depends on the sender's group only), the groups found without
-    labels (:func:`transfer_groups`); ``options``: :func:`fit_functions`' settings. The groups from the ``shared``
-    fit's update curves mix types (the wrong psi blurs each neuron's own term): they serve a first fit of
-    ``_FIRST_STEPS`` Gauss-Newton steps, whose curves group the neurons again for the full fit (Supp. 13: groups
-    98 % pure, then 100 %; the widest transfer's gamma 7.42, then 7.88 for 8). The shared fit is returned when one
-    group is all the network allows."""
+    labels; ``options``: :func:`fit_functions`' settings. The ``shared`` fit's update curves are blurred by the wrong
+    psi in each neuron's own term: K-means on them, with too many groups (:func:`transfer_groups`), serves a first fit
+    of ``_FIRST_STEPS`` Gauss-Newton steps, whose sharper curves are then clustered with K chosen by silhouette
+    (:func:`~circuitgnn.train.clustering.kmeans_silhouette`) for the full fit (Supp. 13: the 4 types exactly, after
+    groups 98 % pure from the shared curves). The shared fit is returned when one group is all the data show."""
     groups = transfer_groups(shared, x, max_groups, seed)
     if int(groups.max()) == 0:
         return shared
     first = fit_functions(x, y, groups=groups, by_receiver=False, start=shared.psi_coefficients, **{**options, "iterations": _FIRST_STEPS})
-    groups = transfer_groups(first, x, max_groups, seed)
+    features = curve_embeddings(phi_curves(first, x), _GROUP_COMPONENTS).numpy()
+    groups = _join_small(features, kmeans_silhouette(features, max_groups, seed).labels)
+    if int(groups.max()) == 0:
+        return shared
     return fit_functions(x, y, groups=groups, by_receiver=False, start=shared.psi_coefficients, **options)
 
 
@@ -307,7 +328,7 @@ def warm_start(
         model.W.copy_(fit.connectivity.to(model.W))
         if isinstance(model.a, torch.nn.Parameter):
             embeddings = curve_embeddings(phi_curves(fit, x), model.a.shape[1])
-            if model.psi_input == "x_j,a_i,a_j" and fit.groups is not None:  # one point per group: psi* is told one function per pair of groups
+            if fit.groups is not None:  # one point per group: psi* is told one function per group (or pair of groups)
                 groups = fit.groups.cpu()
                 means = torch.zeros(int(groups.max()) + 1, embeddings.shape[1], dtype=embeddings.dtype).index_add_(0, groups, embeddings)
                 embeddings = (means / torch.bincount(groups).unsqueeze(1))[groups]
