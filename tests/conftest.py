@@ -32,6 +32,26 @@ def tiny_config(**sim: Any) -> ExperimentConfig:
     return config_from_dict({"name": "tiny", "simulation": base})
 
 
+WIDTHS = [1.0, 2.0, 4.0, 8.0]  # the typed transfers' widths, as in Supp. 13 and 14
+
+
+def typed_transfer_config(signal: str, n_neurons: int, n_frames: int, noise_std: float, gain: float, **training: Any) -> ExperimentConfig:
+    """4 types whose transfer has a width per type (``signal``: "sender", Supp. 13, or "pair", Supp. 14) and the GNN form
+    that fits it; keyword arguments update the (short) `training` section."""
+    cfg = tiny_config(
+        n_neurons=n_neurons,
+        n_frames=n_frames,
+        noise_std=noise_std,
+        neurons={"gain": gain, "signal": signal, "width": WIDTHS},
+        connectivity={"filling_factor": 0.3},
+    ).model_dump(mode="json")
+    cfg["model"]["psi_input"] = "x_j,a_i,a_j" if signal == "pair" else "x_j,a_j"
+    cfg["training"].update(
+        {"batch_size": 8, "iterations_per_epoch": 20, "n_epochs": 1, "log_every": 10, "checkpoint_every": 10, **training}
+    )
+    return config_from_dict(cfg)
+
+
 def simulated_arrays(path, **sim: Any):
     """Simulate ``tiny_config(**sim)`` into ``path``; returns (dataset, x, dxdt) with the arrays in memory."""
     import numpy as np

@@ -12,30 +12,17 @@ from torch import nn
 
 from circuitgnn import simulate
 from circuitgnn.analyze.metrics import connectivity_score, linear_fit, pair_scaled_score, true_pair_plateaus
-from circuitgnn.config import ModelConfig, config_from_dict
+from circuitgnn.config import ModelConfig
 from circuitgnn.data.dataset import Dataset
 from circuitgnn.errors import CircuitGNNError
 from circuitgnn.model.gnn import GNN
 from circuitgnn.train.trainer import Trainer
 from circuitgnn.train.varpro import SplineBasis, _gauss_newton, _prepare, _solve, fit_functions, receiver_losses
-from tests.conftest import tiny_config
-
-WIDTHS = [1.0, 2.0, 4.0, 8.0]
+from tests.conftest import typed_transfer_config
 
 
 def _pair_config(**training):
-    cfg = tiny_config(
-        n_neurons=60,
-        n_frames=3000,
-        noise_std=0.1,
-        neurons={"gain": 3, "signal": "pair", "width": WIDTHS},
-        connectivity={"filling_factor": 0.3},
-    ).model_dump(mode="json")
-    cfg["model"]["psi_input"] = "x_j,a_i,a_j"
-    cfg["training"].update(
-        {"batch_size": 8, "iterations_per_epoch": 20, "n_epochs": 1, "log_every": 10, "checkpoint_every": 10, **training}
-    )
-    return config_from_dict(cfg)
+    return typed_transfer_config("pair", 60, 3000, 0.1, 3, **training)
 
 
 @pytest.fixture(scope="module")

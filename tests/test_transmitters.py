@@ -11,28 +11,14 @@ import torch
 from circuitgnn import simulate
 from circuitgnn.analyze.metrics import linear_fit
 from circuitgnn.analyze.symbolic import symbolic_formulas, tanh_width, width_error
-from circuitgnn.config import config_from_dict
 from circuitgnn.data.dataset import Dataset
 from circuitgnn.train.trainer import Trainer
 from circuitgnn.train.varpro import FunctionFit, fit_functions
-from tests.conftest import tiny_config
-
-WIDTHS = [1.0, 2.0, 4.0, 8.0]
+from tests.conftest import WIDTHS, typed_transfer_config
 
 
 def _sender_config(**training):
-    cfg = tiny_config(
-        n_neurons=200,
-        n_frames=5000,
-        noise_std=0.3,
-        neurons={"gain": 10, "signal": "sender", "width": WIDTHS},
-        connectivity={"filling_factor": 0.3},
-    ).model_dump(mode="json")
-    cfg["model"]["psi_input"] = "x_j,a_j"
-    cfg["training"].update(
-        {"batch_size": 8, "iterations_per_epoch": 20, "n_epochs": 1, "log_every": 10, "checkpoint_every": 10, **training}
-    )
-    return config_from_dict(cfg)
+    return typed_transfer_config("sender", 200, 5000, 0.3, 10, **training)
 
 
 @pytest.fixture(scope="module")
