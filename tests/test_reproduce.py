@@ -275,6 +275,16 @@ def test_failures_and_unmeasured_values_are_rows_that_say_so(tmp_path):
     assert applied(late, []) == 0.0
 
 
+def test_a_width_target_is_met_from_below():
+    """psi_width_error is better lower: a row misses it above the target and meets it below."""
+    (exp,) = load_manifest(DEFAULT_MANIFEST).select(["supp13_transmitters_warm"])
+    assert exp.targets.psi_width_error == 0.05
+    base = {"W_r2": 0.99, "type_accuracy": 1.0}
+    assert _missed(base | {"psi_width_error": 0.026}, exp) == []
+    assert _missed(base | {"psi_width_error": 0.08}, exp) == ["psi_width_error 0.080 > 0.05"]
+    assert _missed(base, exp) == ["psi_width_error: not measured"]
+
+
 def test_cli_rejects_an_unnamed_restart_and_a_non_positive_budget(tmp_path, capsys):
     path = str(write_manifest(tmp_path))
     assert main(["reproduce", "--manifest", path, "--restart"]) == 2
