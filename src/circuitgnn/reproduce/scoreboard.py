@@ -340,7 +340,9 @@ def markdown(rows: list[dict[str, Any]], baselines: str | None = None) -> str:
                 f"- {r['status']}; {r['train_minutes']:.1f} min of training ({_budget(r['budget_minutes'])}), "
                 f"{r['iterations']:,} iterations × {r['batch_size']} frames{paper}; {r['hardware']}"
             )
-            widths = f"; psi*'s tanh widths (symbolic) off by at most {r['psi_width_error']:.1%}" if _finite(r.get("psi_width_error")) else ""
+            widths = (
+                f"; psi*'s tanh widths (symbolic) off by at most {r['psi_width_error']:.1%}" if _finite(r.get("psi_width_error")) else ""
+            )
             parts.append(f"- worst relative function error: phi* {_f(r['phi_error_max'])}, psi* {_f(r['psi_error_max'])}{widths}")
             for phase, res in r["resources"].items():
                 bound = "" if res.get("peak_memory_exact") else " (upper bound: the process's peak so far)"
