@@ -14,6 +14,7 @@ from circuitgnn.analyze.symbolic import symbolic_formulas, tanh_width, width_err
 from circuitgnn.data.dataset import Dataset
 from circuitgnn.train.trainer import Trainer
 from circuitgnn.train.varpro import FunctionFit, fit_functions
+from circuitgnn.train.warm_start import _join_small
 from tests.conftest import WIDTHS, typed_transfer_config
 
 
@@ -103,3 +104,14 @@ def test_the_width_error_is_the_worst_matched_psi_and_counts_a_formula_without_w
     assert width_error({"psi": entries}) == pytest.approx(abs(1 / 0.26 / 4 - 1))
     assert width_error({"psi": [*entries, {"formula": "x", "true": "tanh(x/8)"}]}) == float("inf")
     assert width_error({"psi": entries[2:]}) is None
+
+
+def test_groups_too_small_for_their_own_psi_join_the_nearest_group():
+    """A group of fewer than MIN_GROUP neurons joins the group whose centre is nearest, smallest first; the labels
+    come back as 0 .. K-1."""
+    rng = np.random.default_rng(0)
+    features = np.concatenate([rng.normal(0, 0.1, (20, 2)), rng.normal(5, 0.1, (20, 2)), rng.normal(4.5, 0.1, (3, 2)), [[0.3, 0.2]]])
+    labels = np.array([0] * 20 + [2] * 20 + [5] * 3 + [7])
+    joined = _join_small(features, labels).numpy()
+    assert joined.tolist() == [0] * 20 + [1] * 20 + [1] * 3 + [0]
+    assert _join_small(features[:5], np.array([0, 0, 1, 1, 2])).tolist() == [0] * 5  # all small: one group remains
