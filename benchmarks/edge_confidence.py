@@ -2,8 +2,9 @@
 simulated dataset, scored against its true W (the truth is read only here, to score).
 
 For each dataset: K members (seeds and block-bootstrap resamples, each trained for ``--minutes``); the
-ensemble's 90 % intervals; the one-fit intervals of member 0 (least squares given its phi* and psi*) and
-their time; the coverage of the true scale-aligned weights by each; on sparse W the edge-detection AUC of
+ensemble's 90 % intervals; each member's one-fit intervals (least squares given its phi* and psi*) and
+their time; the ensemble's intervals combined with the mean of the members' least-squares variances (and with
+each member's alone); the coverage of the true scale-aligned weights by each; on sparse W the edge-detection AUC of
 ranking by |mean| / sd beside ranking by |W|; how the one-fit and ensemble standard deviations compare; type
 stability. Results go to ``--out`` as JSON, one line per dataset.
 
@@ -11,8 +12,8 @@ stability. Results go to ``--out`` as JSON, one line per dataset.
         --out benchmarks/results/edge_confidence.jsonl
 
 ``--rescore`` scores the members already in ``--work`` again, without training (e.g. after a change of the
-ranking score), and prints the ensemble's calibration; with ``--one-fit`` also member 0's one-fit intervals and
-the two combined (:func:`~circuitgnn.analyze.confidence.combined_confidence`), as a measurement also records.
+ranking score), and prints the ensemble's calibration; with ``--one-fit`` also the members' one-fit intervals
+(computed once, then read from ``one_fit_member_K.npz`` beside the members) and the two combined (:func:`~circuitgnn.analyze.confidence.combined_confidence`), as a measurement also records.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from records import append_record
+from scipy import stats
 
 from circuitgnn import CircuitGNN, open_dataset
 from circuitgnn.analyze.confidence import EdgeConfidence, calibration, combined_confidence, ensemble_confidence, plateau_aligned
@@ -41,20 +43,54 @@ def _rms_errors(weights: list[np.ndarray], truth_w: np.ndarray) -> list[float]:
     return [float(np.sqrt(np.mean((w - linear_fit(truth_w, w, off_diagonal=True).slope * truth_w)[off] ** 2))) for w in weights]
 
 
-def _one_fit_scores(one: EdgeConfidence, ensemble: EdgeConfidence, truth: GroundTruth) -> dict:
-    """The calibration of the one fit's intervals and of the ensemble's combined with them, and the one fit's time."""
+def _one_fits(folder: Path, level: float, count: int, x: np.ndarray, dxdt: np.ndarray | None) -> list[EdgeConfidence]:
+    """The one-fit intervals at ``level`` of the first ``count`` members in ``folder``; each member's estimate and sd are
+    stored beside it (``one_fit_member_K.npz``) so that a rescore need not recompute them."""
+    out = []
+    for k in range(count):
+        path = folder / f"one_fit_member_{k}.npz"
+        if not path.exists():
+            one = CircuitGNN.load(folder / f"member_{k}", device="cpu").edge_confidence(x, dxdt, level=level)
+            np.savez(folder / "one_fit.partial.npz", mean=one.mean, sd=one.sd, seconds=one.seconds)
+            (folder / "one_fit.partial.npz").replace(path)
+        z = np.load(path)
+        half = stats.norm.ppf(0.5 + level / 2) * z["sd"]
+        out.append(EdgeConfidence(z["mean"], z["sd"], z["mean"] - half, z["mean"] + half, level, "least_squares", float(z["seconds"])))
+    return out
+
+
+def _one_fit_scores(ones: list[EdgeConfidence], ensemble: EdgeConfidence, truth: GroundTruth) -> dict:
+    """The calibration of member 0's one-fit intervals, of the ensemble's combined with the mean of the members'
+    least-squares variances and with each member's alone; the one fits' times; how member 0's sd compares with the
+    ensemble's."""
+    score = lambda conf: calibration(conf, truth.connectivity, truth.gains)  # noqa: E731
+    off = ~np.eye(truth.connectivity.shape[0], dtype=bool)
+    ratio = ones[0].sd[off] / ensemble.sd[off]
     return {
-        "one_fit": calibration(one, truth.connectivity, truth.gains),
-        "combined": calibration(combined_confidence(ensemble, one), truth.connectivity, truth.gains),
-        "one_fit_seconds": one.seconds,
+        "one_fit": score(ones[0]),
+        "combined": score(combined_confidence(ensemble, ones)),
+        "combined_one_member": [score(combined_confidence(ensemble, one))["coverage"] for one in ones],
+        "one_fit_members": len(ones),
+        "one_fit_seconds": [one.seconds for one in ones],
+        "one_fit_w_rms_error": _rms_errors([one.mean for one in ones], truth.connectivity * truth.gains[:, None]),
+        "sd_ratio_one_fit_to_ensemble": {q: float(np.quantile(ratio, p)) for q, p in (("q10", 0.1), ("median", 0.5), ("q90", 0.9))},
+        "confident_edges_one_fit": len(ones[0].confident()),
     }
 
 
-def measure(path: Path, members: int, minutes: float, work: Path, level: float, warm: bool = False, one_fit: bool = True) -> dict:
+def measure(
+    path: Path, members: int, minutes: float, work: Path, level: float, warm: bool = False, one_fit: bool = True, no_shrink: bool = False
+) -> dict:
     ds = open_dataset(path)
     truth = ds.truth
     assert truth is not None, f"{path} has no ground truth to score against"
-    config = config_from_dict(dict(ds.meta["config"]), source=str(path))
+    settings = dict(ds.meta["config"])
+    if no_shrink:  # the proximal L1 shrinks every member's present weights alike, a bias no spread between members shows
+        settings["training"] = {
+            **settings["training"],
+            "regularization": {**settings["training"].get("regularization", {}), "w_shrink": {"value": 0.0}},
+        }
+    config = config_from_dict(settings, source=str(path))
     config.training.max_minutes = minutes
     if warm:  # each member starts from the spline fit of its own block-bootstrap resample
         config.training.extensions.warm_start = WarmStartConfig()
@@ -75,6 +111,7 @@ def measure(path: Path, members: int, minutes: float, work: Path, level: float, 
         "members": members,
         "minutes_per_member": minutes,
         "warm_start": warm,
+        "w_shrink": config.training.regularization.w_shrink.value,
         "block_frames": ens.block_,
         "ensemble": calibration(ens.confidence_, truth.connectivity, gains),
         "ensemble_seconds": ensemble_seconds,
@@ -86,20 +123,13 @@ def measure(path: Path, members: int, minutes: float, work: Path, level: float, 
         "machine": environment(),
     }
     if one_fit:
-        one = ens.members_[0].edge_confidence(x, dxdt, level=level)
-        off = ~np.eye(ds.n_neurons, dtype=bool)
-        ratio = one.sd[off] / ens.confidence_.sd[off]
-        row |= _one_fit_scores(one, ens.confidence_, truth) | {
-            "one_fit_w_rms_error": _rms_errors([one.mean], aligned_truth)[0],
-            "sd_ratio_one_fit_to_ensemble": {q: float(np.quantile(ratio, p)) for q, p in (("q10", 0.1), ("median", 0.5), ("q90", 0.9))},
-            "confident_edges_one_fit": len(one.confident()),
-        }
+        row |= _one_fit_scores(_one_fits(work / path.name, level, members, x, dxdt), ens.confidence_, truth)
     return row
 
 
 def rescore(path: Path, work: Path, level: float, one_fit: bool = False) -> dict:
     """The calibration of the ensemble whose members were trained into ``work``/NAME/member_*; with ``one_fit``, also
-    that of the first member's least-squares intervals and of the two combined (on the frames the members were fitted to)."""
+    that of the members' least-squares intervals and of the two combined (on the frames the members were fitted to)."""
     ds = open_dataset(path)
     truth = ds.truth
     assert truth is not None, f"{path} has no ground truth to score against"
@@ -116,8 +146,7 @@ def rescore(path: Path, work: Path, level: float, one_fit: bool = False) -> dict
     if one_fit:
         a, b = ds.activity().train_bounds()[0]
         dxdt = None if ds.dxdt is None else np.asarray(ds.dxdt[a:b])
-        one = CircuitGNN.load(folders[0], device="cpu").edge_confidence(np.asarray(ds.x[a:b]), dxdt, level=level)
-        row |= _one_fit_scores(one, conf, truth)
+        row |= _one_fit_scores(_one_fits(work / path.name, level, len(runs), np.asarray(ds.x[a:b]), dxdt), conf, truth)
     return row
 
 
@@ -131,10 +160,15 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/confidence"), help="the members' run folders (resumable)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/edge_confidence.jsonl"))
     parser.add_argument(
-        "--skip-one-fit", action="store_true", help="do not compute member 0's one-fit intervals (about 9 min for N = 1000 on one thread)"
+        "--skip-one-fit",
+        action="store_true",
+        help="do not compute the members' one-fit intervals (about 5 min each for N = 1000, 100,000 frames, on one thread)",
+    )
+    parser.add_argument(
+        "--no-shrink", action="store_true", help="train the members without the config's proximal L1 on W (regularization.w_shrink)"
     )
     parser.add_argument("--rescore", action="store_true", help="score the members in --work again, without training")
-    parser.add_argument("--one-fit", action="store_true", help="with --rescore: also member 0's one-fit and the combined intervals")
+    parser.add_argument("--one-fit", action="store_true", help="with --rescore: also the members' one-fit and the combined intervals")
     args = parser.parse_args()
     print(f"torch threads {torch.get_num_threads()}")
     for path in args.datasets:
@@ -143,15 +177,21 @@ def main() -> None:
             append_record(args.out, row)
             print(
                 f"{row['dataset']} ({row['members']} members in {args.work}): {row['ensemble']}; W rms error: members {row['member_w_rms_error']}, mean {row['mean_w_rms_error']:.3g}"
-                + (f"; one fit {row['one_fit']['coverage']:.3f}, combined {row['combined']['coverage']:.3f}" if "combined" in row else "")
+                + (
+                    f"; one fit {row['one_fit']['coverage']:.3f}, combined {row['combined']['coverage']:.3f} (with one member's "
+                    f"least squares: {', '.join(f'{v:.3f}' for v in row['combined_one_member'])})"
+                    if "combined" in row
+                    else ""
+                )
             )
             continue
-        row = measure(path, args.members, args.minutes, args.work, args.level, args.warm_start, not args.skip_one_fit)
+        row = measure(path, args.members, args.minutes, args.work, args.level, args.warm_start, not args.skip_one_fit, args.no_shrink)
         append_record(args.out, row)
         e = row["ensemble"]
         one = (
-            f", one fit {row['one_fit']['coverage']:.3f} ({row['one_fit_seconds']:.0f} s against {row['ensemble_seconds']:.0f} s), "
-            f"the two combined {row['combined']['coverage']:.3f}; "
+            f", one fit {row['one_fit']['coverage']:.3f} ({row['one_fit_seconds'][0]:.0f} s each against {row['ensemble_seconds']:.0f} s), "
+            f"the two combined {row['combined']['coverage']:.3f} (with one member's least squares: "
+            f"{', '.join(f'{v:.3f}' for v in row['combined_one_member'])}); "
             f"one-fit sd / ensemble sd: median {row['sd_ratio_one_fit_to_ensemble']['median']:.2f}"
             if "one_fit" in row
             else ""

@@ -175,8 +175,17 @@ def test_combined_intervals_count_the_shared_error_once():
     # no own share: nothing of the members' spread is left over, and the interval is the normal one
     alike = combined_confidence(ensemble, EdgeConfidence(estimate, sd * 100, estimate, estimate, 0.9, "least_squares", 0.0))
     np.testing.assert_allclose((alike.upper - alike.mean)[off], 1.6448536 * 100 * shared_sd, rtol=1e-6)
-    with pytest.raises(CircuitGNNError, match="ensemble's confidence and a one fit's"):
+    # several members' one fits: the mean of their variances is the data's share
+    other = EdgeConfidence(estimate, 3 * sd, estimate, estimate, 0.9, "least_squares", 1.0)
+    pooled = combined_confidence(ensemble, [one, other])
+    np.testing.assert_allclose(combined_confidence(ensemble, [one, one]).sd[off], combined.sd[off])
+    shared = 5 * shared_sd**2  # (1 + 9) / 2
+    np.testing.assert_allclose(pooled.sd[off], np.sqrt(shared + np.maximum(ensemble.sd**2 - shared, 0) / k)[off])
+    assert pooled.method == "ensemble of 4 with least squares of 2 members"
+    with pytest.raises(CircuitGNNError, match="ensemble's confidence and one fits'"):
         combined_confidence(one, ensemble)
+    with pytest.raises(CircuitGNNError, match="at least one one-fit"):
+        combined_confidence(ensemble, [])
     with pytest.raises(CircuitGNNError, match="not the same network"):
         combined_confidence(ensemble, EdgeConfidence(truth[:5, :5], sd[:5, :5], truth[:5, :5], truth[:5, :5], 0.9, "least_squares", 0.0))
 
@@ -303,12 +312,19 @@ def test_ensemble_fits_resumes_and_agrees(data, tmp_path):
         x, ds.dt, dxdt, folder=tmp_path / "ens"
     )
     np.testing.assert_array_equal(plateau_aligned(again.members_[0].model_, again.members_[0].xnorm_), w0)  # loaded, not refitted
-    combined = ens.combined_confidence(x, dxdt)
-    assert combined.mean is ens.confidence_.mean and combined.method.endswith("with least squares")
-    one = ens.members_[0].edge_confidence(x, dxdt)
+    first = ens.combined_confidence(x, dxdt, members=1)
+    assert first.mean is ens.confidence_.mean and first.method.endswith("with least squares")
+    ones = [m.edge_confidence(x, dxdt) for m in ens.members_]
     off = ~np.eye(30, dtype=bool)
-    own = np.maximum(ens.confidence_.sd**2 - one.sd**2, 0) / 3
-    np.testing.assert_allclose(combined.sd[off], np.sqrt(one.sd**2 + own)[off], rtol=1e-10)
+    own = np.maximum(ens.confidence_.sd**2 - ones[0].sd ** 2, 0) / 3
+    np.testing.assert_allclose(first.sd[off], np.sqrt(ones[0].sd ** 2 + own)[off], rtol=1e-10)
+    every = ens.combined_confidence(x, dxdt)  # by default every member's least-squares variance, averaged
+    shared = np.mean([o.sd**2 for o in ones], axis=0)
+    np.testing.assert_allclose(every.sd[off], np.sqrt(shared + np.maximum(ens.confidence_.sd**2 - shared, 0) / 3)[off], rtol=1e-10)
+    assert every.method.endswith("with least squares of 3 members")
+    for bad in (0, 4, 1.5, True):
+        with pytest.raises(CircuitGNNError, match="members must be an integer from 1 to 3"):
+            ens.combined_confidence(x, dxdt, members=bad)
     with pytest.raises(CircuitGNNError, match="not fitted"):
         CircuitGNNEnsemble(2).combined_confidence(x)
     with pytest.raises(CircuitGNNError, match="n_members"):

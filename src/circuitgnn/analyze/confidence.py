@@ -336,23 +336,33 @@ def ensemble_confidence(weights: Sequence[np.ndarray], level: float = 0.9, secon
     return EdgeConfidence(mean, sd, mean - half, mean + half, level, f"ensemble of {k}", seconds, agree, dof=k - 1)
 
 
-def combined_confidence(ensemble: EdgeConfidence, one_fit: EdgeConfidence) -> EdgeConfidence:
+def combined_confidence(ensemble: EdgeConfidence, one_fits: EdgeConfidence | Sequence[EdgeConfidence]) -> EdgeConfidence:
     """An ensemble's mean with a standard error that counts the data's share of its error once.
 
-    A member's error is the data's share (the frames' noise, which the one fit's least-squares sd estimates and
+    A member's error is the data's share (the frames' noise, which a one fit's least-squares sd estimates and
     which every member's estimate carries, so that averaging the members does not remove it) plus the fit's
     own share (its seed, its resample), which the mean of K members divides by sqrt(K). With ``sd`` the members'
-    spread and ``ls`` the one fit's sd: se^2 = ls^2 + max(sd^2 - ls^2, 0) / K, and the interval is
-    mean +- t(nu) se, nu from the Welch-Satterthwaite formula (K - 1 degrees of freedom for the members' part,
-    infinitely many for the least-squares part). The prediction interval of :func:`ensemble_confidence` assumes
-    the members' errors are fully shared, the interval of the mean that they are independent; this lies between.
+    spread and ``ls^2`` the mean of the one fits' variances: se^2 = ls^2 + max(sd^2 - ls^2, 0) / K, and the
+    interval is mean +- t(nu) se, nu from the Welch-Satterthwaite formula (K - 1 degrees of freedom for the
+    members' part, infinitely many for the least-squares part). The prediction interval of
+    :func:`ensemble_confidence` assumes the members' errors are fully shared, the interval of the mean that they
+    are independent; this lies between.
+
+    ``one_fits``: the least-squares intervals of one member or of several (:func:`least_squares_confidence` given
+    each member's functions). One member's sd reads its own functions' misfit as the data's noise and varies
+    from member to member (by a factor of 1.8 at the median on the Fig. 2 network); the mean over the members
+    is the steadier estimate (docs/confidence.md).
     """
-    if ensemble.mean.shape != one_fit.mean.shape:
-        raise CircuitGNNError(f"the ensemble's W is {ensemble.mean.shape} and the one fit's {one_fit.mean.shape}: not the same network")
-    if not np.isfinite(ensemble.dof) or np.isfinite(one_fit.dof):
-        raise CircuitGNNError(f"expected an ensemble's confidence and a one fit's, got {ensemble.method} and {one_fit.method}")
+    fits = [one_fits] if isinstance(one_fits, EdgeConfidence) else list(one_fits)
+    if not fits:
+        raise CircuitGNNError("combined_confidence needs at least one one-fit confidence")
+    for one in fits:
+        if ensemble.mean.shape != one.mean.shape:
+            raise CircuitGNNError(f"the ensemble's W is {ensemble.mean.shape} and the one fit's {one.mean.shape}: not the same network")
+        if not np.isfinite(ensemble.dof) or np.isfinite(one.dof):
+            raise CircuitGNNError(f"expected an ensemble's confidence and one fits', got {ensemble.method} and {one.method}")
     k = ensemble.dof + 1
-    shared = one_fit.sd**2
+    shared = np.mean([one.sd**2 for one in fits], axis=0)
     own = np.maximum(ensemble.sd**2 - shared, 0.0) / k
     se = np.sqrt(shared + own)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -364,8 +374,8 @@ def combined_confidence(ensemble: EdgeConfidence, one_fit: EdgeConfidence) -> Ed
         ensemble.mean - half,
         ensemble.mean + half,
         ensemble.level,
-        f"{ensemble.method} with least squares",
-        ensemble.seconds + one_fit.seconds,
+        f"{ensemble.method} with least squares" + (f" of {len(fits)} members" if len(fits) > 1 else ""),
+        ensemble.seconds + sum(one.seconds for one in fits),
         ensemble.sign_agreement,
     )
 
