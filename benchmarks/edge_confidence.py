@@ -79,7 +79,15 @@ def _one_fit_scores(ones: list[EdgeConfidence], ensemble: EdgeConfidence, truth:
 
 
 def measure(
-    path: Path, members: int, minutes: float, work: Path, level: float, warm: bool = False, one_fit: bool = True, no_shrink: bool = False
+    path: Path,
+    members: int,
+    minutes: float,
+    work: Path,
+    level: float,
+    warm: bool = False,
+    one_fit: bool = True,
+    no_shrink: bool = False,
+    seed: int | None = None,
 ) -> dict:
     ds = open_dataset(path)
     truth = ds.truth
@@ -92,6 +100,8 @@ def measure(
         }
     config = config_from_dict(settings, source=str(path))
     config.training.max_minutes = minutes
+    if seed is not None:  # member k trains with seed + k
+        config.training.seed = seed
     if warm:  # each member starts from the spline fit of its own block-bootstrap resample
         config.training.extensions.warm_start = WarmStartConfig()
     activity = ds.activity()
@@ -112,6 +122,7 @@ def measure(
         "minutes_per_member": minutes,
         "warm_start": warm,
         "w_shrink": config.training.regularization.w_shrink.value,
+        "seed": config.training.seed,
         "block_frames": ens.block_,
         "ensemble": calibration(ens.confidence_, truth.connectivity, gains),
         "ensemble_seconds": ensemble_seconds,
@@ -167,6 +178,7 @@ def main() -> None:
     parser.add_argument(
         "--no-shrink", action="store_true", help="train the members without the config's proximal L1 on W (regularization.w_shrink)"
     )
+    parser.add_argument("--seed", type=int, help="the members' first training seed (default: the dataset config's)")
     parser.add_argument("--rescore", action="store_true", help="score the members in --work again, without training")
     parser.add_argument("--one-fit", action="store_true", help="with --rescore: also the members' one-fit and the combined intervals")
     args = parser.parse_args()
@@ -185,7 +197,9 @@ def main() -> None:
                 )
             )
             continue
-        row = measure(path, args.members, args.minutes, args.work, args.level, args.warm_start, not args.skip_one_fit, args.no_shrink)
+        row = measure(
+            path, args.members, args.minutes, args.work, args.level, args.warm_start, not args.skip_one_fit, args.no_shrink, args.seed
+        )
         append_record(args.out, row)
         e = row["ensemble"]
         one = (
