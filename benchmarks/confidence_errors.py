@@ -25,6 +25,7 @@ import itertools
 from pathlib import Path
 
 import numpy as np
+from edge_confidence import stored_one_fits
 from scipy import stats
 
 from circuitgnn import open_dataset
@@ -61,12 +62,8 @@ def main() -> None:
         z = mean_error / (sd / np.sqrt(k))
     print(f"kurtosis of the mean's error over sd / sqrt(K): {stats.kurtosis(z[np.isfinite(z)]):.0f}")
 
-    files = sorted(folder.glob("one_fit_member_*.npz"))
-    if files:
-        ones = []
-        for f in files:
-            v = np.load(f)
-            ones.append(EdgeConfidence(v["mean"], v["sd"], v["mean"], v["mean"], ens.level, "least_squares", float(v["seconds"])))
+    ones = stored_one_fits(folder, ens.level)
+    if ones:
         ls = np.sqrt(np.mean([o.sd**2 for o in ones], axis=0))[off]
         ratio = ls / sd
         print("binned by least-squares sd / members' sd: n, rms(mean error) / rms(sd / sqrt(K)), / rms(least-squares sd)")
@@ -99,7 +96,7 @@ def main() -> None:
         robust = np.sqrt(np.nanmedian(w, axis=1, keepdims=True) * np.nanmedian(w, axis=0, keepdims=True))
         ranks = {"abs(mean)": ens.mean, "lfdr": -np.log(np.clip(ens.lfdr, 1e-300, 1)), "abs(mean) / moderated sd": ens.z}
         ranks["abs(mean) / robust row and column scale"] = np.nan_to_num(w / robust)
-        if files:
+        if ones:
             ranks["abs(mean) / combined se"] = combined_confidence(ens, ones).z_raw
         print("edge AUC: " + "; ".join(f"{name} {edge_auc(ds.truth.connectivity, score):.4f}" for name, score in ranks.items()))
 

@@ -43,20 +43,26 @@ def _rms_errors(weights: list[np.ndarray], truth_w: np.ndarray) -> list[float]:
     return [float(np.sqrt(np.mean((w - linear_fit(truth_w, w, off_diagonal=True).slope * truth_w)[off] ** 2))) for w in weights]
 
 
-def _one_fits(folder: Path, level: float, count: int, x: np.ndarray, dxdt: np.ndarray | None) -> list[EdgeConfidence]:
-    """The one-fit intervals at ``level`` of the first ``count`` members in ``folder``; each member's estimate and sd are
-    stored beside it (``one_fit_member_K.npz``) so that a rescore need not recompute them."""
+def stored_one_fits(folder: Path, level: float) -> list[EdgeConfidence]:
+    """The one-fit intervals at ``level`` stored beside the members in ``folder`` (``one_fit_member_K.npz``), in member order."""
     out = []
+    for path in sorted(folder.glob("one_fit_member_*.npz"), key=lambda p: int(p.stem.rsplit("_", 1)[1])):
+        z = np.load(path)
+        half = stats.norm.ppf(0.5 + level / 2) * z["sd"]
+        out.append(EdgeConfidence(z["mean"], z["sd"], z["mean"] - half, z["mean"] + half, level, "least_squares", float(z["seconds"])))
+    return out
+
+
+def _one_fits(folder: Path, level: float, count: int, x: np.ndarray, dxdt: np.ndarray | None) -> list[EdgeConfidence]:
+    """The one-fit intervals at ``level`` of the first ``count`` members in ``folder``, each computed once and stored
+    beside the members so that a rescore need not recompute them."""
     for k in range(count):
         path = folder / f"one_fit_member_{k}.npz"
         if not path.exists():
             one = CircuitGNN.load(folder / f"member_{k}", device="cpu").edge_confidence(x, dxdt, level=level)
             np.savez(folder / "one_fit.partial.npz", mean=one.mean, sd=one.sd, seconds=one.seconds)
             (folder / "one_fit.partial.npz").replace(path)
-        z = np.load(path)
-        half = stats.norm.ppf(0.5 + level / 2) * z["sd"]
-        out.append(EdgeConfidence(z["mean"], z["sd"], z["mean"] - half, z["mean"] + half, level, "least_squares", float(z["seconds"])))
-    return out
+    return stored_one_fits(folder, level)[:count]
 
 
 def _one_fit_scores(ones: list[EdgeConfidence], ensemble: EdgeConfidence, truth: GroundTruth) -> dict:

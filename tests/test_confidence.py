@@ -322,6 +322,8 @@ def test_ensemble_fits_resumes_and_agrees(data, tmp_path):
     shared = np.mean([o.sd**2 for o in ones], axis=0)
     np.testing.assert_allclose(every.sd[off], np.sqrt(shared + np.maximum(ens.confidence_.sd**2 - shared, 0) / 3)[off], rtol=1e-10)
     assert every.method.endswith("with least squares of 3 members")
+    estimated = ens.combined_confidence(x, members=2)  # dx/dt estimated once, as each member would
+    np.testing.assert_allclose(estimated.sd, combined_confidence(ens.confidence_, [m.edge_confidence(x) for m in ens.members_[:2]]).sd)
     for bad in (0, 4, 1.5, True):
         with pytest.raises(CircuitGNNError, match="members must be an integer from 1 to 3"):
             ens.combined_confidence(x, dxdt, members=bad)

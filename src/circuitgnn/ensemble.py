@@ -163,5 +163,8 @@ class CircuitGNNEnsemble:
         count = self.n_members if members is None else members
         if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= self.n_members:
             raise CircuitGNNError(f"members must be an integer from 1 to {self.n_members} (the ensemble's size), got {members!r}")
+        if dxdt is None:  # estimated once: the members share their training settings, so their derivative too
+            first = self.members_[0]
+            dxdt = first._drift(first._activity(x, segments), None)
         ones = [m.edge_confidence(x, dxdt, segments=segments, level=self.level) for m in self.members_[:count]]
         return combined_confidence(self.confidence_, ones)
