@@ -34,7 +34,8 @@ def test_two_processes_started_by_torchrun_equal_one_process(network, tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     command += ["-m", "circuitgnn.train.distributed", str(path), str(network.path), "--steps", "30", "--out", str(out), "--from-gnn"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    causes = [line for line in done.stderr.splitlines() if "what()" in line or "Error" in line or "terminate" in line]
+    assert done.returncode == 0, "\n".join(causes[:20]) + "\n" + done.stderr[-2000:]
     reference = train_one_process(config, np.asarray(network.x), np.asarray(network.dxdt), 30)
     np.testing.assert_allclose(np.load(out), reference.W.detach().numpy(), atol=1e-6)
     assert '"processes": 2' in out.with_suffix(".json").read_text()

@@ -231,6 +231,8 @@ def main(argv: list[str] | None = None) -> None:
             "peak_memory_mb_rank0": peak_memory_mb(),
         }
         out.with_suffix(".json").write_text(json.dumps(summary, indent=2))
+    # No process leaves while another still reads from it: gloo aborts a process whose peer closes mid-transfer.
+    dist.barrier()
     dist.destroy_process_group()
 
 
