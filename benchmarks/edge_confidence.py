@@ -67,8 +67,8 @@ def _one_fits(folder: Path, level: float, count: int, x: np.ndarray, dxdt: np.nd
 
 def _one_fit_scores(ones: list[EdgeConfidence], ensemble: EdgeConfidence, truth: GroundTruth) -> dict:
     """The calibration of member 0's one-fit intervals, of the ensemble's combined with the mean of the members'
-    least-squares variances and with each member's alone; the one fits' times; how member 0's sd compares with the
-    ensemble's."""
+    least-squares variances and with each member's alone; on sparse W, the edge AUCs when the members' least-squares W
+    ranks the connections instead of their mean; the one fits' times; how member 0's sd compares with the ensemble's."""
     score = lambda conf: calibration(conf, truth.connectivity, truth.gains)  # noqa: E731
     off = ~np.eye(truth.connectivity.shape[0], dtype=bool)
     ratio = ones[0].sd[off] / ensemble.sd[off]
@@ -76,12 +76,28 @@ def _one_fit_scores(ones: list[EdgeConfidence], ensemble: EdgeConfidence, truth:
         "one_fit": score(ones[0]),
         "combined": score(combined_confidence(ensemble, ones)),
         "combined_one_member": [score(combined_confidence(ensemble, one))["coverage"] for one in ones],
+        "combined_tested_on_least_squares": (
+            {k: v for k, v in score(combined_confidence(ensemble, ones, "least_squares")).items() if k.startswith("auc_")}
+            if len(ones) > 1
+            else {}
+        ),
         "one_fit_members": len(ones),
         "one_fit_seconds": [one.seconds for one in ones],
         "one_fit_w_rms_error": _rms_errors([one.mean for one in ones], truth.connectivity * truth.gains[:, None]),
         "sd_ratio_one_fit_to_ensemble": {q: float(np.quantile(ratio, p)) for q, p in (("q10", 0.1), ("median", 0.5), ("q90", 0.9))},
         "confident_edges_one_fit": len(ones[0].confident()),
     }
+
+
+def _auc_line(row: dict) -> str:
+    """On sparse W: the combined confidence's edge AUCs, tested on the members' mean and on their least squares."""
+    fit, ls = row.get("combined", {}), row.get("combined_tested_on_least_squares", {})
+    if "auc_lfdr" not in fit or "auc_lfdr" not in ls:
+        return ""
+    return (
+        f"; combined edge AUC, lfdr and |mean|/se: tested on the members' mean {fit['auc_lfdr']:.4f}, {fit['auc_z_raw']:.4f}; "
+        f"on their least squares {ls['auc_lfdr']:.4f}, {ls['auc_z_raw']:.4f}; against |W| {fit['auc_abs_w']:.4f}"
+    )
 
 
 def measure(
@@ -201,6 +217,7 @@ def main() -> None:
                     if "combined" in row
                     else ""
                 )
+                + _auc_line(row)
             )
             continue
         row = measure(
@@ -221,6 +238,7 @@ def main() -> None:
             f"W rms error: members {', '.join(f'{v:.3g}' for v in row['member_w_rms_error'])}, mean {row['mean_w_rms_error']:.3g}; "
             f"type stability (ARI) {row['type_stability_ari']:.3f}"
             + (f"; AUC lfdr {e['auc_lfdr']:.3f}, |mean|/sd {e['auc_z']:.3f} against |W| {e['auc_abs_w']:.3f}" if "auc_z" in e else "")
+            + _auc_line(row)
         )
 
 

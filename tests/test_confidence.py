@@ -20,6 +20,7 @@ from circuitgnn.analyze.confidence import (
 )
 from circuitgnn.analyze.metrics import psi_plateau
 from circuitgnn.config import ModelConfig
+from circuitgnn.config.training import Coefficient
 from circuitgnn.data.activity import Activity
 from circuitgnn.ensemble import CircuitGNNEnsemble, block_bootstrap, block_length
 from circuitgnn.errors import CircuitGNNError
@@ -190,6 +191,44 @@ def test_combined_intervals_count_the_shared_error_once():
         combined_confidence(ensemble, EdgeConfidence(truth[:5, :5], sd[:5, :5], truth[:5, :5], truth[:5, :5], 0.9, "least_squares", 0.0))
 
 
+def test_tests_on_the_least_squares_rank_what_an_l1_shrinks():
+    """Members fitted with an L1 on W: every present weight moved toward zero and many absent ones held at zero, so
+    abs(mean) ties; the one fits' least-squares W (the same data, no penalty) over its standard error ranks the
+    connections better where the senders are not all equally well determined. The intervals stay the members'."""
+    from circuitgnn.analyze.metrics import edge_auc
+
+    rng = np.random.default_rng(3)
+    n, k = 120, 4
+    truth = np.where(rng.random((n, n)) < 0.1, 0.05 * rng.standard_cauchy((n, n)), 0.0)
+    np.fill_diagonal(truth, 0)
+    noise = np.broadcast_to(np.exp(rng.normal(-5, 1, size=n))[None, :], (n, n))  # sender j's share of the data's error
+    shared = truth + noise * rng.normal(size=(n, n))
+    ls = [shared + 0.3 * noise * rng.normal(size=(n, n)) for _ in range(k)]
+    penalised = [np.sign(w) * np.maximum(np.abs(w) - 0.01, 0) for w in ls]  # soft-thresholding
+    sd = noise.copy()
+    np.fill_diagonal(sd, np.nan)
+    ones = [EdgeConfidence(w, sd, w - 1.645 * sd, w + 1.645 * sd, 0.9, "least_squares", 1.0) for w in ls]
+    ensemble = ensemble_confidence(penalised)
+    on_fit = combined_confidence(ensemble, ones)
+    on_ls = combined_confidence(ensemble, ones, "least_squares")
+    assert on_fit.test is None and on_ls.test is not None
+    np.testing.assert_allclose(on_ls.test.mean, np.mean(ls, axis=0))
+    for name in ("mean", "sd", "lower", "upper"):  # the estimate and its interval are the members' either way
+        np.testing.assert_array_equal(getattr(on_ls, name), getattr(on_fit, name))
+    np.testing.assert_array_equal(on_ls.z, on_ls.test.z)
+    np.testing.assert_array_equal(on_ls.lfdr, on_ls.test.lfdr)
+    abs_w = edge_auc(truth, ensemble.mean)
+    assert edge_auc(truth, on_ls.z) > abs_w + 0.01 and edge_auc(truth, -np.log(np.clip(on_ls.lfdr, 1e-300, 1))) > abs_w + 0.01
+    listed = on_ls.confident()
+    assert listed and all(
+        abs(on_ls.test.mean[c["receiver"], c["sender"]]) > 1.6 * on_ls.test.sd[c["receiver"], c["sender"]] for c in listed
+    )
+    with pytest.raises(CircuitGNNError, match="at least 2 members"):
+        combined_confidence(ensemble, ones[0], "least_squares")
+    with pytest.raises(CircuitGNNError, match="test_on must be"):
+        combined_confidence(ensemble, ones, "mean")  # type: ignore[arg-type]
+
+
 def test_type_stability():
     a = np.array([0, 0, 1, 1, 2, 2])
     co, ari = type_stability([a, (a + 1) % 3])  # the same partition under other names
@@ -322,6 +361,16 @@ def test_ensemble_fits_resumes_and_agrees(data, tmp_path):
     shared = np.mean([o.sd**2 for o in ones], axis=0)
     np.testing.assert_allclose(every.sd[off], np.sqrt(shared + np.maximum(ens.confidence_.sd**2 - shared, 0) / 3)[off], rtol=1e-10)
     assert every.method.endswith("with least squares of 3 members")
+    assert not ens.penalises_w and every.test is None  # no L1 on W: the members' mean is tested
+    tested = ens.combined_confidence(x, dxdt, test_on="least_squares")
+    np.testing.assert_allclose(tested.test.mean, np.mean([o.mean for o in ones], axis=0))
+    np.testing.assert_array_equal(tested.sd, every.sd)
+    l1 = ens.training.regularization.model_copy(update={"w_shrink": Coefficient(value=0.05)})
+    ens.training = ens.training.model_copy(update={"regularization": l1})
+    assert ens.penalises_w and ens.combined_confidence(x, dxdt, members=2).test is not None  # an L1: the least squares are tested
+    assert ens.combined_confidence(x, dxdt, members=1).test is None  # one member's least squares give no spread to test with
+    with pytest.raises(CircuitGNNError, match="at least 2 members"):
+        ens.combined_confidence(x, dxdt, members=1, test_on="least_squares")
     estimated = ens.combined_confidence(x, members=2)  # dx/dt estimated once, as each member would
     np.testing.assert_allclose(estimated.sd, combined_confidence(ens.confidence_, [m.edge_confidence(x) for m in ens.members_[:2]]).sd)
     for bad in (0, 4, 1.5, True):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -149,7 +149,13 @@ class CircuitGNNEnsemble:
         return self
 
     def combined_confidence(
-        self, x: Any, dxdt: Any | None = None, *, segments: Sequence[int] | None = None, members: int | None = None
+        self,
+        x: Any,
+        dxdt: Any | None = None,
+        *,
+        segments: Sequence[int] | None = None,
+        members: int | None = None,
+        test_on: Literal["fit", "least_squares"] | None = None,
     ) -> EdgeConfidence:
         """``confidence_`` with the data's share of the members' error counted once
         (:func:`~circuitgnn.analyze.confidence.combined_confidence`), that share estimated by the mean of the members'
@@ -157,7 +163,12 @@ class CircuitGNNEnsemble:
 
         ``members``: how many members (the first ones) give their least-squares variances; all by default. Each is one
         pass over ``x`` with that member's functions (minutes for N = 1000 and 100,000 frames on one thread); one
-        member alone gives a less steady estimate (docs/confidence.md)."""
+        member alone gives a less steady estimate (docs/confidence.md).
+
+        ``test_on``: which estimate ranks and tests the connections (``z``, ``lfdr``, ``confident()``); by default the
+        members' least-squares W where they were fitted with an L1 penalty on W (``regularization.w_l1`` or
+        ``w_shrink``) and at least two members give their least squares, the members' mean otherwise
+        (:func:`~circuitgnn.analyze.confidence.combined_confidence`)."""
         if not hasattr(self, "confidence_"):
             raise NotFittedError("this CircuitGNNEnsemble is not fitted yet: call fit(x, dt) first")
         count = self.n_members if members is None else members
@@ -166,5 +177,13 @@ class CircuitGNNEnsemble:
         if dxdt is None:  # estimated once: the members share their training settings, so their derivative too
             first = self.members_[0]
             dxdt = first._drift(first._activity(x, segments), None)
+        if test_on is None:
+            test_on = "least_squares" if count >= 2 and self.penalises_w else "fit"
         ones = [m.edge_confidence(x, dxdt, segments=segments, level=self.level) for m in self.members_[:count]]
-        return combined_confidence(self.confidence_, ones)
+        return combined_confidence(self.confidence_, ones, test_on)
+
+    @property
+    def penalises_w(self) -> bool:
+        """Whether the members' training shrinks W toward zero at some epoch (an L1 penalty, ``w_l1`` or ``w_shrink``)."""
+        reg = self.training.regularization
+        return reg.w_l1.value > 0 or reg.w_shrink.value > 0
