@@ -77,7 +77,11 @@ def _one_fit_scores(ones: list[EdgeConfidence], ensemble: EdgeConfidence, truth:
         "combined": score(combined_confidence(ensemble, ones)),
         "combined_one_member": [score(combined_confidence(ensemble, one))["coverage"] for one in ones],
         "combined_tested_on_least_squares": (
-            {k: v for k, v in score(combined_confidence(ensemble, ones, "least_squares")).items() if k.startswith("auc_")}
+            {
+                k: v
+                for k, v in score(combined_confidence(ensemble, ones, "least_squares")).items()
+                if k.startswith(("auc_", "confident_", "lfdr_05_"))
+            }
             if len(ones) > 1
             else {}
         ),
@@ -89,14 +93,18 @@ def _one_fit_scores(ones: list[EdgeConfidence], ensemble: EdgeConfidence, truth:
     }
 
 
-def _auc_line(row: dict) -> str:
-    """On sparse W: the combined confidence's edge AUCs, tested on the members' mean and on their least squares."""
+def _detection_line(row: dict) -> str:
+    """On sparse W: the combined confidence's edge AUCs and the precision and recall of its lists, tested on the members' mean
+    and on their least squares."""
     fit, ls = row.get("combined", {}), row.get("combined_tested_on_least_squares", {})
     if "auc_lfdr" not in fit or "auc_lfdr" not in ls:
         return ""
-    return (
-        f"; combined edge AUC, lfdr and |mean|/se: tested on the members' mean {fit['auc_lfdr']:.4f}, {fit['auc_z_raw']:.4f}; "
-        f"on their least squares {ls['auc_lfdr']:.4f}, {ls['auc_z_raw']:.4f}; against |W| {fit['auc_abs_w']:.4f}"
+    return "".join(
+        f"; tested on the members' {name}: edge AUC lfdr {c['auc_lfdr']:.4f}, |mean|/se {c['auc_z_raw']:.4f} (|W| {fit['auc_abs_w']:.4f}), "
+        f"confident() lists {c['confident_count']} with precision {c['confident_precision']:.3f}, recall {c['confident_recall']:.3f}; "
+        f"lfdr < 0.05 {c['lfdr_05_count']}, precision {c['lfdr_05_precision']:.3f} (promised {1 - c['lfdr_05_promised_fdr']:.4f}), "
+        f"recall {c['lfdr_05_recall']:.3f}"
+        for name, c in (("mean", fit), ("least squares", ls))
     )
 
 
@@ -217,7 +225,7 @@ def main() -> None:
                     if "combined" in row
                     else ""
                 )
-                + _auc_line(row)
+                + _detection_line(row)
             )
             continue
         row = measure(
@@ -238,7 +246,7 @@ def main() -> None:
             f"W rms error: members {', '.join(f'{v:.3g}' for v in row['member_w_rms_error'])}, mean {row['mean_w_rms_error']:.3g}; "
             f"type stability (ARI) {row['type_stability_ari']:.3f}"
             + (f"; AUC lfdr {e['auc_lfdr']:.3f}, |mean|/sd {e['auc_z']:.3f} against |W| {e['auc_abs_w']:.3f}" if "auc_z" in e else "")
-            + _auc_line(row)
+            + _detection_line(row)
         )
 
 

@@ -20,7 +20,6 @@ from circuitgnn.analyze.confidence import (
 )
 from circuitgnn.analyze.metrics import psi_plateau
 from circuitgnn.config import ModelConfig
-from circuitgnn.config.training import Coefficient
 from circuitgnn.data.activity import Activity
 from circuitgnn.ensemble import CircuitGNNEnsemble, block_bootstrap, block_length
 from circuitgnn.errors import CircuitGNNError
@@ -229,6 +228,23 @@ def test_tests_on_the_least_squares_rank_what_an_l1_shrinks():
         combined_confidence(ensemble, ones, "mean")  # type: ignore[arg-type]
 
 
+def test_calibration_scores_the_lists_of_connections_called_non_zero():
+    """Precision and recall of confident() and of lfdr < 0.05, counted by hand on a network of 4 present connections."""
+    n = 40
+    truth = np.zeros((n, n))
+    truth[0, 1], truth[2, 3], truth[4, 5], truth[6, 7] = 1.0, -1.0, 1.0, 0.02
+    mean = truth.copy()
+    mean[8, 9] = 0.9  # an absent connection estimated far from zero
+    sd = np.full((n, n), 0.05)
+    np.fill_diagonal(sd, np.nan)
+    conf = EdgeConfidence(mean, sd, mean - 1.645 * sd, mean + 1.645 * sd, 0.9, "least_squares", 0.0)
+    scores = calibration(conf, truth)
+    assert scores["confident_count"] == 4 and scores["confident_precision"] == 0.75 and scores["confident_recall"] == 0.75
+    chosen = (conf.lfdr < 0.05) & ~np.eye(n, dtype=bool)
+    assert scores["lfdr_05_count"] == chosen.sum() and scores["lfdr_05_recall"] == (chosen & (truth != 0)).sum() / 4
+    assert scores["lfdr_05_promised_fdr"] == pytest.approx(conf.lfdr[chosen].mean())
+
+
 def test_type_stability():
     a = np.array([0, 0, 1, 1, 2, 2])
     co, ari = type_stability([a, (a + 1) % 3])  # the same partition under other names
@@ -361,14 +377,10 @@ def test_ensemble_fits_resumes_and_agrees(data, tmp_path):
     shared = np.mean([o.sd**2 for o in ones], axis=0)
     np.testing.assert_allclose(every.sd[off], np.sqrt(shared + np.maximum(ens.confidence_.sd**2 - shared, 0) / 3)[off], rtol=1e-10)
     assert every.method.endswith("with least squares of 3 members")
-    assert not ens.penalises_w and every.test is None  # no L1 on W: the members' mean is tested
+    assert every.test is None  # by default the members' mean is tested
     tested = ens.combined_confidence(x, dxdt, test_on="least_squares")
     np.testing.assert_allclose(tested.test.mean, np.mean([o.mean for o in ones], axis=0))
     np.testing.assert_array_equal(tested.sd, every.sd)
-    l1 = ens.training.regularization.model_copy(update={"w_shrink": Coefficient(value=0.05)})
-    ens.training = ens.training.model_copy(update={"regularization": l1})
-    assert ens.penalises_w and ens.combined_confidence(x, dxdt, members=2).test is not None  # an L1: the least squares are tested
-    assert ens.combined_confidence(x, dxdt, members=1).test is None  # one member's least squares give no spread to test with
     with pytest.raises(CircuitGNNError, match="at least 2 members"):
         ens.combined_confidence(x, dxdt, members=1, test_on="least_squares")
     estimated = ens.combined_confidence(x, members=2)  # dx/dt estimated once, as each member would

@@ -155,7 +155,7 @@ class CircuitGNNEnsemble:
         *,
         segments: Sequence[int] | None = None,
         members: int | None = None,
-        test_on: Literal["fit", "least_squares"] | None = None,
+        test_on: Literal["fit", "least_squares"] = "fit",
     ) -> EdgeConfidence:
         """``confidence_`` with the data's share of the members' error counted once
         (:func:`~circuitgnn.analyze.confidence.combined_confidence`), that share estimated by the mean of the members'
@@ -165,10 +165,10 @@ class CircuitGNNEnsemble:
         pass over ``x`` with that member's functions (minutes for N = 1000 and 100,000 frames on one thread); one
         member alone gives a less steady estimate (docs/confidence.md).
 
-        ``test_on``: which estimate ranks and tests the connections (``z``, ``lfdr``, ``confident()``); by default the
-        members' least-squares W where they were fitted with an L1 penalty on W (``regularization.w_l1`` or
-        ``w_shrink``) and at least two members give their least squares, the members' mean otherwise
-        (:func:`~circuitgnn.analyze.confidence.combined_confidence`)."""
+        ``test_on``: which estimate ranks and tests the connections (``z``, ``lfdr``, ``confident()``): the members'
+        mean, or their least-squares W (at least two members; it ranks the connections of a network fitted with an L1
+        on W better, but its intervals are too narrow to list confident connections from;
+        :func:`~circuitgnn.analyze.confidence.combined_confidence`)."""
         if not hasattr(self, "confidence_"):
             raise NotFittedError("this CircuitGNNEnsemble is not fitted yet: call fit(x, dt) first")
         count = self.n_members if members is None else members
@@ -177,13 +177,5 @@ class CircuitGNNEnsemble:
         if dxdt is None:  # estimated once: the members share their training settings, so their derivative too
             first = self.members_[0]
             dxdt = first._drift(first._activity(x, segments), None)
-        if test_on is None:
-            test_on = "least_squares" if count >= 2 and self.penalises_w else "fit"
         ones = [m.edge_confidence(x, dxdt, segments=segments, level=self.level) for m in self.members_[:count]]
         return combined_confidence(self.confidence_, ones, test_on)
-
-    @property
-    def penalises_w(self) -> bool:
-        """Whether the members' training shrinks W toward zero at some epoch (an L1 penalty, ``w_l1`` or ``w_shrink``)."""
-        reg = self.training.regularization
-        return reg.w_l1.value > 0 or reg.w_shrink.value > 0

@@ -364,9 +364,11 @@ def combined_confidence(
     members' mean itself. ``"least_squares"`` (at least two one fits): the one fits' least-squares W combined the
     same way (their mean, with their own spread and least-squares variances). Where the members were fitted with an
     L1 penalty on W, the penalty moves every present weight toward zero by about the same amount and holds many
-    absent ones near zero, so that abs(mean) and its z carry the penalty's ties; the least-squares W, solved without
-    the penalty, ranks the connections of the sparse 10 % network with edge AUC 0.988 to 0.990 against abs(W)'s
-    0.986 (two replicates; without the penalty the fit's own mean ranks better, docs/confidence.md).
+    absent ones near zero, so that abs(mean) carries the penalty's ties; the least-squares W, solved without the
+    penalty, ranks the connections of the sparse 10 % network better (edge AUC 0.988 to 0.990 against abs(W)'s
+    0.986, two replicates), but its error is several times its standard error there, so that its intervals and
+    lfdr are far too confident to list connections from (docs/confidence.md). Without the penalty the fit's own
+    mean ranks better.
     """
     fits = [one_fits] if isinstance(one_fits, EdgeConfidence) else list(one_fits)
     if not fits:
@@ -421,7 +423,9 @@ def calibration(conf: EdgeConfidence, true_w: np.ndarray, gains: np.ndarray | No
     (the slope of the estimate against the truth, off the diagonal) aligns the two (for an ensemble also
     ``coverage_mean_interval``: that of the members' mean +- t sd / sqrt(K), which would hold if the members' errors were
     independent of each other); and, on sparse W, the
-    edge-detection AUC of ranking by lfdr, lfsr and by |mean| / sd (moderated, and raw) beside ranking by |mean|. ``gains``: the receivers' gains,
+    edge-detection AUC of ranking by lfdr, lfsr and by |mean| / sd (moderated, and raw) beside ranking by |mean|, the coverage
+    of absent and present connections apart, and the precision and recall of the lists of connections called non-zero
+    (by :meth:`EdgeConfidence.confident` and by lfdr < 0.05). ``gains``: the receivers' gains,
     which scale the rows of any W the data determine."""
     off = ~np.eye(true_w.shape[0], dtype=bool)
     g = np.ones(true_w.shape[0]) if gains is None else np.asarray(gains, dtype=np.float64)
@@ -442,6 +446,22 @@ def calibration(conf: EdgeConfidence, true_w: np.ndarray, gains: np.ndarray | No
         out["auc_abs_w"] = edge_auc(true_w, conf.mean)
         out["coverage_absent"] = float(covered[off][~present].mean())
         out["coverage_present"] = float(covered[off][present].mean())
+        out |= _detection(conf, true_w != 0, off)
+    return out
+
+
+def _detection(conf: EdgeConfidence, present: np.ndarray, off: np.ndarray, lfdr_limit: float = 0.05) -> dict[str, float]:
+    """How trustworthy the lists of connections are: the share of truly present ones (precision) and of the present ones
+    found (recall) among those :meth:`EdgeConfidence.confident` lists and among those with lfdr < ``lfdr_limit``, and
+    the false discovery rate that the lfdr promise for the latter (their mean lfdr)."""
+    tested = conf.test if conf.test is not None else conf
+    lists = {"confident": ((tested.lower > 0) | (tested.upper < 0)) & off, "lfdr_05": (conf.lfdr < lfdr_limit) & off}
+    out = {}
+    for name, chosen in lists.items():
+        out[f"{name}_count"] = int(chosen.sum())
+        out[f"{name}_precision"] = float(present[chosen].mean()) if chosen.any() else float("nan")
+        out[f"{name}_recall"] = float(chosen[present & off].mean())
+    out["lfdr_05_promised_fdr"] = float(conf.lfdr[lists["lfdr_05"]].mean()) if lists["lfdr_05"].any() else float("nan")
     return out
 
 
