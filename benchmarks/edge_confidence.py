@@ -68,20 +68,24 @@ def _one_fits(folder: Path, level: float, count: int, x: np.ndarray, dxdt: np.nd
 def _one_fit_scores(ones: list[EdgeConfidence], ensemble: EdgeConfidence, truth: GroundTruth) -> dict:
     """The calibration of member 0's one-fit intervals, of the ensemble's combined with the mean of the members'
     least-squares variances and with each member's alone; on sparse W, the edge AUCs when the members' least-squares W
-    ranks the connections instead of their mean; the one fits' times; how member 0's sd compares with the ensemble's."""
+    ranks the connections instead of their mean, and each with the empirical null; the one fits' times; how member 0's
+    sd compares with the ensemble's."""
     score = lambda conf: calibration(conf, truth.connectivity, truth.gains)  # noqa: E731
     off = ~np.eye(truth.connectivity.shape[0], dtype=bool)
     ratio = ones[0].sd[off] / ensemble.sd[off]
-    return {
+    sparse = {}
+    if np.mean(truth.connectivity[off] == 0) > 0.5:  # the empirical null needs most connections absent
+        sparse["combined_empirical_null"] = score(combined_confidence(ensemble, ones).with_empirical_null())
+        sparse["one_fit_empirical_null"] = score(ones[0].with_empirical_null())
+        if len(ones) > 1:
+            tested = combined_confidence(ensemble, ones, "least_squares")
+            sparse["combined_tested_on_least_squares_empirical_null"] = score(tested.with_empirical_null())
+    return sparse | {
         "one_fit": score(ones[0]),
         "combined": score(combined_confidence(ensemble, ones)),
         "combined_one_member": [score(combined_confidence(ensemble, one))["coverage"] for one in ones],
         "combined_tested_on_least_squares": (
-            {
-                k: v
-                for k, v in score(combined_confidence(ensemble, ones, "least_squares")).items()
-                if k.startswith(("auc_", "confident_", "lfdr_05_"))
-            }
+            {k: v for k, v in score(combined_confidence(ensemble, ones, "least_squares")).items() if k.startswith(("auc_", "confident_"))}
             if len(ones) > 1
             else {}
         ),
@@ -94,17 +98,26 @@ def _one_fit_scores(ones: list[EdgeConfidence], ensemble: EdgeConfidence, truth:
 
 
 def _detection_line(row: dict) -> str:
-    """On sparse W: the combined confidence's edge AUCs and the precision and recall of its lists, tested on the members' mean
-    and on their least squares."""
+    """On sparse W: the coverage, the edge AUCs and the precision and recall of the confident() list of the combined
+    confidence tested on the members' mean and on their least squares, with the empirical null, and of one fit."""
     fit, ls = row.get("combined", {}), row.get("combined_tested_on_least_squares", {})
     if "auc_lfdr" not in fit or "auc_lfdr" not in ls:
         return ""
+    variants = [("tested on the members' mean", fit), ("on their least squares", ls)]
+    for name, key in (
+        ("with the empirical null", "combined_empirical_null"),
+        ("on their least squares with the empirical null", "combined_tested_on_least_squares_empirical_null"),
+        ("one fit", "one_fit"),
+        ("one fit with the empirical null", "one_fit_empirical_null"),
+    ):
+        if key in row:
+            variants.append((name, row[key]))
     return "".join(
-        f"; tested on the members' {name}: edge AUC lfdr {c['auc_lfdr']:.4f}, |mean|/se {c['auc_z_raw']:.4f} (|W| {fit['auc_abs_w']:.4f}), "
-        f"confident() lists {c['confident_count']} with precision {c['confident_precision']:.3f}, recall {c['confident_recall']:.3f}; "
-        f"lfdr < 0.05 {c['lfdr_05_count']}, precision {c['lfdr_05_precision']:.3f} (promised {1 - c['lfdr_05_promised_fdr']:.4f}), "
-        f"recall {c['lfdr_05_recall']:.3f}"
-        for name, c in (("mean", fit), ("least squares", ls))
+        f"; {name}: coverage {c.get('coverage', fit['coverage']):.3f} (absent {c.get('coverage_absent', fit['coverage_absent']):.3f}, "
+        f"present {c.get('coverage_present', fit['coverage_present']):.3f}), edge AUC lfdr {c['auc_lfdr']:.4f}, |mean|/se {c['auc_z_raw']:.4f} "
+        f"(|W| {fit['auc_abs_w']:.4f}), confident() lists {c['confident_count']}, precision {c['confident_precision']:.3f} (promised "
+        f"{1 - c['confident_promised_fdr']:.4f}), recall {c['confident_recall']:.3f}"
+        for name, c in variants
     )
 
 

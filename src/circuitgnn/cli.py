@@ -359,7 +359,7 @@ def _cmd_confidence(args: argparse.Namespace) -> int:
 
     s = run_confidence(args.run, args.level)
     print(f"intervals    {s['level']:.0%}, least squares given the learned functions ({s['seconds']:.1f} s)")
-    print(f"confident    {s['n_confident']:,} connections whose interval excludes zero; the strongest:")
+    print(f"confident    {s['n_confident']:,} connections probably non-zero (lfdr < 0.05); the strongest:")
     for c in s["confident"][: args.top]:
         print(f"  {c['sender']:>6} -> {c['receiver']:<6} {c['weight']:+.4g}  [{c['lower']:+.4g}, {c['upper']:+.4g}]  z {c['z']:.1f}")
     print(f"diagnostics  Gram condition {s['gram_condition']:.3g}; median self-explained coupling {s['self_explained_median']:.3f}; "

@@ -448,7 +448,7 @@ class CircuitGNN:
         ``x`` (and ``dxdt``, when known): the fitted neurons' frames, e.g. the training data. The result's ``mean``,
         ``lower``, ``upper`` are W with psi*'s scale moved in (W_ij * plateau_j); ``p_nonzero`` is each weight's
         posterior probability of being non-zero (empirical-Bayes shrinkage); ``confident()`` lists the connections
-        whose interval excludes zero, the most probably non-zero first. For the error of the learned functions themselves, fit an
+        probably non-zero (lfdr < 0.05), the most probable first. For the error of the learned functions themselves, fit an
         ensemble (:class:`~circuitgnn.ensemble.CircuitGNNEnsemble`).
         """
         self._check_fitted()

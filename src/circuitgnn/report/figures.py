@@ -186,7 +186,7 @@ def confidence(arrays: dict[str, np.ndarray], summary: dict[str, Any]):
         z = np.nan_to_num(np.abs(arrays["mean"]) / arrays["sd"])
     im = axes[0].imshow(np.minimum(z, 10), cmap="magma", interpolation="nearest")
     fig.colorbar(im, ax=axes[0], label="|W| / sd (capped at 10)")
-    axes[0].set(title=f"confidence map: {summary['n_confident']:,} intervals exclude zero", xlabel="sender j", ylabel="receiver i")
+    axes[0].set(title=f"confidence map: {summary['n_confident']:,} connections with lfdr < 0.05", xlabel="sender j", ylabel="receiver i")
     axes[1].hist(
         arrays["self_explained"][np.isfinite(arrays["self_explained"])], bins=40, range=(0, 1), alpha=0.6, label="self-explained coupling"
     )
