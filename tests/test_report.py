@@ -133,6 +133,12 @@ def test_confidence_command_and_its_report_section(tiny_run, capsys):
     assert 0 <= summary["calibration"]["coverage"] <= 1 and summary["coverage_curve"]["level"][0] == 0.5
     page = build_report(run).read_text()
     assert 'id="confidence"' in page and "Connections confidently non-zero" in page and "P(W != 0)" in page
+    assert summary["null_width"] is None
+    assert main(["confidence", str(run), "--top", "3", "--empirical-null"]) == 0
+    assert "widened by the empirical null" in capsys.readouterr().out
+    widened = json.loads((run / "confidence.json").read_text())
+    assert widened["null_width"] > 0 and widened["calibration"]["coverage"] >= summary["calibration"]["coverage"]
+    assert "widened by the empirical null" in build_report(run).read_text()
     assert main(["confidence", str(run), "--level", "1.5"]) == 2
 
 

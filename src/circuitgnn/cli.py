@@ -357,8 +357,9 @@ def _cmd_baselines(args: argparse.Namespace) -> int:
 def _cmd_confidence(args: argparse.Namespace) -> int:
     from circuitgnn.analyze.confidence import CONFIDENCE_SUMMARY, run_confidence
 
-    s = run_confidence(args.run, args.level)
-    print(f"intervals    {s['level']:.0%}, least squares given the learned functions ({s['seconds']:.1f} s)")
+    s = run_confidence(args.run, args.level, args.empirical_null)
+    widened = f"; widened by the empirical null, {s['null_width']:.3g} standard errors wide" if s["null_width"] is not None else ""
+    print(f"intervals    {s['level']:.0%}, least squares given the learned functions ({s['seconds']:.1f} s){widened}")
     print(f"confident    {s['n_confident']:,} connections probably non-zero (lfdr < 0.05); the strongest:")
     for c in s["confident"][: args.top]:
         print(f"  {c['sender']:>6} -> {c['receiver']:<6} {c['weight']:+.4g}  [{c['lower']:+.4g}, {c['upper']:+.4g}]  z {c['z']:.1f}")
@@ -366,7 +367,12 @@ def _cmd_confidence(args: argparse.Namespace) -> int:
           f"median psi* excitation {s['excitation_median']:.3f}")  # fmt: skip
     if "calibration" in s:
         cal = s["calibration"]
-        extra = f"; edge AUC of |W|/sd {cal['auc_z']:.3f}, of |W| {cal['auc_abs_w']:.3f}" if "auc_z" in cal else ""
+        extra = (
+            f"; edge AUC of lfdr {cal['auc_lfdr']:.3f}, of |W| {cal['auc_abs_w']:.3f}; the confident list's precision "
+            f"{cal['confident_precision']:.3f}, recall {cal['confident_recall']:.3f}"
+            if "auc_z" in cal
+            else ""
+        )
         print(f"calibration  {cal['coverage']:.3f} of the true (scale-aligned) weights inside their {cal['level']:.0%} interval{extra}")
     print(f"summary      {Path(args.run).resolve() / CONFIDENCE_SUMMARY}")
     return 0
@@ -563,6 +569,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--level", type=float, default=0.9, help="nominal coverage of the intervals")
     p.add_argument("--top", type=_whole(0), default=20, help="how many of the most confident connections to print")
+    p.add_argument(
+        "--empirical-null",
+        action="store_true",
+        help="widen the intervals by the spread of the bulk of |W|/sd (sparse networks: most connections absent)",
+    )
     p.set_defaults(func=_cmd_confidence)
 
     p = sub.add_parser("info", help="print the summary of a dataset folder")

@@ -564,10 +564,11 @@ def coverage_curve(
     return {"level": levels, "coverage": [float(np.mean(dev <= stats.norm.ppf(0.5 + q / 2))) for q in levels]}
 
 
-def run_confidence(run_dir: str | Path, level: float = 0.9) -> dict[str, Any]:
+def run_confidence(run_dir: str | Path, level: float = 0.9, empirical_null: bool = False) -> dict[str, Any]:
     """One-fit intervals and diagnostics of a trained run on its dataset's training frames; writes ``RUN/confidence.npz``
     (mean, sd, lower, upper) and ``RUN/confidence.json`` (the confident connections, diagnostics, and on simulated
-    data the calibration against the truth), and returns the summary."""
+    data the calibration against the truth), and returns the summary. ``empirical_null``: widen the intervals by the
+    bulk's width (:meth:`EdgeConfidence.with_empirical_null`; for sparse networks)."""
     from circuitgnn.data.writer import save_npz_atomic, write_json_atomic
     from circuitgnn.train.run_folder import load_run, run_dataset
 
@@ -578,11 +579,14 @@ def run_confidence(run_dir: str | Path, level: float = 0.9) -> dict[str, Any]:
     method = run.data.get("derivative") or "forward"  # the drift training used (forward differences for the other objectives)
     dxdt = np.asarray(ds.dxdt) if method == "recorded" and ds.dxdt is not None else activity.derivative(method)
     conf = least_squares_confidence(run.model, activity, run.xnorm, dxdt, level)
+    if empirical_null:
+        conf = conf.with_empirical_null()
     diag = diagnostics(run.model, activity, run.xnorm)
     summary: dict[str, Any] = {
         "method": conf.method,
         "level": level,
         "seconds": conf.seconds,
+        "null_width": conf.null_width,
         "n_confident": len(conf.confident()),
         "confident": conf.confident(limit=200),
         "gram_condition": diag["gram_condition"],

@@ -137,9 +137,15 @@ def build_report(run_dir: str | Path, recompute: bool = False, reference: dict[s
             for c in summary["confident"][:20]
         )
         confidence_html = (
-            f'<section id="confident"><h2>Connections confidently non-zero ({summary["n_confident"]:,}; the 20 most probably non-zero)</h2>'
-            f"<p>{summary['level']:.0%} intervals from least squares given the learned functions (`circuitgnn confidence`); "
-            "weights with psi*'s scale moved into W.</p>"
+            f'<section id="confident"><h2>Connections confidently non-zero ({summary["n_confident"]:,} with P(W = 0) &lt; 0.05; '
+            "the 20 most probably non-zero)</h2>"
+            f"<p>{summary['level']:.0%} intervals from least squares given the learned functions (`circuitgnn confidence`)"
+            + (
+                f", widened by the empirical null ({summary['null_width']:.3g} standard errors wide)"
+                if summary.get("null_width") is not None
+                else ""
+            )
+            + "; weights with psi*'s scale moved into W.</p>"
             f"<table><tr><th>sender</th><th>receiver</th><th>W</th><th>interval</th><th>|W| / sd</th><th>P(W != 0)</th></tr>{rows_c}</table></section>"
         )
 
