@@ -120,9 +120,10 @@ class EdgeConfidence:
         much error the standard errors miss, e.g. an ensemble's shared misfit that neither the members' spread nor
         their least squares see. The present connections widen the bulk a little too (13 % with 10 % of the
         connections present and far from zero: the median of the mixture is the null's 56th percentile), so the
-        widened intervals err on the wide side. On a dense W the bulk is signal, and the widening would be meaningless: a warning
-        says so when the width exceeds 10 (measured: 1 to 4.9 on the sparse 10 % network, one fits and ensembles;
-        39 to 139 on the dense Fig. 2 and high-noise networks). ``test``, where set, is widened by its own empirical null."""
+        widened intervals err on the wide side. On a dense W the bulk is signal, and the widening would be
+        meaningless: a warning says so when the width exceeds 10 (measured: 1 to 4.9 on the sparse 10 % network, one
+        fits and ensembles; 39 to 139 on the dense Fig. 2 and high-noise networks). ``test``, where set, is widened by
+        its own empirical null."""
         off = ~np.eye(self.mean.shape[0], dtype=bool)
         with np.errstate(divide="ignore", invalid="ignore"):
             z = np.abs(self.mean[off]) / self.standard_error[off]
