@@ -14,14 +14,18 @@ Prints, after one scale aligns the truth with the members' mean (off the diagona
 - the kurtosis of the mean's error over sd / sqrt(K);
 - the coverage of the combined 90 % interval with each member's least squares and with their mean, and on sparse W
   for absent and present connections apart;
+- the members' least-squares W: its mean's rms error over the rms of their least-squares sd;
+- the width of the empirical null (:meth:`EdgeConfidence.with_empirical_null`) of each one fit, of the combined
+  confidence and of the ensemble's (near 1 where the standard errors are right on a sparse network; large on a dense one);
 - on sparse W: the present weights' error toward the sign of the truth by bins of size (a constant offset is the
-  signature of soft-thresholding), and the edge AUC of several rankings.
+  signature of soft-thresholding), and the edge AUC of several rankings (each member's own abs(W) among them).
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +84,16 @@ def main() -> None:
 
         for j, one in enumerate(ones):
             print(f"combined with member {j}'s least squares: {cover(combined_confidence(ens, one))}")
-        print(f"combined with the mean of the {len(ones)} members' least-squares variances: {cover(combined_confidence(ens, ones))}")
+        combined = combined_confidence(ens, ones)
+        print(f"combined with the mean of the {len(ones)} members' least-squares variances: {cover(combined)}")
+        ls_error = _rms(np.mean([o.mean for o in ones], axis=0)[off] - aligned[off])
+        print(f"the members' least-squares W: rms error of their mean {ls_error:.4g}, {ls_error / _rms(ls):.2f} times the rms of their sd")
+        with warnings.catch_warnings():  # a dense network's width is large by nature; printed, not warned about
+            warnings.simplefilter("ignore", UserWarning)
+            widths = [o.with_empirical_null().null_width for o in (*ones, combined, ens)]
+        print(
+            f"empirical null width: one fits {', '.join(f'{w:.3g}' for w in widths[:-2])}; combined {widths[-2]:.3g}; ensemble {widths[-1]:.3g}"
+        )
 
     present = truth[off] != 0
     if 0 < present.mean() < 1:
@@ -97,7 +110,8 @@ def main() -> None:
         ranks = {"abs(mean)": ens.mean, "lfdr": -np.log(np.clip(ens.lfdr, 1e-300, 1)), "abs(mean) / moderated sd": ens.z}
         ranks["abs(mean) / robust row and column scale"] = np.nan_to_num(w / robust)
         if ones:
-            ranks["abs(mean) / combined se"] = combined_confidence(ens, ones).z_raw
+            ranks["abs(mean) / combined se"] = combined.z_raw
+        ranks |= {f"member {j}'s own abs(W)": w_j for j, w_j in enumerate(weights)}
         print("edge AUC: " + "; ".join(f"{name} {edge_auc(ds.truth.connectivity, score):.4f}" for name, score in ranks.items()))
 
 

@@ -73,27 +73,26 @@ def _one_fit_scores(ones: list[EdgeConfidence], ensemble: EdgeConfidence, truth:
     score = lambda conf: calibration(conf, truth.connectivity, truth.gains)  # noqa: E731
     off = ~np.eye(truth.connectivity.shape[0], dtype=bool)
     ratio = ones[0].sd[off] / ensemble.sd[off]
+    combined = combined_confidence(ensemble, ones)
+    tested = combined_confidence(ensemble, ones, "least_squares") if len(ones) > 1 else None
     sparse = {}
     if np.mean(truth.connectivity[off] == 0) > 0.5:  # the empirical null needs most connections absent
-        sparse["combined_empirical_null"] = score(combined_confidence(ensemble, ones).with_empirical_null())
+        sparse["combined_empirical_null"] = score(combined.with_empirical_null())
         sparse["one_fit_empirical_null"] = score(ones[0].with_empirical_null())
-        if len(ones) > 1:
-            tested = combined_confidence(ensemble, ones, "least_squares")
+        if tested is not None:
             sparse["combined_tested_on_least_squares_empirical_null"] = score(tested.with_empirical_null())
     return sparse | {
         "one_fit": score(ones[0]),
-        "combined": score(combined_confidence(ensemble, ones)),
+        "combined": score(combined),
         "combined_one_member": [score(combined_confidence(ensemble, one))["coverage"] for one in ones],
         "combined_tested_on_least_squares": (
-            {k: v for k, v in score(combined_confidence(ensemble, ones, "least_squares")).items() if k.startswith(("auc_", "confident_"))}
-            if len(ones) > 1
-            else {}
+            {k: v for k, v in score(tested).items() if k.startswith(("auc_", "confident_"))} if tested is not None else {}
         ),
         "one_fit_members": len(ones),
         "one_fit_seconds": [one.seconds for one in ones],
         "one_fit_w_rms_error": _rms_errors([one.mean for one in ones], truth.connectivity * truth.gains[:, None]),
         "sd_ratio_one_fit_to_ensemble": {q: float(np.quantile(ratio, p)) for q, p in (("q10", 0.1), ("median", 0.5), ("q90", 0.9))},
-        "confident_edges_one_fit": len(ones[0].confident()),
+        "confident_edges_one_fit": int(ones[0].nonzero().sum()),
     }
 
 
@@ -173,7 +172,7 @@ def measure(
         "mean_w_rms_error": _rms_errors([ens.confidence_.mean], aligned_truth)[0],
         "type_stability_ari": ens.type_stability_,
         "member_type_accuracy": [matched_accuracy(truth.types, m.types_) for m in ens.members_],
-        "confident_edges_ensemble": len(ens.confidence_.confident()),
+        "confident_edges_ensemble": int(ens.confidence_.nonzero().sum()),
         "machine": environment(),
     }
     if one_fit:

@@ -89,6 +89,7 @@ def test_confident_lists_the_connections_probably_non_zero():
     conf = EdgeConfidence(mean, sd, mean - sd, mean + sd, 0.68, "test", 0.0)
     found = conf.confident()
     assert {(c["receiver"], c["sender"]) for c in found} == set(zip(*np.nonzero(conf.lfdr < 0.05), strict=True))
+    assert int(conf.nonzero().sum()) == len(found) and not conf.nonzero().diagonal().any()
     assert {(1, 0), (0, 1), (2, 5)} <= {(c["receiver"], c["sender"]) for c in found} and len(found) < 10
     assert [c["p_nonzero"] for c in found] == sorted((c["p_nonzero"] for c in found), reverse=True)
     assert found[0]["z"] >= 18 and conf.z[0, 0] == 0 and conf.p_nonzero[0, 0] == 0 and conf.lfsr[0, 0] == 1

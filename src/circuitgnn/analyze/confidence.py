@@ -147,17 +147,21 @@ class EdgeConfidence:
             null_width=width,
         )
 
-    def confident(self, limit: int | None = None, max_lfdr: float = 0.05) -> list[dict[str, float]]:
-        """The connections whose posterior probability of being zero (:attr:`lfdr`) is below ``max_lfdr``, the most
-        probably non-zero first (then by z): receiver, sender, weight, interval, z, p_nonzero, lfsr. The expected
-        share of absent connections in the list is the mean of their lfdr, at most ``max_lfdr``; listing the
-        intervals that exclude zero instead would list 10 % of the absent connections at the 90 % level, most of
-        the list on a sparse network."""
+    def nonzero(self, max_lfdr: float = 0.05) -> np.ndarray:
+        """(N, N) booleans: the connections whose posterior probability of being zero (:attr:`lfdr`) is below
+        ``max_lfdr``, those :meth:`confident` lists. The expected share of absent connections among them is the mean
+        of their lfdr, at most ``max_lfdr``; the intervals that exclude zero would take in 10 % of the absent
+        connections at the 90 % level, most of them on a sparse network."""
         if not 0 < max_lfdr <= 1:
             raise CircuitGNNError(f"max_lfdr must be in (0, 1], got {max_lfdr}")
-        nonzero = self.lfdr < max_lfdr
-        np.fill_diagonal(nonzero, False)
-        i, j = np.nonzero(nonzero)
+        chosen = self.lfdr < max_lfdr
+        np.fill_diagonal(chosen, False)
+        return chosen
+
+    def confident(self, limit: int | None = None, max_lfdr: float = 0.05) -> list[dict[str, float]]:
+        """The connections of :meth:`nonzero`, the most probably non-zero first (then by z): receiver, sender, weight,
+        interval, z, p_nonzero, lfsr."""
+        i, j = np.nonzero(self.nonzero(max_lfdr))
         z, lfdr, lfsr = self.z[i, j], self.lfdr[i, j], self.lfsr[i, j]
         order = np.lexsort((-z, lfdr))[:limit]
         return [
@@ -496,7 +500,7 @@ def _detection(conf: EdgeConfidence, present: np.ndarray, off: np.ndarray) -> di
     """How far to trust the list of :meth:`EdgeConfidence.confident`: its length, the share of truly present
     connections in it (precision), the share of present ones it finds (recall), and the share of absent ones that its
     lfdr promise (their mean: ``confident_promised_fdr``, to compare with 1 - precision)."""
-    chosen = (conf.lfdr < 0.05) & off
+    chosen = conf.nonzero()
     return {
         "confident_count": int(chosen.sum()),
         "confident_precision": float(present[chosen].mean()) if chosen.any() else float("nan"),
@@ -588,7 +592,7 @@ def run_confidence(run_dir: str | Path, level: float = 0.9, empirical_null: bool
         "level": level,
         "seconds": conf.seconds,
         "null_width": conf.null_width,
-        "n_confident": len(conf.confident()),
+        "n_confident": int(conf.nonzero().sum()),
         "confident": conf.confident(limit=200),
         "gram_condition": diag["gram_condition"],
         "self_explained_median": float(np.nanmedian(diag["self_explained"])),
