@@ -166,6 +166,7 @@ def measure(
         "w_shrink": config.training.regularization.w_shrink.value,
         "seed": config.training.seed,
         "block_frames": ens.block_,
+        "member_scales": _scales(ens.confidence_),
         "ensemble": calibration(ens.confidence_, truth.connectivity, gains),
         "ensemble_seconds": ensemble_seconds,
         "member_w_rms_error": _rms_errors([plateau_aligned(m.model_, m.xnorm_) for m in ens.members_], aligned_truth),
@@ -180,18 +181,24 @@ def measure(
     return row
 
 
-def rescore(path: Path, work: Path, level: float, one_fit: bool = False) -> dict:
+def _scales(conf: EdgeConfidence) -> list[float]:
+    assert conf.scales is not None
+    return [round(float(c), 4) for c in conf.scales]
+
+
+def rescore(path: Path, work: Path, level: float, one_fit: bool = False, align_scale: bool = True) -> dict:
     """The calibration of the ensemble whose members were trained into ``work``/NAME/member_*; with ``one_fit``, also
-    that of the members' least-squares intervals and of the two combined (on the frames the members were fitted to)."""
+    that of the members' least-squares intervals and of the two combined (on the frames the members were fitted to).
+    ``align_scale``: divide each member's W by its overall scale first (:func:`~circuitgnn.analyze.confidence.member_scales`)."""
     ds = open_dataset(path)
     truth = ds.truth
     assert truth is not None, f"{path} has no ground truth to score against"
     folders = sorted((work / path.name).glob("member_*"))
     runs = [load_run(p) for p in folders]
     weights = [plateau_aligned(r.model, r.xnorm) for r in runs]
-    conf = ensemble_confidence(weights, level)
+    conf = ensemble_confidence(weights, level, align_scale=align_scale)
     aligned_truth = truth.connectivity * truth.gains[:, None]
-    row = {"dataset": path.name, "members": len(runs), "work": str(work), "rescored": True,
+    row = {"dataset": path.name, "members": len(runs), "work": str(work), "rescored": True, "member_scales": _scales(conf),
            "ensemble": calibration(conf, truth.connectivity, truth.gains),
            "member_w_rms_error": _rms_errors(weights, aligned_truth),
            "mean_w_rms_error": _rms_errors([conf.mean], aligned_truth)[0],
@@ -223,14 +230,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, help="the members' first training seed (default: the dataset config's)")
     parser.add_argument("--rescore", action="store_true", help="score the members in --work again, without training")
     parser.add_argument("--one-fit", action="store_true", help="with --rescore: also the members' one-fit and the combined intervals")
+    parser.add_argument(
+        "--no-align-scale", action="store_true", help="with --rescore: compare the members without aligning their overall scales"
+    )
     args = parser.parse_args()
     print(f"torch threads {torch.get_num_threads()}")
     for path in args.datasets:
         if args.rescore:
-            row = rescore(path, args.work, args.level, args.one_fit)
+            row = rescore(path, args.work, args.level, args.one_fit, not args.no_align_scale)
             append_record(args.out, row)
             print(
-                f"{row['dataset']} ({row['members']} members in {args.work}): {row['ensemble']}; W rms error: members {row['member_w_rms_error']}, mean {row['mean_w_rms_error']:.3g}"
+                f"{row['dataset']} ({row['members']} members in {args.work}, scales {row['member_scales']}): {row['ensemble']}; W rms error: members {row['member_w_rms_error']}, mean {row['mean_w_rms_error']:.3g}"
                 + (
                     f"; one fit {row['one_fit']['coverage']:.3f}, combined {row['combined']['coverage']:.3f} (with one member's "
                     f"least squares: {', '.join(f'{v:.3f}' for v in row['combined_one_member'])})"

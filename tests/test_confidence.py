@@ -14,6 +14,7 @@ from circuitgnn.analyze.confidence import (
     diagnostics,
     ensemble_confidence,
     least_squares_confidence,
+    member_scales,
     moderated_variance,
     plateau_aligned,
     type_stability,
@@ -144,6 +145,34 @@ def test_ensemble_intervals_predict_one_more_fit():
         ensemble_confidence(draws, level=90)
 
 
+def test_members_are_compared_after_their_overall_scales_are_aligned():
+    """Only W psi* is determined: members that agree up to an overall scale (and a little noise) get that scale removed
+    (geometric mean 1), their spread is the noise's, and each member's one fit is divided by its member's scale."""
+    rng = np.random.default_rng(11)
+    truth = rng.normal(size=(50, 50))
+    np.fill_diagonal(truth, 0)
+    c = np.array([0.8, 1.0, 1.25, 1.1])
+    np.testing.assert_allclose(member_scales([k * truth for k in c]), c / np.exp(np.log(c).mean()), rtol=1e-9)
+    members = [k * (truth + 0.01 * rng.normal(size=truth.shape)) for k in c]
+    for w in members:
+        np.fill_diagonal(w, 0)
+    aligned, raw = ensemble_confidence(members), ensemble_confidence(members, align_scale=False)
+    assert aligned.scales is not None and raw.scales is not None
+    np.testing.assert_allclose(aligned.scales, c / np.exp(np.log(c).mean()), rtol=1e-3)
+    np.testing.assert_array_equal(raw.scales, np.ones(4))
+    off = ~np.eye(50, dtype=bool)
+    assert 0.008 < np.median(aligned.sd[off]) < 0.012 < 0.1 < np.median(raw.sd[off])
+    sd = np.full(truth.shape, 0.01)
+    ones = [EdgeConfidence(w, k * sd, w - 1, w + 1, 0.9, "least_squares", 0.0) for w, k in zip(members, c, strict=True)]
+    combined = combined_confidence(aligned, ones)  # every one fit's sd is 0.01 times the scales' geometric mean once aligned
+    shared = (0.01 * np.exp(np.log(c).mean())) ** 2
+    assert np.allclose(combined.sd[off], np.sqrt(shared + np.maximum(aligned.sd**2 - shared, 0) / 4)[off], rtol=1e-3)
+    with pytest.raises(CircuitGNNError, match="one per member"):
+        combined_confidence(ensemble_confidence(members[:2]), ones[:3])
+    with pytest.raises(CircuitGNNError, match=r"fit\(s\) \[1\] point away"):
+        member_scales([truth, -truth, truth])
+
+
 def test_calibration_of_an_ensemble_also_scores_the_interval_of_its_mean():
     """Members whose errors are independent: the mean is sqrt(K) closer to the truth than a member, the interval of the
     mean covers about its level and the prediction interval far more; errors all members share: the mean is no closer,
@@ -169,7 +198,7 @@ def test_combined_intervals_count_the_shared_error_once():
     np.fill_diagonal(truth, 0)
     shared_sd, own_sd, k = 0.05, 0.1, 4
     estimate = truth + shared_sd * rng.normal(size=truth.shape)  # the data's share: common to every member
-    ensemble = ensemble_confidence([estimate + own_sd * rng.normal(size=truth.shape) for _ in range(k)])
+    ensemble = ensemble_confidence([estimate + own_sd * rng.normal(size=truth.shape) for _ in range(k)], align_scale=False)
     sd = np.full(truth.shape, shared_sd)
     np.fill_diagonal(sd, np.nan)
     one = EdgeConfidence(estimate, sd, estimate - 1.645 * sd, estimate + 1.645 * sd, 0.9, "least_squares", 2.0)
@@ -221,7 +250,7 @@ def test_tests_on_the_least_squares_rank_what_an_l1_shrinks():
     on_fit = combined_confidence(ensemble, ones)
     on_ls = combined_confidence(ensemble, ones, "least_squares")
     assert on_fit.test is None and on_ls.test is not None
-    np.testing.assert_allclose(on_ls.test.mean, np.mean(ls, axis=0))
+    np.testing.assert_allclose(on_ls.test.mean, np.mean(ls, axis=0), atol=1e-5)  # up to the members' scales (within 1e-3)
     for name in ("mean", "sd", "lower", "upper"):  # the estimate and its interval are the members' either way
         np.testing.assert_array_equal(getattr(on_ls, name), getattr(on_fit, name))
     np.testing.assert_array_equal(on_ls.z, on_ls.test.z)
@@ -413,17 +442,21 @@ def test_ensemble_fits_resumes_and_agrees(data, tmp_path):
     np.testing.assert_array_equal(plateau_aligned(again.members_[0].model_, again.members_[0].xnorm_), w0)  # loaded, not refitted
     first = ens.combined_confidence(x, dxdt, members=1)
     assert first.mean is ens.confidence_.mean and first.method.endswith("with least squares")
+    scales = ens.confidence_.scales
+    assert scales is not None and np.isclose(np.exp(np.log(scales).mean()), 1.0)
     ones = [m.edge_confidence(x, dxdt) for m in ens.members_]
+    sds = [o.sd / c for o, c in zip(ones, scales, strict=True)]  # in the units each member's W was aligned to
     off = ~np.eye(30, dtype=bool)
-    own = np.maximum(ens.confidence_.sd**2 - ones[0].sd ** 2, 0) / 3
-    np.testing.assert_allclose(first.sd[off], np.sqrt(ones[0].sd ** 2 + own)[off], rtol=1e-10)
+    own = np.maximum(ens.confidence_.sd**2 - sds[0] ** 2, 0) / 3
+    np.testing.assert_allclose(first.sd[off], np.sqrt(sds[0] ** 2 + own)[off], rtol=1e-10)
     every = ens.combined_confidence(x, dxdt)  # by default every member's least-squares variance, averaged
-    shared = np.mean([o.sd**2 for o in ones], axis=0)
+    shared = np.mean([sd**2 for sd in sds], axis=0)
     np.testing.assert_allclose(every.sd[off], np.sqrt(shared + np.maximum(ens.confidence_.sd**2 - shared, 0) / 3)[off], rtol=1e-10)
     assert every.method.endswith("with least squares of 3 members")
     assert every.test is None  # by default the members' mean is tested
     tested = ens.combined_confidence(x, dxdt, test_on="least_squares")
-    np.testing.assert_allclose(tested.test.mean, np.mean([o.mean for o in ones], axis=0))
+    inner = ensemble_confidence([o.mean / c for o, c in zip(ones, scales, strict=True)])
+    np.testing.assert_allclose(tested.test.mean, inner.mean)
     np.testing.assert_array_equal(tested.sd, every.sd)
     with pytest.raises(CircuitGNNError, match="at least 2 members"):
         ens.combined_confidence(x, dxdt, members=1, test_on="least_squares")

@@ -49,6 +49,7 @@ class EdgeConfidence:
     :attr:`lfdr`, :attr:`lfsr`, :meth:`confident`) instead of ``mean``: the members' least-squares W, which an L1
     penalty on the fit has not shrunk toward zero (:func:`combined_confidence`, ``test_on``). ``null_width``: after
     :meth:`with_empirical_null`, the empirical null's width (sd and intervals were widened by max(1, null_width)).
+    ``scales`` (ensembles): the overall scale each member's W was divided by (:func:`member_scales`; ones when not aligned).
     """
 
     mean: np.ndarray
@@ -62,6 +63,7 @@ class EdgeConfidence:
     dof: float = float("inf")
     test: EdgeConfidence | None = None
     null_width: float | None = None
+    scales: np.ndarray | None = None
 
     @property
     def z(self) -> np.ndarray:
@@ -369,23 +371,51 @@ def least_squares_confidence(
     return EdgeConfidence(mean, sd, mean - half, mean + half, level, "least_squares", time.perf_counter() - start)
 
 
-def ensemble_confidence(weights: Sequence[np.ndarray], level: float = 0.9, seconds: float = float("nan")) -> EdgeConfidence:
+def member_scales(weights: Sequence[np.ndarray], iterations: int = 20) -> np.ndarray:
+    """The overall scale c_k of each fit's W against the others' (geometric mean 1): W_k ~ c_k mean_l(W_l / c_l),
+    by least squares off the diagonal.
+
+    Only W psi* is determined by the data, and each fit's psi* plateau (:func:`plateau_aligned`) anchors its scale only
+    as well as psi* is learned: on issue 18's high-noise network, members trained for 2 minutes still differed by up
+    to 15 % in overall scale, 91 % to 99 % of their differences (docs/confidence.md). Dividing each W by its c_k
+    removes that direction, which the data cannot tell apart, before the members are compared."""
+    stack = np.stack([np.asarray(w, dtype=np.float64) for w in weights])
+    values = stack[:, ~np.eye(stack.shape[1], dtype=bool)]
+    scales = np.ones(len(stack))
+    for _ in range(iterations):
+        centre = (values / scales[:, None]).mean(axis=0)
+        norm = float(centre @ centre)
+        if norm == 0:
+            return np.ones(len(stack))
+        found = values @ centre / norm
+        if np.any(found <= 0):
+            bad = [k for k, c in enumerate(found) if c <= 0]
+            raise CircuitGNNError(f"the W of fit(s) {bad} point away from the others' mean: no common scale to align them to")
+        scales = found / np.exp(np.mean(np.log(found)))
+    return scales
+
+
+def ensemble_confidence(
+    weights: Sequence[np.ndarray], level: float = 0.9, seconds: float = float("nan"), align_scale: bool = True
+) -> EdgeConfidence:
     """Per-edge mean, Student-t interval and sign agreement over K >= 2 fits' W, each with psi*'s scale moved in
-    (:func:`plateau_aligned`)."""
+    (:func:`plateau_aligned`) and, with ``align_scale``, divided by its overall scale against the others'
+    (:func:`member_scales`, kept in the result's ``scales``)."""
     level = _check_level(level)
     if len(weights) < 2:
         raise CircuitGNNError(f"an ensemble needs at least 2 fits, got {len(weights)}")
     shapes = {np.shape(w) for w in weights}
     if len(shapes) != 1:
         raise CircuitGNNError(f"the fits' W have different shapes: {sorted(shapes)}")
-    stack = np.stack([np.asarray(w, dtype=np.float64) for w in weights])
+    scales = member_scales(weights) if align_scale else np.ones(len(weights))
+    stack = np.stack([np.asarray(w, dtype=np.float64) / c for w, c in zip(weights, scales, strict=True)])
     k = len(stack)
     mean = stack.mean(axis=0)
     sd = stack.std(axis=0, ddof=1)
     np.fill_diagonal(sd, np.nan)
     half = stats.t.ppf(0.5 + level / 2, k - 1) * sd * np.sqrt(1 + 1 / k)  # a prediction interval: the next fit's weight
     agree = (np.sign(stack) == np.sign(mean)[None]).mean(axis=0)
-    return EdgeConfidence(mean, sd, mean - half, mean + half, level, f"ensemble of {k}", seconds, agree, dof=k - 1)
+    return EdgeConfidence(mean, sd, mean - half, mean + half, level, f"ensemble of {k}", seconds, agree, dof=k - 1, scales=scales)
 
 
 def combined_confidence(
@@ -403,7 +433,7 @@ def combined_confidence(
     are independent; this lies between.
 
     ``one_fits``: the least-squares intervals of one member or of several (:func:`least_squares_confidence` given
-    each member's functions). One member's sd reads its own functions' misfit as the data's noise and varies
+    each member's functions), the first members' in order: each is divided by its member's scale (``ensemble.scales``). One member's sd reads its own functions' misfit as the data's noise and varies
     from member to member (by a factor of 1.8 at the median on the Fig. 2 network); the mean over the members
     is the steadier estimate (docs/confidence.md).
 
@@ -428,6 +458,10 @@ def combined_confidence(
             raise CircuitGNNError(f"the ensemble's W is {ensemble.mean.shape} and the one fit's {one.mean.shape}: not the same network")
         if not np.isfinite(ensemble.dof) or np.isfinite(one.dof):
             raise CircuitGNNError(f"expected an ensemble's confidence and one fits', got {ensemble.method} and {one.method}")
+    if ensemble.scales is not None:  # each member's one fit in the units its W was aligned to
+        if len(fits) > len(ensemble.scales):
+            raise CircuitGNNError(f"{len(fits)} one fits for an ensemble of {len(ensemble.scales)} members: one per member at most")
+        fits = [_divided(one, c) for one, c in zip(fits, ensemble.scales, strict=False)]
     test = None
     if test_on == "least_squares":
         test = combined_confidence(ensemble_confidence([one.mean for one in fits], ensemble.level), fits)
@@ -449,6 +483,10 @@ def combined_confidence(
         ensemble.sign_agreement,
         test=test,
     )
+
+
+def _divided(conf: EdgeConfidence, c: float) -> EdgeConfidence:
+    return dataclasses.replace(conf, mean=conf.mean / c, sd=conf.sd / c, lower=conf.lower / c, upper=conf.upper / c)
 
 
 def type_stability(labelings: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
