@@ -167,6 +167,7 @@ def measure(
         "seed": config.training.seed,
         "block_frames": ens.block_,
         "member_scales": _scales(ens.confidence_),
+        "member_iterations": [_last_iteration(m.history_) for m in ens.members_],
         "ensemble": calibration(ens.confidence_, truth.connectivity, gains),
         "ensemble_seconds": ensemble_seconds,
         "member_w_rms_error": _rms_errors([plateau_aligned(m.model_, m.xnorm_) for m in ens.members_], aligned_truth),
@@ -179,6 +180,11 @@ def measure(
     if one_fit:
         row |= _one_fit_scores(_one_fits(work / path.name, level, members, x, dxdt), ens.confidence_, truth)
     return row
+
+
+def _last_iteration(log: list[dict]) -> int:
+    """The iterations a member trained for (its log's last line)."""
+    return int(log[-1]["iteration"]) if log else 0
 
 
 def _scales(conf: EdgeConfidence) -> list[float]:
@@ -199,6 +205,7 @@ def rescore(path: Path, work: Path, level: float, one_fit: bool = False, align_s
     conf = ensemble_confidence(weights, level, align_scale=align_scale)
     aligned_truth = truth.connectivity * truth.gains[:, None]
     row = {"dataset": path.name, "members": len(runs), "work": str(work), "rescored": True, "member_scales": _scales(conf),
+           "member_iterations": [_last_iteration(r.log) for r in runs],
            "ensemble": calibration(conf, truth.connectivity, truth.gains),
            "member_w_rms_error": _rms_errors(weights, aligned_truth),
            "mean_w_rms_error": _rms_errors([conf.mean], aligned_truth)[0],
@@ -240,7 +247,7 @@ def main() -> None:
             row = rescore(path, args.work, args.level, args.one_fit, not args.no_align_scale)
             append_record(args.out, row)
             print(
-                f"{row['dataset']} ({row['members']} members in {args.work}, scales {row['member_scales']}): {row['ensemble']}; W rms error: members {row['member_w_rms_error']}, mean {row['mean_w_rms_error']:.3g}"
+                f"{row['dataset']} ({row['members']} members in {args.work}, scales {row['member_scales']}, iterations {row['member_iterations']}): {row['ensemble']}; W rms error: members {row['member_w_rms_error']}, mean {row['mean_w_rms_error']:.3g}"
                 + (
                     f"; one fit {row['one_fit']['coverage']:.3f}, combined {row['combined']['coverage']:.3f} (with one member's "
                     f"least squares: {', '.join(f'{v:.3f}' for v in row['combined_one_member'])})"
