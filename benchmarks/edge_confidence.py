@@ -1,7 +1,8 @@
 """Are the per-edge intervals calibrated? An ensemble of fits and the one-fit least-squares intervals on a
 simulated dataset, scored against its true W (the truth is read only here, to score).
 
-For each dataset: K members (seeds and block-bootstrap resamples, each trained for ``--minutes``); the
+For each dataset: K members (seeds and block-bootstrap resamples, each trained for ``--minutes``, or for
+``--iterations``, which makes a replicate the same on every machine); the
 ensemble's 90 % intervals; each member's one-fit intervals (least squares given its phi* and psi*) and
 their time; the ensemble's intervals combined with the mean of the members' least-squares variances (and with
 each member's alone); the coverage of the true scale-aligned weights by each; on sparse W the edge-detection AUC of
@@ -130,6 +131,7 @@ def measure(
     one_fit: bool = True,
     no_shrink: bool = False,
     seed: int | None = None,
+    iterations: int | None = None,
 ) -> dict:
     ds = open_dataset(path)
     truth = ds.truth
@@ -141,7 +143,11 @@ def measure(
             "regularization": {**settings["training"].get("regularization", {}), "w_shrink": {"value": 0.0}},
         }
     config = config_from_dict(settings, source=str(path))
-    config.training.max_minutes = minutes
+    if iterations is None:
+        config.training.max_minutes = minutes
+    else:  # a fixed number of steps, whatever the machine's speed
+        config.training.max_minutes = None
+        config.training.n_epochs, config.training.iterations_per_epoch = 1, iterations
     if seed is not None:  # member k trains with seed + k
         config.training.seed = seed
     if warm:  # each member starts from the spline fit of its own block-bootstrap resample
@@ -161,7 +167,8 @@ def measure(
         "n_neurons": ds.n_neurons,
         "frames": int(b - a),
         "members": members,
-        "minutes_per_member": minutes,
+        "minutes_per_member": minutes if iterations is None else None,
+        "iterations_per_member": iterations,
         "warm_start": warm,
         "w_shrink": config.training.regularization.w_shrink.value,
         "seed": config.training.seed,
@@ -222,6 +229,7 @@ def main() -> None:
     parser.add_argument("datasets", nargs="+", type=Path)
     parser.add_argument("--members", type=int, default=4)
     parser.add_argument("--minutes", type=float, default=4.0, help="training budget of each member")
+    parser.add_argument("--iterations", type=int, help="train each member for this many iterations instead of --minutes")
     parser.add_argument("--level", type=float, default=0.9)
     parser.add_argument("--warm-start", action="store_true", help="members start from the spline fit (training.extensions.warm_start)")
     parser.add_argument("--work", type=Path, default=Path("runs/confidence"), help="the members' run folders (resumable)")
@@ -258,7 +266,16 @@ def main() -> None:
             )
             continue
         row = measure(
-            path, args.members, args.minutes, args.work, args.level, args.warm_start, not args.skip_one_fit, args.no_shrink, args.seed
+            path,
+            args.members,
+            args.minutes,
+            args.work,
+            args.level,
+            args.warm_start,
+            not args.skip_one_fit,
+            args.no_shrink,
+            args.seed,
+            args.iterations,
         )
         append_record(args.out, row)
         e = row["ensemble"]
