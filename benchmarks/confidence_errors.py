@@ -8,6 +8,8 @@ them (``one_fit_member_K.npz``); the truth is read only here, to score.
 
 Prints, after one scale aligns the truth with the members' mean (off the diagonal):
 
+- each member's overall scale against the others' (:func:`~circuitgnn.analyze.confidence.member_scales`) and the share
+  of its difference from the members' mean (before that alignment) that lies along the mean, an overall scale;
 - each member's rms error, the mean's, and the correlation between every two members' errors (0: independent;
   the mean's error variance is sd^2 (rho + (1 - rho) / K) for correlation rho);
 - binned by least-squares sd / members' sd: the mean's rms error over rms(sd / sqrt(K)) and over rms(least-squares sd);
@@ -61,6 +63,14 @@ def main() -> None:
     rho = np.corrcoef(errors[:, off])[np.triu_indices(k, 1)]
     print(f"{k} members: rms error {', '.join(f'{_rms(e[off]):.4g}' for e in errors)}; the mean's {_rms(mean_error):.4g}")
     print(f"correlation between two members' errors: {', '.join(f'{r:.2f}' for r in rho)} (mean {rho.mean():.2f})")
+    centre = np.mean(weights, axis=0)[off]
+    apart = np.stack(weights)[:, off] - centre
+    along = apart @ centre / (centre @ centre)
+    scale_share = 1 - ((apart - along[:, None] * centre) ** 2).sum(axis=1) / (apart**2).sum(axis=1)
+    print(
+        f"members' overall scales (member_scales) {', '.join(f'{c:.3f}' for c in ens.scales)}; share of each member's difference from "
+        f"the members' mean that is an overall scale: {', '.join(f'{v:.2f}' for v in scale_share)}"
+    )
     sd = ens.sd[off]
     with np.errstate(divide="ignore", invalid="ignore"):
         z = mean_error / (sd / np.sqrt(k))

@@ -400,9 +400,9 @@ def member_scales(weights: Sequence[np.ndarray], iterations: int = 20) -> np.nda
     by least squares off the diagonal.
 
     Only W psi* is determined by the data, and each fit's psi* plateau (:func:`plateau_aligned`) anchors its scale only
-    as well as psi* is learned: on issue 18's high-noise network, members trained for 2 minutes still differed by up
-    to 15 % in overall scale, 91 % to 99 % of their differences (docs/confidence.md). Dividing each W by its c_k
-    removes that direction, which the data cannot tell apart, before the members are compared."""
+    as well as psi* is learned: on issue 18's high-noise network, members trained for 2 minutes differed by up to 15 %
+    in overall scale, 64 % to 99 % of their differences in two of three replicates (docs/confidence.md). Dividing each
+    W by its c_k removes that direction, which the data cannot tell apart, before the members are compared."""
     stack = np.stack([np.asarray(w, dtype=np.float64) for w in weights])
     values = stack[:, ~np.eye(stack.shape[1], dtype=bool)]
     scales = np.ones(len(stack))
