@@ -4,7 +4,8 @@ diagnostics that need no ground truth, and, on simulated data, how well the inte
 Scale. Only W psi* is determined by the data: (cW)(psi*/c) predicts the same. Every W here is therefore
 given with psi*'s scale moved into it: ``W_ij * plateau_j``, where ``plateau_j`` is psi*'s median value
 over the top of the activity range (as the corrected W of the metrics, but without the gain, which a
-recording does not give). Two fits are then comparable entry by entry.
+recording does not give). Two fits are then comparable entry by entry, up to an overall scale that the plateau
+fixes only as well as psi* is learned: an ensemble divides each member's W by it (:func:`member_scales`).
 
 One fit (:func:`least_squares_confidence`). With the learned phi* and psi* held fixed, W is a linear
 least-squares solution: row i solves G w_i = b_i with G the senders' Gram matrix (the package's W solve).
@@ -457,9 +458,10 @@ def combined_confidence(
     are independent; this lies between.
 
     ``one_fits``: the least-squares intervals of one member or of several (:func:`least_squares_confidence` given
-    each member's functions), the first members' in order: each is divided by its member's scale (``ensemble.scales``). One member's sd reads its own functions' misfit as the data's noise and varies
-    from member to member (by a factor of 1.8 at the median on the Fig. 2 network); the mean over the members
-    is the steadier estimate (docs/confidence.md).
+    each member's functions), the first members' in order; each is divided by its member's overall scale
+    (``ensemble.scales``). One member's sd reads its own functions' misfit as the data's noise and varies from
+    member to member (by a factor of 1.8 at the median on the Fig. 2 network); the mean over the members is the
+    steadier estimate (docs/confidence.md).
 
     ``test_on``: which estimate the tests of "is this weight zero?" read (``test`` of the result). ``"fit"``: the
     members' mean itself. ``"least_squares"`` (at least two one fits): the one fits' least-squares W combined the
