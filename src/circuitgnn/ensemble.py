@@ -85,9 +85,10 @@ class CircuitGNNEnsemble:
     ----------
     members_ : list of CircuitGNN
     confidence_ : EdgeConfidence
-        Per-connection mean, interval (Student t, as a prediction for one more fit) and sign agreement.
+        Per-connection mean, interval (Student t, as a prediction for one more fit) and sign agreement, over the
+        members' W each divided by its overall scale against the others' (``confidence_.scales``).
     connectivity_ : numpy.ndarray
-        The members' mean W (psi*'s scale moved in).
+        The members' mean W (psi*'s scale moved in, the members aligned on one overall scale).
     coassignment_ : numpy.ndarray
         (N, N) fraction of members that put two neurons in one type.
     type_stability_ : float
