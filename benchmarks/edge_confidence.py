@@ -145,9 +145,8 @@ def measure(
     config = config_from_dict(settings, source=str(path))
     if iterations is None:
         config.training.max_minutes = minutes
-    else:  # a fixed number of steps, whatever the machine's speed
-        config.training.max_minutes = None
-        config.training.n_epochs, config.training.iterations_per_epoch = 1, iterations
+    else:  # a fixed number of steps, whatever the machine's speed, the epochs (and what starts with them) unchanged
+        config.training.max_minutes, config.training.max_iterations = None, iterations
     if seed is not None:  # member k trains with seed + k
         config.training.seed = seed
     if warm:  # each member starts from the spline fit of its own block-bootstrap resample

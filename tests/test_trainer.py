@@ -11,7 +11,7 @@ from circuitgnn.analyze.evaluate import training_scorer
 from circuitgnn.config import config_from_dict
 from circuitgnn.data.dataset import Dataset
 from circuitgnn.device import pick_device
-from circuitgnn.errors import DatasetError
+from circuitgnn.errors import ConfigError, DatasetError
 from circuitgnn.train import events as events_module
 from circuitgnn.train import trainer as trainer_module
 from circuitgnn.train.run_folder import ResumeError, load_run, read_log
@@ -329,6 +329,19 @@ def test_two_phase_schedule_is_applied_per_epoch(small_data, tmp_path):
     by_epoch = {line["epoch"]: line for line in run.log}
     assert by_epoch[0]["coef_psi_monotone"] == 5.0 and "coef_w_l1" not in by_epoch[0] and "loss_psi_monotone" in by_epoch[0]
     assert "coef_psi_monotone" not in by_epoch[2] and by_epoch[2]["coef_w_l1"] == 1e-4 and "loss_w_l1" in by_epoch[2]
+
+
+def test_an_iteration_budget_in_the_config_keeps_the_epochs_schedule(small_data, tmp_path):
+    """training.max_iterations stops the run after that many iterations in all, as fit(max_iterations) does, with the
+    epochs unchanged: a coefficient that starts at epoch 1 is active past iteration 20 (regression: the edge-confidence
+    benchmark once made a budget of one long epoch, so that an L1 from epoch 1 never started)."""
+    cfg = small_config(max_iterations=27, regularization={"w_l1": {"value": 1e-4, "from_epoch": 1}})
+    run = Trainer(cfg, small_data, tmp_path / "r", progress=False).fit()
+    assert run.log[-1]["iteration"] == 27 and run.log[-1]["epoch"] == 1 and run.log[-1]["coef_w_l1"] == 1e-4
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "stopped"
+    assert Trainer(cfg, small_data, tmp_path / "r2", progress=False).fit(max_iterations=12).log[-1]["iteration"] == 12  # the argument wins
+    with pytest.raises(ConfigError, match="training.max_iterations"):
+        small_config(max_iterations=-1)
 
 
 def test_same_seed_same_model_other_seed_differs(small_data, tmp_path):

@@ -199,6 +199,12 @@ class TrainingConfig(StrictModel):
         None, gt=0, allow_inf_nan=False, description="minutes between checkpoints, instead of checkpoint_every iterations"
     )
     max_minutes: float | None = Field(None, gt=0, description="stop (with a checkpoint) after this much wall time")
+    max_iterations: int | None = Field(
+        None,
+        ge=0,
+        description="stop (with a checkpoint) after this many iterations in all, the epochs and their schedules unchanged: "
+        "a budget that, unlike max_minutes, is the same on every machine",
+    )
     device: str = Field("auto", description="auto (CUDA when available), cpu, cuda, cuda:1 ...")
     compile: Literal["auto", "off", "default", "reduce-overhead"] = Field(
         "auto",

@@ -556,7 +556,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def fit(self, max_iterations: int | None = None) -> TrainedRun:
-        """Train until ``n_epochs`` are done (or ``max_iterations`` global iterations, or ``max_minutes``).
+        """Train until ``n_epochs`` are done (or ``max_iterations`` global iterations, by default the config's
+        ``training.max_iterations``, or ``max_minutes``).
 
         Ctrl-C (or SIGTERM) finishes the current step, saves a checkpoint and raises ``KeyboardInterrupt``:
         resuming it gives the run an uninterrupted fit would have (a second Ctrl-C stops at once and keeps the last
@@ -567,7 +568,7 @@ class Trainer:
                 f"max_iterations must be a whole number >= 0 (global iterations in all; 0: the warm start only), got {max_iterations!r}"
             )
         with self.run.locked() if self.run is not None else nullcontext():
-            return self._fit(max_iterations)
+            return self._fit(self.config.training.max_iterations if max_iterations is None else max_iterations)
 
     def _fit(self, max_iterations: int | None) -> TrainedRun:
         tc = self.config.training
