@@ -404,11 +404,11 @@ def member_scales(weights: Sequence[np.ndarray], iterations: int = 20) -> np.nda
     as well as psi* is learned: on issue 18's high-noise network, members trained for 2 minutes differed by up to 15 %
     in overall scale, 64 % to 99 % of their differences in two of three replicates (docs/confidence.md). Dividing each
     W by its c_k removes that direction, which the data cannot tell apart, before the members are compared."""
-    stack = np.stack([np.asarray(w, dtype=np.float64) for w in weights])
+    stack = np.asarray(weights, dtype=np.float64)  # no copy when the caller already stacked them
     values = stack[:, ~np.eye(stack.shape[1], dtype=bool)]
     scales = np.ones(len(stack))
     for _ in range(iterations):
-        centre = (values / scales[:, None]).mean(axis=0)
+        centre = (1 / scales) @ values / len(stack)  # mean_l(W_l / c_l) without a (K, N^2) temporary
         norm = float(centre @ centre)
         if norm == 0:
             return np.ones(len(stack))
@@ -432,8 +432,9 @@ def ensemble_confidence(
     shapes = {np.shape(w) for w in weights}
     if len(shapes) != 1:
         raise CircuitGNNError(f"the fits' W have different shapes: {sorted(shapes)}")
-    scales = member_scales(weights) if align_scale else np.ones(len(weights))
-    stack = np.stack([np.asarray(w, dtype=np.float64) / c for w, c in zip(weights, scales, strict=True)])
+    stack = np.stack([np.asarray(w, dtype=np.float64) for w in weights])
+    scales = member_scales(stack) if align_scale else np.ones(len(stack))
+    stack /= scales[:, None, None]
     k = len(stack)
     mean = stack.mean(axis=0)
     sd = stack.std(axis=0, ddof=1)
