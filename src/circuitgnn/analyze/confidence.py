@@ -122,8 +122,8 @@ class EdgeConfidence:
         should spread like a standard normal; its spread (:func:`empirical_null_width`, Efron's empirical null)
         measures how much error the standard errors miss, e.g. an ensemble's shared misfit that neither the members'
         spread nor their least squares see. On a dense W the bulk is signal, and the widening would be meaningless: a
-        warning says so when the width exceeds 10 (measured: 1 to 4.9 on the sparse 10 % network, one fits and
-        ensembles; 39 to 139 on the dense Fig. 2 and high-noise networks). ``test``, where set, is widened by its own
+        warning says so when the width exceeds 10 (measured on the first replicate of docs/confidence.md: 0.43 to 4.0 on
+        the sparse 10 % network, one fits and ensembles; 29 to 97 on the dense Fig. 2 and high-noise networks). ``test``, where set, is widened by its own
         empirical null."""
         off = ~np.eye(self.mean.shape[0], dtype=bool)
         with np.errstate(divide="ignore", invalid="ignore"):
