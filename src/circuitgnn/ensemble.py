@@ -19,13 +19,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from circuitgnn.analyze.confidence import EdgeConfidence, combined_confidence, ensemble_confidence, plateau_aligned, type_stability
 from circuitgnn.config import ModelConfig, TrainingConfig
-from circuitgnn.data.activity import as_float32_frames
+from circuitgnn.data.activity import as_float32_frames, check_dt
 from circuitgnn.data.derivatives import segment_bounds
 from circuitgnn.errors import CircuitGNNError
-from circuitgnn.estimator import CircuitGNN, NotFittedError, validate_section
+from circuitgnn.estimator import NotFittedError, validate_section
+from circuitgnn.fit_jobs import FitJob, fit_in_parallel, resolve_jobs, run_fit
 
 
 def block_length(x: np.ndarray, segments: Sequence[int] = (0,), minimum: int = 20, max_lag: int = 2000) -> int:
@@ -80,6 +82,12 @@ class CircuitGNNEnsemble:
         ``training.seed + k``.
     level
         The nominal coverage of the intervals.
+    n_jobs
+        How many members train at once, each in its own process with an equal share of the CPU cores (or, with
+        the device "auto" and several GPUs, member k on GPU k mod their count); -1: one per GPU, else one per core.
+        The members are those of ``n_jobs=1``, which trains them one after another in this process. Like a
+        PyTorch DataLoader's workers, the processes are spawned: a script needs its work under
+        ``if __name__ == "__main__":``.
 
     Attributes
     ----------
@@ -106,13 +114,16 @@ class CircuitGNNEnsemble:
         model: ModelConfig | dict[str, Any] | None = None,
         training: TrainingConfig | dict[str, Any] | None = None,
         level: float = 0.9,
+        n_jobs: int = 1,
         progress: bool = True,
     ):
         if not isinstance(n_members, int) or isinstance(n_members, bool) or n_members < 2:
             raise CircuitGNNError(f"n_members must be an integer >= 2, got {n_members!r}")
         if block is not None and (not isinstance(block, int) or isinstance(block, bool) or block < 2):
             raise CircuitGNNError(f"block must be an integer >= 2 (frames), got {block!r}")
+        resolve_jobs(n_jobs, n_members)
         self.n_members, self.bootstrap, self.block, self.level, self.progress = n_members, bootstrap, block, level, progress
+        self.n_jobs = n_jobs
         self.model = validate_section(model, ModelConfig, "model")
         self.training = validate_section(training, TrainingConfig, "training")
 
@@ -128,21 +139,23 @@ class CircuitGNNEnsemble:
         """Fit the K members to activity ``x`` (T, N) sampled every ``dt``; with ``folder``, member k trains in
         ``folder/member_k`` and a second call continues the members that were interrupted."""
         start = time.perf_counter()
+        check_dt(dt)
         xa = as_float32_frames(x, "x")
         da = None if dxdt is None else as_float32_frames(dxdt, "dxdt", xa.shape[1])
         segs = (0,) if segments is None else tuple(int(s) for s in segments)
         self.block_ = (self.block or block_length(xa, segs)) if self.bootstrap else 0
-        self.members_: list[CircuitGNN] = []
+        jobs = []
         for k in range(self.n_members):
             training = self.training.model_copy(update={"seed": self.training.seed + k})
-            member = CircuitGNN(self.model, training, progress=self.progress)
-            xk, dk, sk = xa, da, segs
+            frames, sk = None, segs
             if self.bootstrap:
                 frames, sk = block_bootstrap(len(xa), segs, self.block_, np.random.default_rng([self.training.seed, k]))
-                xk, dk = xa[frames], None if da is None else da[frames]
-            run_dir = None if folder is None else Path(folder) / f"member_{k}"
-            resume = run_dir is not None and (run_dir / "run.json").is_file()
-            self.members_.append(member.fit(xk, dt, dk, segments=sk, run_dir=run_dir, resume=resume))
+            jobs.append(FitJob(self.model, training, frames, sk, None if folder is None else Path(folder) / f"member_{k}"))
+        if resolve_jobs(self.n_jobs, self.n_members) == 1:
+            self.members_ = [run_fit(job, xa, dt, da, self.progress) for job in jobs]
+        else:
+            with tqdm(total=self.n_members, desc="ensemble members", unit="fit", disable=not self.progress) as bar:
+                self.members_ = fit_in_parallel(jobs, xa, dt, da, self.n_jobs, on_done=lambda k: bar.update())
         weights = [plateau_aligned(m.model_, m.xnorm_) for m in self.members_]
         self.confidence_: EdgeConfidence = ensemble_confidence(weights, self.level, time.perf_counter() - start)
         self.connectivity_ = self.confidence_.mean

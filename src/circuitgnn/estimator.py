@@ -27,7 +27,7 @@ from circuitgnn.analyze.rollout import rollout_model
 from circuitgnn.analyze.symbolic import formula_scope, symbolic_formulas
 from circuitgnn.config import ExperimentConfig, ModelConfig, StrictModel, TrainingConfig, config_from_dict, format_validation_error
 from circuitgnn.config.indicator import IndicatorConfig
-from circuitgnn.data.activity import Activity, InputMode, ScaleMethod, as_float32_frames
+from circuitgnn.data.activity import Activity, InputMode, ScaleMethod, as_float32_frames, check_dt
 from circuitgnn.data.dataset import Dataset
 from circuitgnn.data.deconvolve import deconvolve_activity
 from circuitgnn.data.derivatives import estimate_derivative
@@ -400,8 +400,8 @@ class CircuitGNN:
         value, and missing targets, are left out. ``x`` holds the fitted neurons' columns (``neurons_``)."""
         self._check_fitted()
         xa = as_float32_frames(x, "x", self.n_neurons_)
-        if dt is not None and (not isinstance(dt, numbers.Real) or not dt > 0):
-            raise CircuitGNNError(f"dt must be a positive number, got {dt!r}")
+        if dt is not None:
+            check_dt(dt)
         target = (
             estimate_derivative(xa, self.dt_ if dt is None else float(dt), self._derivative_method())  # type: ignore[arg-type]
             if dxdt is None

@@ -156,8 +156,7 @@ class Activity(Frames):
         recorded value or constant activity are left out with a warning that names them (``neurons``
         lists the columns kept).
         """
-        if not isinstance(dt, numbers.Real) or isinstance(dt, bool) or not np.isfinite(float(dt)) or dt <= 0:
-            raise DatasetError(f"dt must be a positive number (time between frames), got {dt!r}")
+        check_dt(dt)
         if not isinstance(grid_size, numbers.Integral) or isinstance(grid_size, bool):
             raise DatasetError(f"grid_size must be an integer, got {grid_size!r}")
         check_holdout(holdout)
@@ -261,6 +260,13 @@ class Activity(Frames):
             )
             frames = frames[complete[frames]]
         return frames
+
+
+def check_dt(dt: Any) -> float:
+    """``dt`` as a float, or a :class:`DatasetError` when it is not a positive, finite number."""
+    if not isinstance(dt, numbers.Real) or isinstance(dt, bool) or not np.isfinite(float(dt)) or dt <= 0:
+        raise DatasetError(f"dt must be a positive number (time between frames), got {dt!r}")
+    return float(dt)
 
 
 def check_holdout(holdout: Any) -> float:
