@@ -1,13 +1,17 @@
 """Command-line interface: ``circuitgnn run | simulate | import | export | deconvolve | scan-tau | train | evaluate | report | symbolic |
-reproduce | baselines | confidence | info | config-help``."""
+reproduce | baselines | confidence | ensemble | info | config-help``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
+
+if TYPE_CHECKING:
+    from circuitgnn.config import TrainingConfig
 
 from circuitgnn.config.io import format_validation_error
 from circuitgnn.errors import CircuitGNNError
@@ -133,15 +137,19 @@ def _trainer(config, data: Path, out: Path, resume: bool, overwrite: bool, quiet
     return Trainer(config, dataset, out, resume=resume, overwrite=overwrite, progress=not quiet, scorer=training_scorer(dataset, config))
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from circuitgnn.config import load_config
-
-    config = load_config(args.config)
-    tc = config.training
+def _override_training(tc: TrainingConfig, args: argparse.Namespace) -> None:
+    """--device and --max-minutes, where given, replace the config's."""
     if args.device is not None:
         tc.device = args.device
     if args.max_minutes is not None:
         tc.max_minutes = args.max_minutes
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from circuitgnn.config import load_config
+
+    config = load_config(args.config)
+    _override_training(config.training, args)
     trainer = _trainer(config, Path(args.data), Path(args.out), args.resume, args.overwrite, args.quiet)
     try:
         run = trainer.fit(max_iterations=args.max_iterations)
@@ -354,17 +362,11 @@ def _cmd_baselines(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_confidence(args: argparse.Namespace) -> int:
-    from circuitgnn.analyze.confidence import CONFIDENCE_SUMMARY, run_confidence
-
-    s = run_confidence(args.run, args.level, args.empirical_null)
-    widened = f"; widened by the empirical null, {s['null_width']:.3g} standard errors wide" if s["null_width"] is not None else ""
-    print(f"intervals    {s['level']:.0%}, least squares given the learned functions ({s['seconds']:.1f} s){widened}")
+def _print_confidence(s: dict, top: int) -> None:
+    """The confident connections and, on simulated data, the calibration of a confidence summary."""
     print(f"confident    {s['n_confident']:,} connections probably non-zero (lfdr < 0.05); the strongest:")
-    for c in s["confident"][: args.top]:
+    for c in s["confident"][:top]:
         print(f"  {c['sender']:>6} -> {c['receiver']:<6} {c['weight']:+.4g}  [{c['lower']:+.4g}, {c['upper']:+.4g}]  z {c['z']:.1f}")
-    print(f"diagnostics  Gram condition {s['gram_condition']:.3g}; median self-explained coupling {s['self_explained_median']:.3f}; "
-          f"median psi* excitation {s['excitation_median']:.3f}")  # fmt: skip
     if "calibration" in s:
         cal = s["calibration"]
         extra = (
@@ -374,7 +376,44 @@ def _cmd_confidence(args: argparse.Namespace) -> int:
             else ""
         )
         print(f"calibration  {cal['coverage']:.3f} of the true (scale-aligned) weights inside their {cal['level']:.0%} interval{extra}")
+
+
+def _cmd_confidence(args: argparse.Namespace) -> int:
+    from circuitgnn.analyze.confidence import CONFIDENCE_SUMMARY, run_confidence
+
+    s = run_confidence(args.run, args.level, args.empirical_null)
+    widened = f"; widened by the empirical null, {s['null_width']:.3g} standard errors wide" if s["null_width"] is not None else ""
+    print(f"intervals    {s['level']:.0%}, least squares given the learned functions ({s['seconds']:.1f} s){widened}")
+    print(f"diagnostics  Gram condition {s['gram_condition']:.3g}; median self-explained coupling {s['self_explained_median']:.3f}; "
+          f"median psi* excitation {s['excitation_median']:.3f}")  # fmt: skip
+    _print_confidence(s, args.top)
     print(f"summary      {Path(args.run).resolve() / CONFIDENCE_SUMMARY}")
+    return 0
+
+
+def _cmd_ensemble(args: argparse.Namespace) -> int:
+    from circuitgnn.config import load_config
+    from circuitgnn.ensemble_run import run_ensemble
+    from circuitgnn.report.ensemble_html import build_ensemble_report
+
+    config = load_config(args.config)
+    _override_training(config.training, args)
+    if args.max_iterations is not None:
+        config.training.max_iterations = args.max_iterations
+    try:
+        s = run_ensemble(
+            config, args.data, args.out, members=args.members, n_jobs=args.jobs, bootstrap=not args.no_bootstrap,
+            combined=args.combined, level=args.level, empirical_null=args.empirical_null, progress=not args.quiet,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        print(f"interrupted: the members' checkpoints are in {Path(args.out).resolve()}; the same command continues them", file=sys.stderr)
+        return 130
+    for m in s["members"]:
+        print(f"{m['run']:<12} seed {m['seed']}, {m['iterations']:,} iterations, overall scale {m['scale']:.4f}, {m['n_types']} types")
+    print(f"types        mean adjusted Rand index between members {s['type_stability_ari']:.3f}")
+    print(f"intervals    {s['level']:.0%}, {s['method']}; {s['sign_unanimous']:.1%} of the connections have one sign in every member")
+    _print_confidence(s, args.top)
+    print(f"report       {build_ensemble_report(args.out).resolve()}")
     return 0
 
 
@@ -575,6 +614,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="widen the intervals by the spread of the bulk of |W|/sd (sparse networks: most connections absent)",
     )
     p.set_defaults(func=_cmd_confidence)
+
+    p = sub.add_parser("ensemble", help="K fits of a dataset (seeds, bootstrap resamples), what they agree on, and its report")
+    p.add_argument("config", help="experiment YAML (its model and training sections are used)")
+    p.add_argument("--data", required=True, help="dataset folder (from `circuitgnn simulate` or `circuitgnn import`)")
+    p.add_argument("--out", required=True, help="ensemble folder: member_k run folders, confidence.npz/json, report.html")
+    p.add_argument("--members", type=_whole(2), default=4, help="how many fits")
+    p.add_argument("--jobs", type=int, default=1, help="how many members train at once (-1: one per GPU, else one per core)")
+    p.add_argument("--no-bootstrap", action="store_true", help="every member trains on all frames (only the seed differs)")
+    p.add_argument("--combined", action="store_true", help="intervals of the members' mean, with the data's share counted once")
+    p.add_argument("--level", type=float, default=0.9, help="nominal coverage of the intervals")
+    p.add_argument("--empirical-null", action="store_true", help="widen the intervals by the bulk's width (sparse networks)")
+    p.add_argument("--top", type=_whole(0), default=20, help="how many of the most confident connections to print")
+    p.add_argument("--device", help="override training.device")
+    p.add_argument("--max-minutes", type=float, help="each member's wall-time budget")
+    p.add_argument("--max-iterations", type=_whole(1), help="each member's iteration budget")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_ensemble)
 
     p = sub.add_parser("info", help="print the summary of a dataset folder")
     p.add_argument("dataset")

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from circuitgnn.analyze.confidence import EdgeConfidence, combined_confidence, ensemble_confidence, plateau_aligned, type_stability
 from circuitgnn.config import ModelConfig, TrainingConfig
-from circuitgnn.data.activity import as_float32_frames, check_dt
+from circuitgnn.data.activity import ScaleMethod, as_float32_frames, check_dt
 from circuitgnn.data.derivatives import segment_bounds
 from circuitgnn.errors import CircuitGNNError
 from circuitgnn.estimator import NotFittedError, validate_section
@@ -134,10 +134,12 @@ class CircuitGNNEnsemble:
         dxdt: Any | None = None,
         *,
         segments: Sequence[int] | None = None,
+        scale: ScaleMethod | None = None,
         folder: str | Path | None = None,
     ) -> CircuitGNNEnsemble:
-        """Fit the K members to activity ``x`` (T, N) sampled every ``dt``; with ``folder``, member k trains in
-        ``folder/member_k`` and a second call continues the members that were interrupted."""
+        """Fit the K members to activity ``x`` (T, N) sampled every ``dt`` (``dxdt``, ``segments`` and ``scale`` as for
+        :meth:`CircuitGNN.fit`); with ``folder``, member k trains in ``folder/member_k`` and a second call continues
+        the members that were interrupted."""
         start = time.perf_counter()
         check_dt(dt)
         xa = as_float32_frames(x, "x")
@@ -150,7 +152,7 @@ class CircuitGNNEnsemble:
             frames, sk = None, segs
             if self.bootstrap:
                 frames, sk = block_bootstrap(len(xa), segs, self.block_, np.random.default_rng([self.training.seed, k]))
-            jobs.append(FitJob(self.model, training, frames, sk, None if folder is None else Path(folder) / f"member_{k}"))
+            jobs.append(FitJob(self.model, training, frames, sk, None if folder is None else Path(folder) / f"member_{k}", scale))
         if resolve_jobs(self.n_jobs, self.n_members) == 1:
             self.members_ = [run_fit(job, xa, dt, da, self.progress) for job in jobs]
         else:

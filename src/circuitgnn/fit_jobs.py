@@ -22,20 +22,23 @@ import numpy as np
 import torch
 
 from circuitgnn.config import ModelConfig, TrainingConfig
+from circuitgnn.data.activity import ScaleMethod
 from circuitgnn.errors import CircuitGNNError
 from circuitgnn.estimator import CircuitGNN
 
 
 @dataclass(frozen=True)
 class FitJob:
-    """One fit: its settings, the frames of the activity it trains on (all when None), their segment starts, and
-    the run folder it trains in (resumed when it holds a run)."""
+    """One fit: its settings, the frames of the activity it trains on (all when None), their segment starts, the run
+    folder it trains in (resumed when it holds a run) and how the activity's scale is estimated (as
+    :meth:`CircuitGNN.fit`'s ``scale``)."""
 
     model: ModelConfig
     training: TrainingConfig
     frames: np.ndarray | None
     segments: tuple[int, ...]
     run_dir: Path | None
+    scale: ScaleMethod | None = None
 
 
 def available_cores() -> int:
@@ -69,7 +72,7 @@ def run_fit(job: FitJob, x: np.ndarray, dt: float, dxdt: np.ndarray | None, prog
         x, dxdt = x[job.frames], None if dxdt is None else dxdt[job.frames]
     resume = job.run_dir is not None and (job.run_dir / "run.json").is_file()
     est = CircuitGNN(job.model, job.training, progress=progress)
-    return est.fit(x, dt, dxdt, segments=job.segments, run_dir=job.run_dir, resume=resume)
+    return est.fit(x, dt, dxdt, segments=job.segments, scale=job.scale, run_dir=job.run_dir, resume=resume)
 
 
 def _run(job: FitJob, gpu: int | None, out: Path) -> Path:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -300,7 +300,7 @@ def shrink(mean: np.ndarray, se: np.ndarray, iterations: int = 200) -> Shrinkage
     return Shrinkage(lfdr, lfsr, posterior_mean, float(weights[0]))
 
 
-def _check_level(level: float) -> float:
+def check_level(level: float) -> float:
     if not isinstance(level, int | float) or isinstance(level, bool) or not 0 < level < 1:
         raise CircuitGNNError(f"level must be a fraction in (0, 1), e.g. 0.9 for 90 % intervals, got {level!r}")
     return float(level)
@@ -363,7 +363,7 @@ def least_squares_confidence(
     corrected for the autocorrelation of the frames (see the module docstring). ``dxdt`` (T, N): the drift the
     fit used (recorded or estimated; NaN marks a missing value)."""
     start = time.perf_counter()
-    level = _check_level(level)
+    level = check_level(level)
     _check_model(model)
     parts = _parts(activity, dxdt)
     scale = torch.as_tensor(psi_plateau(model, xnorm), dtype=torch.float32, device=model.a.device)
@@ -426,7 +426,7 @@ def ensemble_confidence(
     """Per-edge mean, Student-t interval and sign agreement over K >= 2 fits' W, each with psi*'s scale moved in
     (:func:`plateau_aligned`) and, with ``align_scale``, divided by its overall scale against the others'
     (:func:`member_scales`, kept in the result's ``scales``)."""
-    level = _check_level(level)
+    level = check_level(level)
     if len(weights) < 2:
         raise CircuitGNNError(f"an ensemble needs at least 2 fits, got {len(weights)}")
     shapes = {np.shape(w) for w in weights}
@@ -539,10 +539,7 @@ def calibration(conf: EdgeConfidence, true_w: np.ndarray, gains: np.ndarray | No
     ``gains``: the receivers' gains,
     which scale the rows of any W the data determine."""
     off = ~np.eye(true_w.shape[0], dtype=bool)
-    g = np.ones(true_w.shape[0]) if gains is None else np.asarray(gains, dtype=np.float64)
-    truth = true_w * g[:, None]
-    s = linear_fit(truth, conf.mean, off_diagonal=True).slope
-    aligned = s * truth
+    aligned, s = _aligned_truth(conf, true_w, gains)
     covered = (conf.lower <= aligned) & (aligned <= conf.upper)
     out = {"level": conf.level, "coverage": float(covered[off].mean()), "scale": float(s)}
     if np.isfinite(conf.dof):  # an ensemble: also the interval of the members' mean, as if their errors were independent
@@ -559,6 +556,15 @@ def calibration(conf: EdgeConfidence, true_w: np.ndarray, gains: np.ndarray | No
         out["coverage_present"] = float(covered[off][present].mean())
         out |= _detection(conf, true_w != 0, off)
     return out
+
+
+def _aligned_truth(conf: EdgeConfidence, true_w: np.ndarray, gains: np.ndarray | None) -> tuple[np.ndarray, float]:
+    """The true W with the receivers' gains, times the one scale (the slope off the diagonal) that aligns it with
+    ``conf.mean``, and that scale."""
+    g = np.ones(true_w.shape[0]) if gains is None else np.asarray(gains, dtype=np.float64)
+    truth = true_w * g[:, None]
+    s = linear_fit(truth, conf.mean, off_diagonal=True).slope
+    return s * truth, float(s)
 
 
 def _detection(conf: EdgeConfidence, present: np.ndarray, off: np.ndarray) -> dict[str, float]:
@@ -621,17 +627,26 @@ CONFIDENCE_SUMMARY = "confidence.json"
 
 
 def coverage_curve(
-    conf: EdgeConfidence, true_w: np.ndarray, gains: np.ndarray | None = None, levels: Sequence[float] = ()
+    conf: EdgeConfidence | Callable[[float], EdgeConfidence],
+    true_w: np.ndarray,
+    gains: np.ndarray | None = None,
+    levels: Sequence[float] = (),
 ) -> dict[str, list[float]]:
-    """Nominal level against the fraction of true (scale-aligned) weights covered, for normal intervals mean +- z sd
-    at each level (default 0.5 to 0.99): the calibration plot of simulated data."""
+    """Nominal level against the fraction of true (scale-aligned) weights covered at each level (default 0.5 to
+    0.99): the calibration plot of simulated data. ``conf``: a confidence whose intervals at each level are taken as
+    mean +- z sd (normal, as least squares'), or a function that builds the confidence at a level, whose own
+    intervals are scored (an ensemble's Student t intervals, the combined ones)."""
     levels = list(levels) or [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99]
+    make = None if isinstance(conf, EdgeConfidence) else conf
+    first = make(levels[0]) if make is not None else conf
+    assert isinstance(first, EdgeConfidence)
     off = ~np.eye(true_w.shape[0], dtype=bool)
-    g = np.ones(true_w.shape[0]) if gains is None else np.asarray(gains, dtype=np.float64)
-    truth = true_w * g[:, None]
-    aligned = linear_fit(truth, conf.mean, off_diagonal=True).slope * truth
-    dev = np.abs(conf.mean - aligned)[off] / conf.sd[off]
-    return {"level": levels, "coverage": [float(np.mean(dev <= stats.norm.ppf(0.5 + q / 2))) for q in levels]}
+    aligned = _aligned_truth(first, true_w, gains)[0]
+    if make is None:
+        dev = np.abs(first.mean - aligned)[off] / first.sd[off]
+        return {"level": levels, "coverage": [float(np.mean(dev <= stats.norm.ppf(0.5 + q / 2))) for q in levels]}
+    built = [first] + [make(q) for q in levels[1:]]
+    return {"level": levels, "coverage": [float(((c.lower <= aligned) & (aligned <= c.upper))[off].mean()) for c in built]}
 
 
 def run_confidence(run_dir: str | Path, level: float = 0.9, empirical_null: bool = False) -> dict[str, Any]:

@@ -177,16 +177,20 @@ def training(log: list[dict[str, Any]]):
     return fig
 
 
+def _confidence_map(fig, ax, arrays: dict[str, np.ndarray], summary: dict[str, Any]) -> None:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.nan_to_num(np.abs(arrays["mean"]) / arrays["sd"])
+    im = ax.imshow(np.minimum(z, 10), cmap="magma", interpolation="nearest")
+    fig.colorbar(im, ax=ax, label="|W| / sd (capped at 10)")
+    ax.set(title=f"confidence map: {summary['n_confident']:,} connections with lfdr < 0.05", xlabel="sender j", ylabel="receiver i")
+
+
 def confidence(arrays: dict[str, np.ndarray], summary: dict[str, Any]):
     """How far to trust each connection: |W| / sd, the label-free diagnostics, and (simulated data) calibration."""
     plt = pyplot()
     curve = summary.get("coverage_curve")
     fig, axes = plt.subplots(1, 3 if curve else 2, figsize=(19 if curve else 13, 5))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.nan_to_num(np.abs(arrays["mean"]) / arrays["sd"])
-    im = axes[0].imshow(np.minimum(z, 10), cmap="magma", interpolation="nearest")
-    fig.colorbar(im, ax=axes[0], label="|W| / sd (capped at 10)")
-    axes[0].set(title=f"confidence map: {summary['n_confident']:,} connections with lfdr < 0.05", xlabel="sender j", ylabel="receiver i")
+    _confidence_map(fig, axes[0], arrays, summary)
     axes[1].hist(
         arrays["self_explained"][np.isfinite(arrays["self_explained"])], bins=40, range=(0, 1), alpha=0.6, label="self-explained coupling"
     )
@@ -200,5 +204,40 @@ def confidence(arrays: dict[str, np.ndarray], summary: dict[str, Any]):
             xlabel="nominal level", ylabel="true weights covered", title="calibration (against the truth)", xlim=(0.4, 1), ylim=(0, 1)
         )
         axes[2].legend()
+    fig.tight_layout()
+    return fig
+
+
+def ensemble(arrays: dict[str, np.ndarray], summary: dict[str, Any]):
+    """What an ensemble's members agree on: |W| / sd, the share of members that give each weight the mean's sign, the
+    type co-assignment (neurons ordered by average-linkage clustering of 1 - co-assignment) and, on simulated data,
+    the calibration of its intervals."""
+    from scipy.cluster.hierarchy import leaves_list, linkage
+    from scipy.spatial.distance import squareform
+
+    plt = pyplot()
+    curve = summary.get("coverage_curve")
+    fig, axes = plt.subplots(1, 4 if curve else 3, figsize=(25 if curve else 19, 5))
+    _confidence_map(fig, axes[0], arrays, summary)
+    off = ~np.eye(len(arrays["mean"]), dtype=bool)
+    k = len(summary["members"])
+    agreeing, counts = np.unique(np.rint(arrays["sign_agreement"][off] * k).astype(int), return_counts=True)
+    axes[1].bar(agreeing, counts, width=0.6)
+    axes[1].set_xticks(agreeing, [f"{m}/{k}" for m in agreeing])
+    axes[1].set(xlabel="members with the mean's sign", ylabel="connections", title="sign agreement")
+    co = arrays["coassignment"]
+    distance = np.clip(1 - co, 0, None)
+    np.fill_diagonal(distance, 0)
+    order = leaves_list(linkage(squareform(distance, checks=False), "average")) if len(co) > 2 else np.arange(len(co))
+    im = axes[2].imshow(co[np.ix_(order, order)], cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+    fig.colorbar(im, ax=axes[2], label="share of members with both in one type")
+    axes[2].set(title=f"type co-assignment (mean ARI {summary['type_stability_ari']:.3f})", xlabel="neuron (clustered)", ylabel="neuron")
+    if curve:
+        axes[3].plot(curve["level"], curve["coverage"], "o-", label=summary["method"])
+        axes[3].plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
+        axes[3].set(
+            xlabel="nominal level", ylabel="true weights covered", title="calibration (against the truth)", xlim=(0.4, 1), ylim=(0, 1)
+        )
+        axes[3].legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -28,11 +28,46 @@ from circuitgnn.train.run_folder import load_run, run_dataset
 REPORT = "report.html"
 
 
-def _png(fig) -> str:
+def png(fig) -> str:
+    """A matplotlib figure as base64 PNG, the figure closed."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
     pyplot().close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def confident_section(summary: dict[str, Any], how: str) -> str:
+    """The table of the 20 connections most probably non-zero from a confidence summary (``confidence.json``), its
+    intervals said to come from ``how``."""
+    rows = "".join(
+        f"<tr><td>{c['sender']}</td><td>{c['receiver']}</td><td>{c['weight']:+.4g}</td>"
+        f"<td>[{c['lower']:+.4g}, {c['upper']:+.4g}]</td><td>{c['z']:.1f}</td><td>{c.get('p_nonzero', float('nan')):.3f}</td></tr>"
+        for c in summary["confident"][:20]
+    )
+    widened = (
+        f", widened by the empirical null ({summary['null_width']:.3g} standard errors wide)"
+        if summary.get("null_width") is not None
+        else ""
+    )
+    return (
+        f'<section id="confident"><h2>Connections confidently non-zero ({summary["n_confident"]:,} with P(W = 0) &lt; 0.05; '
+        "the 20 most probably non-zero)</h2>"
+        f"<p>{summary['level']:.0%} intervals from {html.escape(how)}{widened}; weights with psi*'s scale moved into W.</p>"
+        f"<table><tr><th>sender</th><th>receiver</th><th>W</th><th>interval</th><th>|W| / sd</th><th>P(W != 0)</th></tr>{rows}</table></section>"
+    )
+
+
+def write_page(out: Path, page: str) -> Path:
+    """Write ``page`` to ``out`` through a temporary name, so that a reader never sees half a report."""
+    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(page)
+    os.replace(tmp, out)
+    return out
+
+
+STYLE = """<style>body{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em}
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 10px}img{max-width:100%}
+pre{background:#f6f6f6;padding:1em;overflow:auto}</style>"""
 
 
 def _data_warnings(ds: Dataset) -> list[str]:
@@ -98,7 +133,7 @@ def build_report(run_dir: str | Path, recompute: bool = False, reference: dict[s
 
     def add(key: str, title: str, make) -> None:
         try:
-            sections.append((key, title, _png(make())))
+            sections.append((key, title, png(make())))
         except Exception as err:  # a figure that fails must not hide the others
             skipped[f"figure: {title}"] = f"{type(err).__name__}: {err}"
 
@@ -131,23 +166,8 @@ def build_report(run_dir: str | Path, recompute: bool = False, reference: dict[s
         with np.load(run_dir / CONFIDENCE) as z:
             arrays = {k: z[k] for k in z.files}
         add("confidence", "Confidence: which connections the data support", lambda: figures.confidence(arrays, summary))
-        rows_c = "".join(
-            f"<tr><td>{c['sender']}</td><td>{c['receiver']}</td><td>{c['weight']:+.4g}</td>"
-            f"<td>[{c['lower']:+.4g}, {c['upper']:+.4g}]</td><td>{c['z']:.1f}</td><td>{c.get('p_nonzero', float('nan')):.3f}</td></tr>"
-            for c in summary["confident"][:20]
-        )
-        confidence_html = (
-            f'<section id="confident"><h2>Connections confidently non-zero ({summary["n_confident"]:,} with P(W = 0) &lt; 0.05; '
-            "the 20 most probably non-zero)</h2>"
-            f"<p>{summary['level']:.0%} intervals from least squares given the learned functions (`circuitgnn confidence`)"
-            + (
-                f", widened by the empirical null ({summary['null_width']:.3g} standard errors wide)"
-                if summary.get("null_width") is not None
-                else ""
-            )
-            + "; weights with psi*'s scale moved into W.</p>"
-            f"<table><tr><th>sender</th><th>receiver</th><th>W</th><th>interval</th><th>|W| / sd</th><th>P(W != 0)</th></tr>{rows_c}</table></section>"
-        )
+        how = "least squares given the learned functions (`circuitgnn confidence`)"
+        confidence_html = confident_section(summary, how)
 
     formulas_html = ""
     symbolic_file = run_dir / "symbolic.json"
@@ -185,9 +205,7 @@ def build_report(run_dir: str | Path, recompute: bool = False, reference: dict[s
     )
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>circuitgnn report: {html.escape(metrics["name"])}</title>
-<style>body{{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px}}img{{max-width:100%}}
-pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body>
+{STYLE}</head><body>
 <h1>circuitgnn report: {html.escape(metrics["name"])}</h1>
 <p>dataset <code>{html.escape(metrics["dataset"])}</code>: N = {metrics["n_neurons"]} neurons, T = {metrics["n_frames"]} frames
 {ds.dt:g} time units apart, activity in {html.escape(ds.units)}{_recording_note(ds)}.
@@ -202,8 +220,4 @@ Forecast: {html.escape(metrics.get("rollout_method", ""))}.</p>
 <section id="config"><h2>Config</h2><pre>{html.escape(dump_config(run.config))}</pre></section>
 </body></html>
 """
-    out = run_dir / REPORT
-    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(page)
-    os.replace(tmp, out)
-    return out
+    return write_page(run_dir / REPORT, page)
