@@ -21,7 +21,7 @@ LAYERS: list[set[str]] = [
     {"model"},
     {"train"},
     {"analyze"},
-    {"estimator", "ensemble"},
+    {"estimator", "fit_jobs", "ensemble", "ensemble_run"},
     {"report"},
     {"reproduce", "cli", "__init__", "__main__"},
 ]
