@@ -65,6 +65,18 @@ def test_least_squares_intervals_cover_the_true_weights(noise_rho):
     assert np.isnan(np.diag(conf.sd)).all() and conf.method == "least_squares" and conf.seconds > 0
 
 
+def test_the_functions_kept_between_passes_give_the_intervals_computed_twice(monkeypatch):
+    """The second pass reuses the first's MLP values when they fit in memory; recomputed, the intervals are the same."""
+    from circuitgnn.analyze import confidence
+
+    model, activity, dxdt, _ = _model_data(0.5, seed=2, n_frames=3000)
+    kept = least_squares_confidence(model, activity, 2.0, dxdt)
+    monkeypatch.setattr(confidence, "memory_bytes", lambda device: None)  # memory unknown: computed twice
+    again = least_squares_confidence(model, activity, 2.0, dxdt)
+    np.testing.assert_array_equal(again.mean, kept.mean)
+    np.testing.assert_array_equal(again.sd, kept.sd)
+
+
 def test_ignoring_the_autocorrelation_would_undercover():
     """With autocorrelated residuals the frame-count correction widens the intervals: the naive ones cover less."""
     model, activity, dxdt, w = _model_data(0.9, seed=1)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -34,6 +34,7 @@ from scipy import stats
 
 from circuitgnn.analyze.metrics import edge_auc, linear_fit, psi_plateau
 from circuitgnn.data.activity import Activity
+from circuitgnn.device import memory_bytes
 from circuitgnn.errors import CircuitGNNError
 from circuitgnn.model.gnn import GNN
 from circuitgnn.train.wsolve import constrained_solve, gram_sums
@@ -367,12 +368,20 @@ def least_squares_confidence(
     _check_model(model)
     parts = _parts(activity, dxdt)
     scale = torch.as_tensor(psi_plateau(model, xnorm), dtype=torch.float32, device=model.a.device)
-    g, b = gram_sums(_chunks(model, activity, dxdt, parts, scale))
     n_frames = sum(e - s for s, e in parts)
-    n = g.shape[0]
+    n = activity.n_neurons
+    budget = memory_bytes(model.a.device)
+    # The functions' values are most of the time (two MLPs on every frame and neuron): kept from the first pass for the
+    # second where both tensors take at most a quarter of the device's memory, computed again otherwise.
+    kept = list(_chunks(model, activity, dxdt, parts, scale)) if budget and 2 * 4 * n_frames * n <= budget / 4 else None
+
+    def passes() -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        return kept if kept is not None else _chunks(model, activity, dxdt, parts, scale)
+
+    g, b = gram_sums(passes())
     w = constrained_solve(g.clone(), b, ridge)  # rows: receivers
     resid, signal = [], []
-    for f, r in _chunks(model, activity, dxdt, parts, scale):
+    for f, r in passes():
         resid.append((r.double() - f.double() @ w.T).cpu().numpy())
         signal.append(f.double().mean(dim=1, keepdim=True).cpu().numpy())  # the senders' pooled signal (its lags decay like theirs)
     res = np.concatenate(resid)
