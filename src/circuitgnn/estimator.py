@@ -44,7 +44,6 @@ from circuitgnn.train.trainer import Scorer, Trainer
 
 FORMAT = "circuitgnn-estimator"
 FORMAT_VERSION = 1
-_CHUNK_VALUES = 1 << 22  # frames x neurons evaluated at a time by predict
 
 
 class NotFittedError(CircuitGNNError, AttributeError):
@@ -366,7 +365,7 @@ class CircuitGNN:
         xt = self._tensor(x, "x")
         inp, mode = self._input_terms(None if frames is None else np.asarray(frames), inputs, xt.shape[0])
         out = np.empty(tuple(xt.shape), dtype=np.float32)
-        step = max(1, _CHUNK_VALUES // self.n_neurons_)
+        step = self.model_.frames_per_pass()
         for s in range(0, xt.shape[0], step):
             part = torch.as_tensor(inp[s : s + step], device=self.device_) if inp is not None else None
             omega, extra = (part, None) if mode == "multiplicative" else (None, part)

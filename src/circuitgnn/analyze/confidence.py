@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -332,10 +332,11 @@ def _parts(activity: Activity, dxdt: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _chunks(
-    model: GNN, activity: Activity, dxdt: np.ndarray, parts: Sequence[tuple[int, int]], scale: torch.Tensor, rows: int = 2048
+    model: GNN, activity: Activity, dxdt: np.ndarray, parts: Sequence[tuple[int, int]], scale: torch.Tensor
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(aligned sender signals f, targets r = dx/dt - phi*) over the parts, in chunks of frames."""
     dev = model.a.device
+    rows = model.frames_per_pass()
     for a, b in parts:
         for s in range(a, b, rows):
             x = torch.as_tensor(np.array(activity.x[s : min(s + rows, b)]), device=dev)
@@ -370,24 +371,44 @@ def least_squares_confidence(
     scale = torch.as_tensor(psi_plateau(model, xnorm), dtype=torch.float32, device=model.a.device)
     n_frames = sum(e - s for s, e in parts)
     n = activity.n_neurons
-    budget = memory_bytes(model.a.device)
+    dev = model.a.device
+    budget = memory_bytes(dev)
     # The functions' values are most of the time (two MLPs on every frame and neuron): kept from the first pass for the
-    # second where both tensors take at most a quarter of the device's memory, computed again otherwise.
-    kept = list(_chunks(model, activity, dxdt, parts, scale)) if budget and 2 * 4 * n_frames * n <= budget / 4 else None
+    # second in two preallocated (T, N) tensors where they take at most a quarter of the device's memory (thousands of
+    # small kept pieces fragmented the heap: once 24 GB for N = 1000), computed again otherwise.
+    kept = (
+        [torch.empty((n_frames, n), dtype=torch.float32, device=dev) for _ in range(2)]
+        if budget and 8 * n_frames * n <= budget / 4
+        else None
+    )
 
-    def passes() -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-        return kept if kept is not None else _chunks(model, activity, dxdt, parts, scale)
+    def keeping() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        at = 0
+        for f, r in _chunks(model, activity, dxdt, parts, scale):
+            if kept is not None:
+                kept[0][at : at + len(f)], kept[1][at : at + len(f)] = f, r
+            at += len(f)
+            yield f, r
 
-    g, b = gram_sums(passes())
+    g, b = gram_sums(keeping())
     w = constrained_solve(g.clone(), b, ridge)  # rows: receivers
-    resid, signal = [], []
-    for f, r in passes():
-        resid.append((r.double() - f.double() @ w.T).cpu().numpy())
-        signal.append(f.double().mean(dim=1, keepdim=True).cpu().numpy())  # the senders' pooled signal (its lags decay like theirs)
-    res = np.concatenate(resid)
+    step = max(1, (4 << 20) // (8 * n))  # float64 blocks of about 4 MiB (see GNN.frames_per_pass)
+    second = (
+        ((kept[0][s : s + step], kept[1][s : s + step]) for s in range(0, n_frames, step))
+        if kept is not None
+        else _chunks(model, activity, dxdt, parts, scale)
+    )
+    res = np.empty((n_frames, n))
+    pooled = np.empty((n_frames, 1))  # the senders' pooled signal (its lags decay like theirs)
+    at = 0
+    for f, r in second:
+        fd = f.double()
+        res[at : at + len(f)] = (r.double() - fd @ w.T).cpu().numpy()
+        pooled[at : at + len(f)] = fd.mean(dim=1, keepdim=True).cpu().numpy()
+        at += len(f)
     sigma2 = (res**2).sum(axis=0) / max(1, n_frames - n)
     lag = min(max_lag, max(stop - begin for begin, stop in parts) - 1)
-    rho_f = _autocorrelation(np.concatenate(signal), parts, lag)[:, 0]
+    rho_f = _autocorrelation(pooled, parts, lag)[:, 0]
     below = np.flatnonzero(rho_f < 0.05)
     k = int(below[0]) if len(below) else lag  # the lags over which the regressors stay correlated
     rho_e = _autocorrelation(res, parts, k)
@@ -609,7 +630,8 @@ def diagnostics(model: GNN, activity: Activity, xnorm: float, max_frames: int = 
     if len(x_np) < 10:
         raise CircuitGNNError(f"the diagnostics need at least 10 complete training frames, got {len(x_np)}")
     x = torch.as_tensor(x_np, device=model.a.device)
-    f = model.psi_of_sender(x, model.a)
+    step = model.frames_per_pass()
+    f = torch.cat([model.psi_of_sender(x[s : s + step], model.a) for s in range(0, len(x), step)])
     m = (f @ model.connectivity().T).double().cpu().numpy()
     z = (x_np - x_np.mean(axis=0)) / (x_np.std(axis=0) + 1e-12)
     basis = np.stack([np.ones_like(z), z, z**2, z**3, np.tanh(z)], axis=-1).astype(np.float64)  # (T, N, 5)

@@ -126,7 +126,7 @@ class SolveConnectivity:
         ws = s.config.training.extensions.w_solve
         assert ws is not None
         idx = s.starts[torch.from_numpy(evenly_spaced_frames(len(s.starts), ws.frames))]
-        chunk = max(1, (1 << 20) // s.model.n)  # about a million psi* evaluations at a time
+        chunk = s.model.frames_per_pass()
         parts = (s.source.batch(idx[i : i + chunk]) for i in range(0, len(idx), chunk))
         batches = ((part[0], part[1]) for part in parts)
         try:
