@@ -85,9 +85,9 @@ class CircuitGNNEnsemble:
     n_jobs
         How many members train at once, each in its own process with an equal share of the CPU cores (or, with
         the device "auto" and several GPUs, member k on GPU k mod their count); -1: one per GPU, else one per core.
-        The members are those of ``n_jobs=1``, which trains them one after another in this process. Like a
-        PyTorch DataLoader's workers, the processes are spawned: a script needs its work under
-        ``if __name__ == "__main__":``.
+        The members have the seeds and resamples of ``n_jobs=1``, which trains them one after another in this
+        process (their W differ only where a fit's arithmetic depends on its thread count). Like a PyTorch
+        DataLoader's workers, the processes are spawned: a script needs its work under ``if __name__ == "__main__":``.
 
     Attributes
     ----------
