@@ -185,6 +185,14 @@ class CircuitGNNEnsemble:
         mean, or their least-squares W (at least two members; it ranks the connections of a network fitted with an L1
         on W better, but its intervals are too narrow to list confident connections from;
         :func:`~circuitgnn.analyze.confidence.combined_confidence`)."""
+        ones = self.one_fits(x, dxdt, segments=segments, members=members)  # refuses an unfitted ensemble first
+        return combined_confidence(self.confidence_, ones, test_on)
+
+    def one_fits(
+        self, x: Any, dxdt: Any | None = None, *, segments: Sequence[int] | None = None, members: int | None = None
+    ) -> list[EdgeConfidence]:
+        """Each of the first ``members`` members' least-squares intervals (:meth:`CircuitGNN.edge_confidence`) on
+        ``x``, at the ensemble's level; without ``dxdt``, the drift is estimated once for all of them."""
         if not hasattr(self, "confidence_"):
             raise NotFittedError("this CircuitGNNEnsemble is not fitted yet: call fit(x, dt) first")
         count = self.n_members if members is None else members
@@ -193,5 +201,4 @@ class CircuitGNNEnsemble:
         if dxdt is None:  # estimated once: the members share their training settings, so their derivative too
             first = self.members_[0]
             dxdt = first._drift(first._activity(x, segments), None)
-        ones = [m.edge_confidence(x, dxdt, segments=segments, level=self.level) for m in self.members_[:count]]
-        return combined_confidence(self.confidence_, ones, test_on)
+        return [m.edge_confidence(x, dxdt, segments=segments, level=self.level) for m in self.members_[:count]]

@@ -29,7 +29,6 @@ from circuitgnn.analyze.confidence import (
     plateau_aligned,
 )
 from circuitgnn.config import ExperimentConfig
-from circuitgnn.data.activity import ScaleMethod
 from circuitgnn.data.dataset import Dataset
 from circuitgnn.data.writer import save_npz_atomic, write_json_atomic
 from circuitgnn.ensemble import CircuitGNNEnsemble
@@ -37,16 +36,6 @@ from circuitgnn.errors import CircuitGNNError
 from circuitgnn.estimator import CircuitGNN
 
 SETTINGS = "ensemble.json"
-
-
-def training_frames(ds: Dataset) -> tuple[np.ndarray, np.ndarray | None, tuple[int, ...]]:
-    """(x, dxdt or None, segment starts) of the frames training may read: each segment without its held-out end."""
-    activity = ds.activity()
-    bounds = activity.train_bounds()
-    x = np.concatenate([np.asarray(ds.x[a:b]) for a, b in bounds])
-    dxdt = None if ds.dxdt is None else np.concatenate([np.asarray(ds.dxdt[a:b]) for a, b in bounds])
-    starts = tuple(int(s) for s in np.cumsum([0] + [b - a for a, b in bounds[:-1]]))
-    return x, dxdt, starts
 
 
 def _check_settings(out: Path, settings: dict[str, Any]) -> None:
@@ -105,12 +94,11 @@ def run_ensemble(
     _check_settings(out, settings)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / SETTINGS, settings)
-    x, dxdt, segments = training_frames(ds)
+    x, dxdt, segments = ds.training_frames()
     recorded = dxdt if config.training.derivative in ("auto", "recorded") else None
-    scale: ScaleMethod = "robust" if ds.meta.get("scale") == "robust" else "std"
-    ens.fit(x, ds.dt, recorded, segments=segments, scale=scale, folder=out)
+    ens.fit(x, ds.dt, recorded, segments=segments, scale=ds.activity().scale, folder=out)
     weights = [plateau_aligned(m.model_, m.xnorm_) for m in ens.members_]
-    ones = [m.edge_confidence(x, recorded, segments=segments, level=level) for m in ens.members_] if combined else []
+    ones = ens.one_fits(x, recorded, segments=segments) if combined else []
 
     def at(q: float) -> EdgeConfidence:
         built = ensemble_confidence(weights, q)
@@ -155,4 +143,4 @@ def _member(k: int, m: CircuitGNN, scale: float) -> dict[str, Any]:
     }
 
 
-__all__ = ["SETTINGS", "run_ensemble", "training_frames"]
+__all__ = ["SETTINGS", "run_ensemble"]

@@ -236,6 +236,15 @@ class Dataset(Frames):
             observation=self._observation(),
         )
 
+    def training_frames(self) -> tuple[np.ndarray, np.ndarray | None, tuple[int, ...]]:
+        """The frames training may read (each segment without its held-out end), joined in memory, with their drift
+        when the folder has one, and the start of each segment among them."""
+        bounds = self.activity().train_bounds()
+        x = np.concatenate([np.asarray(self.x[a:b]) for a, b in bounds])
+        dxdt = None if self.dxdt is None else np.concatenate([np.asarray(self.dxdt[a:b]) for a, b in bounds])
+        starts = tuple(int(s) for s in np.cumsum([0] + [b - a for a, b in bounds[:-1]]))
+        return x, dxdt, starts
+
     def _observation(self) -> Observation | None:
         """A deconvolved recording's fluorescence, smoothed calcium and indicator (None for other data)."""
         if self.signal != "deconvolved" or "fluorescence" not in self.arrays or "calcium" not in self.arrays:

@@ -99,15 +99,6 @@ def _peak_memory(result: MethodResult) -> Iterator[None]:
         result.notes["gpu_memory_mb"] = f"{torch.cuda.max_memory_allocated() / 2**20:.0f}"
 
 
-def _training_frames(ds: Dataset) -> tuple[np.ndarray, np.ndarray | None, tuple[int, ...]]:
-    """The frames training may read, joined, with their drift (when the dataset has one) and the parts' starts."""
-    bounds = ds.activity().train_bounds()
-    x = np.concatenate([np.asarray(ds.x[a:b]) for a, b in bounds])
-    dxdt = None if ds.dxdt is None else np.concatenate([np.asarray(ds.dxdt[a:b]) for a, b in bounds])
-    starts = tuple(int(s) for s in np.cumsum([0] + [b - a for a, b in bounds[:-1]]))
-    return x, dxdt, starts
-
-
 def forecast_test(ds: Dataset, steps: int, seed: int = 1) -> _Test:
     """The reference trajectory every method forecasts: CONTEXT frames of history, then ``steps`` frames."""
     if ds.stimulus_mode != "none":
@@ -237,7 +228,7 @@ def _run_method(
         regression = LearnedFunctionRegression(max_frames=10000, iterations=6, max_minutes=minutes)
     elif name == "ridge_var":
         regression = RidgeVAR()
-    x, dxdt, starts = _training_frames(ds)
+    x, dxdt, starts = ds.training_frames()
     if name in ("correlation", "partial_correlation"):
         est = CorrelationConnectivity() if name == "correlation" else PartialCorrelationConnectivity()
         with _peak_memory(out):
