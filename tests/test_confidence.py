@@ -465,6 +465,14 @@ def test_intervals_refuse_the_pair_form():
         least_squares_confidence(model, Activity(np.zeros((10, 5), np.float32), None, 0.1), 1.0, np.zeros((10, 5), np.float32))
 
 
+@pytest.mark.parametrize("kind", ["known", "field", "additive_lowrank"])
+def test_intervals_refuse_a_model_with_an_external_input(kind):
+    """Regression: the input's term was read as part of the residual (or, multiplicative, ignored in the regressors)."""
+    model = GNN(ModelConfig(hidden=8, external_input=kind), 5)
+    with pytest.raises(CircuitGNNError, match="external input"):
+        least_squares_confidence(model, Activity(np.zeros((10, 5), np.float32), None, 0.1), 1.0, np.zeros((10, 5), np.float32))
+
+
 def test_block_bootstrap_stays_within_segments():
     rng = np.random.default_rng(3)
     frames, segments = block_bootstrap(1000, (0, 300, 650), 50, rng)

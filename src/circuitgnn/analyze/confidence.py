@@ -314,6 +314,11 @@ def check_level(level: float) -> float:
 def _check_model(model: GNN) -> None:
     if model.psi_input == "x_j,a_i,a_j" or model.cfg.low_rank is not None or model.masked:
         raise CircuitGNNError("per-edge intervals from one fit need a dense W and a sender-only psi* (psi_input x_j or x_j,a_j)")
+    if model.cfg.external_input != "none":  # its term would be read as part of the residual, or scale the messages
+        raise CircuitGNNError(
+            f"per-edge intervals from one fit do not take an external input into account (model.external_input is "
+            f"{model.cfg.external_input!r}); fit an ensemble and read its prediction intervals instead"
+        )
 
 
 @torch.no_grad()
