@@ -1,5 +1,7 @@
 """The estimator: fit on arrays, fitted attributes, predict / simulate / score / equations, save and load."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -76,6 +78,11 @@ def test_predict_simulate_score_and_equations(data, fitted):
     with torch.no_grad():
         direct = fitted.model_(torch.from_numpy(x[:50]).to(fitted.device_)).cpu().numpy()
     np.testing.assert_allclose(pred, direct, rtol=1e-6, atol=1e-6)
+    frozen = x[:50].copy()
+    frozen.setflags(write=False)  # as a dataset's memory map: regression, PyTorch warned that it is not writable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(fitted.predict(frozen), pred)
     traj = fitted.simulate(x[0], 30)
     assert traj.shape == (31, 30)
     np.testing.assert_array_equal(traj, rollout_model(fitted.model_, x[0], 30, ds.dt))

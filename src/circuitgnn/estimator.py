@@ -14,6 +14,7 @@ never the only one.
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -309,7 +310,9 @@ class CircuitGNN:
         return self.model_.a.device
 
     def _tensor(self, x: Any, name: str) -> torch.Tensor:
-        return torch.as_tensor(np.ascontiguousarray(as_float32_frames(x, name, self.n_neurons_)), device=self.device_)
+        with warnings.catch_warnings():  # a read-only array (a dataset's memory map) is shared, never written to
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return torch.as_tensor(np.ascontiguousarray(as_float32_frames(x, name, self.n_neurons_)), device=self.device_)
 
     @torch.no_grad()
     def phi_(self, x: Any) -> np.ndarray:
