@@ -111,6 +111,11 @@ class CircuitGNNEnsemble:
         Mean adjusted Rand index between every two members' types.
     block_ : int
         The block length used (0 without bootstrap).
+    scale_ : str or None
+        How the members' activity scale was estimated (``fit``'s ``scale``).
+    shared_factor_ : float
+        After :meth:`shared_factor` (or :meth:`calibrated_confidence`): how many times the least-squares variance the
+        members' shared error was found to be on a twin of the data; ``calibration_ensemble_`` is that twin's ensemble.
     """
 
     def __init__(
