@@ -29,7 +29,14 @@ from records import append_record
 from scipy import stats
 
 from circuitgnn import CircuitGNN, open_dataset
-from circuitgnn.analyze.confidence import EdgeConfidence, calibration, combined_confidence, ensemble_confidence, plateau_aligned
+from circuitgnn.analyze.confidence import (
+    EdgeConfidence,
+    calibration,
+    combined_confidence,
+    ensemble_confidence,
+    fit_shared_factor,
+    plateau_aligned,
+)
 from circuitgnn.analyze.metrics import linear_fit, matched_accuracy
 from circuitgnn.config import WarmStartConfig, config_from_dict
 from circuitgnn.data.dataset import GroundTruth
@@ -197,7 +204,7 @@ def _calibrated_scores(
 ) -> dict:
     """The combined intervals with the shared factor measured on the twin of the data (:meth:`CircuitGNNEnsemble.shared_factor`,
     its members trained into ``folder``) and scored against the truth; the twin members' iterations, the rms error of
-    their mean against the twin's known W, and the time it took."""
+    their mean against the twin's known W, the time it took, and the factor that the truth would have chosen."""
     start = time.perf_counter()
     factor = ens.shared_factor(x, dxdt, folder=folder)
     seconds = time.perf_counter() - start
@@ -206,6 +213,8 @@ def _calibrated_scores(
     twin_truth = plateau_aligned(first.model_, first.xnorm_)
     return {
         "shared_factor": factor,
+        # the factor the truth would choose: a diagnosis of how well the twin stands in for the data, used by nothing
+        "oracle_shared_factor": fit_shared_factor(ens.confidence_, ones, truth.connectivity * truth.gains[:, None]),
         "calibrated": calibration(combined_confidence(ens.confidence_, ones, shared_factor=factor), truth.connectivity, truth.gains),
         "calibrated_seconds": seconds,
         "twin_member_iterations": [_last_iteration(m.history_) for m in twin.members_],
