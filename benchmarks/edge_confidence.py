@@ -29,14 +29,7 @@ from records import append_record
 from scipy import stats
 
 from circuitgnn import CircuitGNN, open_dataset
-from circuitgnn.analyze.confidence import (
-    EdgeConfidence,
-    calibration,
-    combined_confidence,
-    ensemble_confidence,
-    fit_shared_factor,
-    plateau_aligned,
-)
+from circuitgnn.analyze.confidence import EdgeConfidence, calibration, combined_confidence, ensemble_confidence, plateau_aligned
 from circuitgnn.analyze.metrics import linear_fit, matched_accuracy
 from circuitgnn.config import WarmStartConfig, config_from_dict
 from circuitgnn.data.dataset import GroundTruth
@@ -139,7 +132,6 @@ def measure(
     no_shrink: bool = False,
     seed: int | None = None,
     iterations: int | None = None,
-    calibrated: bool = False,
 ) -> dict:
     ds = open_dataset(path)
     truth = ds.truth
@@ -192,34 +184,8 @@ def measure(
         "machine": environment(),
     }
     if one_fit:
-        ones = _one_fits(work / path.name, level, members, x, dxdt)
-        row |= _one_fit_scores(ones, ens.confidence_, truth)
-        if calibrated:
-            row |= _calibrated_scores(ens, ones, x, dxdt, work / path.name / "calibration", truth)
+        row |= _one_fit_scores(_one_fits(work / path.name, level, members, x, dxdt), ens.confidence_, truth)
     return row
-
-
-def _calibrated_scores(
-    ens: CircuitGNNEnsemble, ones: list[EdgeConfidence], x: np.ndarray, dxdt: np.ndarray | None, folder: Path, truth: GroundTruth
-) -> dict:
-    """The combined intervals with the shared factor measured on the twin of the data (:meth:`CircuitGNNEnsemble.shared_factor`,
-    its members trained into ``folder``) and scored against the truth; the twin members' iterations, the rms error of
-    their mean against the twin's known W, the time it took, and the factor that the truth would have chosen."""
-    start = time.perf_counter()
-    factor = ens.shared_factor(x, dxdt, folder=folder)
-    seconds = time.perf_counter() - start
-    twin = ens.calibration_ensemble_
-    first = ens.members_[0]
-    twin_truth = plateau_aligned(first.model_, first.xnorm_)
-    return {
-        "shared_factor": factor,
-        # the factor the truth would choose: a diagnosis of how well the twin stands in for the data, used by nothing
-        "oracle_shared_factor": fit_shared_factor(ens.confidence_, ones, truth.connectivity * truth.gains[:, None]),
-        "calibrated": calibration(combined_confidence(ens.confidence_, ones, shared_factor=factor), truth.connectivity, truth.gains),
-        "calibrated_seconds": seconds,
-        "twin_member_iterations": [_last_iteration(m.history_) for m in twin.members_],
-        "twin_mean_w_rms_error": _rms_errors([twin.confidence_.mean], twin_truth)[0],
-    }
 
 
 def _last_iteration(log: list[dict]) -> int:
@@ -276,12 +242,6 @@ def main() -> None:
         "--no-shrink", action="store_true", help="train the members without the config's proximal L1 on W (regularization.w_shrink)"
     )
     parser.add_argument("--seed", type=int, help="the members' first training seed (default: the dataset config's)")
-    parser.add_argument(
-        "--calibrated",
-        action="store_true",
-        help="also the combined intervals with the shared factor measured on a twin of the data (a second ensemble, "
-        "trained into WORK/NAME/calibration)",
-    )
     parser.add_argument("--rescore", action="store_true", help="score the members in --work again, without training")
     parser.add_argument("--one-fit", action="store_true", help="with --rescore: also the members' one-fit and the combined intervals")
     parser.add_argument(
@@ -315,7 +275,6 @@ def main() -> None:
             args.no_shrink,
             args.seed,
             args.iterations,
-            args.calibrated,
         )
         append_record(args.out, row)
         e = row["ensemble"]
@@ -333,12 +292,6 @@ def main() -> None:
             f"type stability (ARI) {row['type_stability_ari']:.3f}"
             + (f"; AUC lfdr {e['auc_lfdr']:.3f}, |mean|/sd {e['auc_z']:.3f} against |W| {e['auc_abs_w']:.3f}" if "auc_z" in e else "")
             + _detection_line(row)
-            + (
-                f"; calibrated: shared factor {row['shared_factor']:.3g} ({row['calibrated_seconds']:.0f} s), coverage "
-                f"{row['calibrated']['coverage']:.3f}"
-                if "calibrated" in row
-                else ""
-            )
         )
 
 

@@ -14,8 +14,6 @@ from circuitgnn.analyze.confidence import (
     diagnostics,
     empirical_null_width,
     ensemble_confidence,
-    fit_shared_factor,
-    frame_noise_sd,
     least_squares_confidence,
     member_scales,
     moderated_variance,
@@ -242,57 +240,6 @@ def test_combined_intervals_count_the_shared_error_once():
         combined_confidence(ensemble, [])
     with pytest.raises(CircuitGNNError, match="not the same network"):
         combined_confidence(ensemble, EdgeConfidence(truth[:5, :5], sd[:5, :5], truth[:5, :5], truth[:5, :5], 0.9, "least_squares", 0.0))
-
-
-def _shared_misfit_ensemble(rng: np.random.Generator, ls_sd: float, shared_sd: float, own_sd: float, n: int = 120, k: int = 4):
-    """An ensemble whose members share an error of ``shared_sd`` while their least squares say ``ls_sd``, each adding
-    its own ``own_sd``: (truth, ensemble, one fit)."""
-    truth = rng.normal(size=(n, n))
-    np.fill_diagonal(truth, 0)
-    estimate = truth + shared_sd * rng.normal(size=truth.shape)
-    ensemble = ensemble_confidence([estimate + own_sd * rng.normal(size=truth.shape) for _ in range(k)], align_scale=False)
-    sd = np.full(truth.shape, ls_sd)
-    np.fill_diagonal(sd, np.nan)
-    return truth, ensemble, EdgeConfidence(estimate, sd, estimate - 1.645 * sd, estimate + 1.645 * sd, 0.9, "least_squares", 1.0)
-
-
-def test_the_shared_factor_scales_the_least_squares_share():
-    """With the shared error twice the least-squares sd, the combined interval undercovers; the factor found on a twin
-    made the same way (its own truth, other draws) is about 4 and brings the real ensemble's coverage to its level."""
-    rng = np.random.default_rng(11)
-    truth, ensemble, one = _shared_misfit_ensemble(rng, ls_sd=0.05, shared_sd=0.1, own_sd=0.05)
-    assert calibration(combined_confidence(ensemble, one), truth)["coverage"] < 0.8
-    twin_truth, twin, twin_one = _shared_misfit_ensemble(rng, ls_sd=0.05, shared_sd=0.1, own_sd=0.05)
-    factor = fit_shared_factor(twin, twin_one, twin_truth)
-    assert 3.0 < factor < 5.5  # (0.1 / 0.05)^2 = 4
-    calibrated = combined_confidence(ensemble, one, shared_factor=factor)
-    assert 0.87 <= calibration(calibrated, truth)["coverage"] <= 0.93
-    assert calibrated.shared_factor == factor and calibrated.method.endswith(f"shared x{factor:.3g}")
-    off = ~np.eye(len(truth), dtype=bool)
-    expected = np.sqrt(factor * 0.05**2 + np.maximum(ensemble.sd**2 - 0.05**2, 0) / 4)
-    np.testing.assert_allclose(calibrated.sd[off], expected[off])
-    # members whose least squares already see the whole shared error: about 1; one that overstates it: below 1
-    same_truth, same, same_one = _shared_misfit_ensemble(rng, ls_sd=0.1, shared_sd=0.1, own_sd=0.05)
-    assert 0.8 < fit_shared_factor(same, same_one, same_truth) < 1.25
-    wide_truth, wide, wide_one = _shared_misfit_ensemble(rng, ls_sd=0.2, shared_sd=0.1, own_sd=0.05)
-    assert fit_shared_factor(wide, wide_one, wide_truth) < 0.4
-    # coverage out of reach within the bounds: the bound is returned
-    assert fit_shared_factor(twin, twin_one, twin_truth, bounds=(1e-3, 1.0)) == 1.0
-    for bad in (-1.0, float("nan"), float("inf")):
-        with pytest.raises(CircuitGNNError, match="shared_factor"):
-            combined_confidence(ensemble, one, shared_factor=bad)
-
-
-def test_frame_noise_sd_keeps_the_white_part_of_a_residual():
-    rng = np.random.default_rng(3)
-    t = np.arange(30000) * 0.01
-    smooth = 3 * np.sin(np.outer(t, [0.5, 1.0, 1.5, 2.0]))  # a function of a slowly changing state
-    white = rng.normal(size=smooth.shape) * np.array([0.0, 0.3, 1.0, 2.0])
-    np.testing.assert_allclose(frame_noise_sd(smooth + white, (0, 10000)), [0, 0.3, 1.0, 2.0], atol=0.03)
-    gappy = smooth + white
-    gappy[100:200, 2] = np.nan  # missing frames are skipped
-    assert abs(frame_noise_sd(gappy)[2] - 1.0) < 0.03
-    assert frame_noise_sd(np.full((10, 2), np.nan)).tolist() == [0.0, 0.0]
 
 
 def test_tests_on_the_least_squares_rank_what_an_l1_shrinks():
@@ -556,35 +503,7 @@ def test_ensemble_fits_resumes_and_agrees(data, tmp_path):
             ens.combined_confidence(x, dxdt, members=bad)
     with pytest.raises(CircuitGNNError, match="not fitted"):
         CircuitGNNEnsemble(2).combined_confidence(x)
-    with pytest.raises(CircuitGNNError, match="not fitted"):
-        CircuitGNNEnsemble(2).calibrated_confidence(x)
     with pytest.raises(CircuitGNNError, match="n_members"):
         CircuitGNNEnsemble(1)
     with pytest.raises(CircuitGNNError, match="block"):
         CircuitGNNEnsemble(2, block=1)
-
-
-def test_the_shared_factor_is_measured_on_a_twin_whose_model_is_known(data, tmp_path):
-    """The twin: the recorded states with member 0's drift as dx/dt; a second ensemble trained on it (other seeds, its
-    own folder, resumable) gives the factor, which the calibrated intervals carry; no truth is read."""
-    ds, x, dxdt = data
-    ens = CircuitGNNEnsemble(2, model={"hidden": 8}, training=TRAINING, progress=False, block=40).fit(x, ds.dt, dxdt)
-    calibrated = ens.calibrated_confidence(x, dxdt, folder=tmp_path / "twin")
-    factor = ens.shared_factor_
-    assert 1e-3 <= factor <= 1e3 and calibrated.shared_factor == factor
-    twin = ens.calibration_ensemble_
-    assert [m.training.seed for m in twin.members_] == [m.training.seed + 2 for m in ens.members_]
-    assert twin.block_ == 40 and sorted(p.name for p in (tmp_path / "twin").iterdir()) == ["member_0", "member_1"]
-    np.testing.assert_allclose(calibrated.sd, combined_confidence(ens.confidence_, ens.one_fits(x, dxdt), shared_factor=factor).sd)
-    again = ens.shared_factor(x, dxdt, folder=tmp_path / "twin")  # the twin's members are loaded, not refitted
-    assert again == pytest.approx(factor)
-    quiet = ens.shared_factor(x, dxdt, noise=False)
-    assert 1e-3 <= quiet <= 1e3
-    for model, training, match in (
-        ({"hidden": 8, "external_input": "known"}, TRAINING, "external input"),
-        ({"hidden": 8}, TRAINING | {"objective": "rollout"}, "objective 'derivative'"),
-    ):
-        other = CircuitGNNEnsemble(2, model=model, training=training, progress=False)
-        other.confidence_ = ens.confidence_  # refused before anything is read or trained
-        with pytest.raises(CircuitGNNError, match=match):
-            other.shared_factor(x, dxdt)

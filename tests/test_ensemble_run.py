@@ -54,15 +54,6 @@ def test_the_command_trains_reports_and_continues(config_file, network, tmp_path
     assert (out / "member_0" / "log.jsonl").read_text() == log  # its train_seconds would differ had it trained again
     with np.load(out / "confidence.npz") as z:
         np.testing.assert_array_equal(z["mean"], mean)
-    assert summary["shared_factor"] is None
-    assert main(_command(config_file, network, out, "--calibrated")) == 0  # the members loaded, a twin ensemble trained
-    assert "times the least-squares variance" in capsys.readouterr().out
-    calibrated = json.loads((out / "confidence.json").read_text())
-    assert 1e-3 <= calibrated["shared_factor"] <= 1e3 and calibrated["method"].endswith(f"shared x{calibrated['shared_factor']:.3g}")
-    assert sorted(p.name for p in (out / "calibration").iterdir()) == ["member_0", "member_1", "member_2"]
-    assert "a twin of the data" in (out / "report.html").read_text()
-    with np.load(out / "confidence.npz") as z:
-        np.testing.assert_array_equal(z["mean"], mean)
 
 
 def test_other_settings_or_a_foreign_folder_are_refused_before_any_work(config_file, network, tmp_path, capsys):

@@ -403,7 +403,7 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
     try:
         s = run_ensemble(
             config, args.data, args.out, members=args.members, n_jobs=args.jobs, bootstrap=not args.no_bootstrap,
-            combined=args.combined, calibrated=args.calibrated, level=args.level, empirical_null=args.empirical_null, progress=not args.quiet,
+            combined=args.combined, level=args.level, empirical_null=args.empirical_null, progress=not args.quiet,
         )  # fmt: skip
     except KeyboardInterrupt:
         print(f"interrupted: the members' checkpoints are in {Path(args.out).resolve()}; the same command continues them", file=sys.stderr)
@@ -412,10 +412,6 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
         print(f"{m['run']:<12} seed {m['seed']}, {m['iterations']:,} iterations, overall scale {m['scale']:.4f}, {m['n_types']} types")
     print(f"types        mean adjusted Rand index between members {s['type_stability_ari']:.3f}")
     print(f"intervals    {s['level']:.0%}, {s['method']}; {s['sign_unanimous']:.1%} of the connections have one sign in every member")
-    if s["shared_factor"] is not None:
-        print(
-            f"calibrated   the members' shared error is {s['shared_factor']:.3g} times the least-squares variance (twin ensemble in {Path(args.out) / 'calibration'})"
-        )
     _print_confidence(s, args.top)
     print(f"report       {build_ensemble_report(args.out).resolve()}")
     return 0
@@ -627,12 +623,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="how many members train at once (-1: one per GPU, else one per core)")
     p.add_argument("--no-bootstrap", action="store_true", help="every member trains on all frames (only the seed differs)")
     p.add_argument("--combined", action="store_true", help="intervals of the members' mean, with the data's share counted once")
-    p.add_argument(
-        "--calibrated",
-        action="store_true",
-        help="combined intervals with the members' shared error measured on a twin of the data whose model is known "
-        "(a second ensemble in OUT/calibration: twice the time)",
-    )
     p.add_argument("--level", type=float, default=0.9, help="nominal coverage of the intervals")
     p.add_argument("--empirical-null", action="store_true", help="widen the intervals by the bulk's width (sparse networks)")
     p.add_argument("--top", type=_whole(0), default=20, help="how many of the most confident connections to print")

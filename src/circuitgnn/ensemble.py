@@ -21,15 +21,7 @@ from typing import Any, Literal
 import numpy as np
 from tqdm.auto import tqdm
 
-from circuitgnn.analyze.confidence import (
-    EdgeConfidence,
-    combined_confidence,
-    ensemble_confidence,
-    fit_shared_factor,
-    frame_noise_sd,
-    plateau_aligned,
-    type_stability,
-)
+from circuitgnn.analyze.confidence import EdgeConfidence, combined_confidence, ensemble_confidence, plateau_aligned, type_stability
 from circuitgnn.config import ModelConfig, TrainingConfig
 from circuitgnn.data.activity import ScaleMethod, as_float32_frames, check_dt
 from circuitgnn.data.derivatives import segment_bounds
@@ -111,11 +103,6 @@ class CircuitGNNEnsemble:
         Mean adjusted Rand index between every two members' types.
     block_ : int
         The block length used (0 without bootstrap).
-    scale_ : str or None
-        How the members' activity scale was estimated (``fit``'s ``scale``).
-    shared_factor_ : float
-        After :meth:`shared_factor` (or :meth:`calibrated_confidence`): how many times the least-squares variance the
-        members' shared error was found to be on a twin of the data; ``calibration_ensemble_`` is that twin's ensemble.
     """
 
     def __init__(
@@ -158,7 +145,6 @@ class CircuitGNNEnsemble:
         xa = as_float32_frames(x, "x")
         da = None if dxdt is None else as_float32_frames(dxdt, "dxdt", xa.shape[1])
         segs = (0,) if segments is None else tuple(int(s) for s in segments)
-        self.scale_ = scale
         self.block_ = (self.block or block_length(xa, segs)) if self.bootstrap else 0
         jobs = []
         for k in range(self.n_members):
@@ -201,81 +187,6 @@ class CircuitGNNEnsemble:
         :func:`~circuitgnn.analyze.confidence.combined_confidence`)."""
         ones = self.one_fits(x, dxdt, segments=segments, members=members)  # refuses an unfitted ensemble first
         return combined_confidence(self.confidence_, ones, test_on)
-
-    def calibrated_confidence(
-        self,
-        x: Any,
-        dxdt: Any | None = None,
-        *,
-        segments: Sequence[int] | None = None,
-        folder: str | Path | None = None,
-        noise: bool = True,
-    ) -> EdgeConfidence:
-        """:meth:`combined_confidence` with the members' shared error measured on a twin of the data whose model is
-        known (:meth:`shared_factor`) instead of taken from the least squares at its word: the result's
-        ``shared_factor`` says how many times the least-squares variance it was found to be. It costs a second
-        ensemble and 2K least-squares passes; ``folder``, ``noise``: as for :meth:`shared_factor`."""
-        factor = self.shared_factor(x, dxdt, segments=segments, folder=folder, noise=noise)
-        return combined_confidence(self.confidence_, self.one_fits(x, dxdt, segments=segments), shared_factor=factor)
-
-    def shared_factor(
-        self,
-        x: Any,
-        dxdt: Any | None = None,
-        *,
-        segments: Sequence[int] | None = None,
-        folder: str | Path | None = None,
-        noise: bool = True,
-    ) -> float:
-        """How many times the least-squares variance the members' shared error is, measured on a twin of the data
-        ``x`` (the frames the ensemble was fitted to) whose model is known.
-
-        The twin: the recorded states with member 0's own drift at each of them as dx/dt (plus, with ``noise``, white
-        noise as strong as the part of member 0's residual that changes from one frame to the next,
-        :func:`~circuitgnn.analyze.confidence.frame_noise_sd`: the part that no function of the slowly changing state
-        makes). Its true W is member 0's (psi*'s scale moved in), and a second ensemble of ``n_members``, trained on it
-        as this one was (other seeds and resamples), errs the way this one does: where the learned functions' misfit,
-        which every member repeats, is larger than the least squares says, it is there too.
-        :func:`~circuitgnn.analyze.confidence.fit_shared_factor` finds the factor on the least-squares variance for
-        which the twin's combined intervals cover its true W at the ensemble's level (kept as ``shared_factor_``; the
-        twin ensemble as ``calibration_ensemble_``). No ground truth is read.
-
-        ``folder``: the twin's members train in ``folder/member_k`` (resumable), e.g. the ensemble's folder's
-        ``calibration``."""
-        if not hasattr(self, "confidence_"):
-            raise NotFittedError("this CircuitGNNEnsemble is not fitted yet: call fit(x, dt) first")
-        if self.model.external_input != "none":
-            raise CircuitGNNError(
-                f"the shared factor needs a model without an external input (model.external_input is "
-                f"{self.model.external_input!r}): the twin's drift would need the input too"
-            )
-        if self.training.objective != "derivative":
-            raise CircuitGNNError(
-                f"the shared factor needs training.objective 'derivative' (got {self.training.objective!r}): the twin's "
-                "drift is given as dx/dt"
-            )
-        first = self.members_[0]
-        data = first._activity(x, segments)
-        twin_drift = first.predict(data.x)
-        if noise:
-            sd = frame_noise_sd(first._drift(data, dxdt) - twin_drift, data.segments).astype(np.float32)
-            rng = np.random.default_rng([self.training.seed, self.n_members])
-            twin_drift += rng.standard_normal(twin_drift.shape, dtype=np.float32) * sd[None, :]
-        twin = CircuitGNNEnsemble(
-            self.n_members,
-            bootstrap=self.bootstrap,
-            block=self.block_ or None,
-            model=self.model,
-            training=self.training.model_copy(update={"seed": self.training.seed + self.n_members, "derivative": "recorded"}),
-            level=self.level,
-            n_jobs=self.n_jobs,
-            progress=self.progress,
-        )
-        twin.fit(data.x, first.dt_, twin_drift, segments=data.segments, scale=self.scale_, folder=folder)
-        twin_ones = twin.one_fits(data.x, twin_drift, segments=data.segments)
-        self.shared_factor_ = fit_shared_factor(twin.confidence_, twin_ones, plateau_aligned(first.model_, first.xnorm_))
-        self.calibration_ensemble_ = twin
-        return self.shared_factor_
 
     def one_fits(
         self, x: Any, dxdt: Any | None = None, *, segments: Sequence[int] | None = None, members: int | None = None

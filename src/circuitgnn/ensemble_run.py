@@ -2,8 +2,7 @@
 
     circuitgnn ensemble CONFIG DATASET --out runs/ensemble --members 4 --jobs 2 --combined
 
-``OUT/member_k`` holds member k's run, ``OUT/calibration/member_k`` those of the twin ensemble that calibrated intervals
-train (:meth:`~circuitgnn.ensemble.CircuitGNNEnsemble.shared_factor`) (resumable: the same command continues an interrupted ensemble);
+``OUT/member_k`` holds member k's run (resumable: the same command continues an interrupted ensemble);
 ``OUT/ensemble.json`` the settings a later call must match; ``OUT/confidence.npz`` the per-connection mean, sd,
 interval, sign agreement, the members' type co-assignment and overall scales; ``OUT/confidence.json`` the summary
 (members, type stability, confident connections, and on simulated data the calibration against the truth), which
@@ -37,7 +36,6 @@ from circuitgnn.errors import CircuitGNNError
 from circuitgnn.estimator import CircuitGNN
 
 SETTINGS = "ensemble.json"
-CALIBRATION = "calibration"  # the twin ensemble's members, with calibrated intervals
 
 
 def _check_settings(out: Path, settings: dict[str, Any]) -> None:
@@ -69,7 +67,6 @@ def run_ensemble(
     n_jobs: int = 1,
     bootstrap: bool = True,
     combined: bool = False,
-    calibrated: bool = False,
     level: float = 0.9,
     empirical_null: bool = False,
     progress: bool = True,
@@ -79,10 +76,8 @@ def run_ensemble(
 
     The intervals written are the ensemble's prediction intervals (:func:`ensemble_confidence`) or, with
     ``combined``, those of the members' mean with the data's share counted once (:func:`combined_confidence`, one
-    least-squares pass per member); with ``calibrated``, the combined ones with the members' shared error measured on a
-    twin of the data whose model is known (:meth:`CircuitGNNEnsemble.shared_factor`: a second ensemble, trained into
-    ``out/calibration``, and K more least-squares passes; the factor found at ``level`` is used at every level of the
-    coverage curve); ``empirical_null`` widens them for a sparse network (:meth:`EdgeConfidence.with_empirical_null`)."""
+    least-squares pass per member); ``empirical_null`` widens them for a sparse network
+    (:meth:`EdgeConfidence.with_empirical_null`)."""
     level = check_level(level)
     ds = Dataset(data)
     out = Path(out)
@@ -103,13 +98,11 @@ def run_ensemble(
     recorded = dxdt if config.training.derivative in ("auto", "recorded") else None
     ens.fit(x, ds.dt, recorded, segments=segments, scale=ds.activity().scale, folder=out)
     weights = [plateau_aligned(m.model_, m.xnorm_) for m in ens.members_]
-    combined = combined or calibrated
     ones = ens.one_fits(x, recorded, segments=segments) if combined else []
-    factor = ens.shared_factor(x, recorded, segments=segments, folder=out / CALIBRATION) if calibrated else 1.0
 
     def at(q: float) -> EdgeConfidence:
         built = ensemble_confidence(weights, q)
-        built = combined_confidence(built, ones, shared_factor=factor) if combined else built
+        built = combined_confidence(built, ones) if combined else built
         return built.with_empirical_null() if empirical_null else built
 
     conf = at(level)
@@ -123,7 +116,6 @@ def run_ensemble(
         "block_frames": ens.block_,
         "type_stability_ari": ens.type_stability_,
         "null_width": conf.null_width,
-        "shared_factor": factor if calibrated else None,
         "n_confident": int(conf.nonzero().sum()),
         "confident": conf.confident(limit=200),
         "sign_unanimous": float((agree == 1.0)[~np.eye(len(agree), dtype=bool)].mean()),
@@ -151,4 +143,4 @@ def _member(k: int, m: CircuitGNN, scale: float) -> dict[str, Any]:
     }
 
 
-__all__ = ["CALIBRATION", "SETTINGS", "run_ensemble"]
+__all__ = ["SETTINGS", "run_ensemble"]

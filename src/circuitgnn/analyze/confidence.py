@@ -34,7 +34,6 @@ from scipy import stats
 
 from circuitgnn.analyze.metrics import edge_auc, linear_fit, psi_plateau
 from circuitgnn.data.activity import Activity
-from circuitgnn.data.derivatives import segment_bounds
 from circuitgnn.device import memory_bytes
 from circuitgnn.errors import CircuitGNNError
 from circuitgnn.model.gnn import GNN
@@ -53,8 +52,6 @@ class EdgeConfidence:
     penalty on the fit has not shrunk toward zero (:func:`combined_confidence`, ``test_on``). ``null_width``: after
     :meth:`with_empirical_null`, the empirical null's width (sd and intervals were widened by max(1, null_width)).
     ``scales`` (ensembles): the overall scale each member's W was divided by (:func:`member_scales`; ones when not aligned).
-    ``shared_factor`` (combined): how many times the least-squares variance the members' shared error was taken to be
-    (:func:`combined_confidence`).
     """
 
     mean: np.ndarray
@@ -69,7 +66,6 @@ class EdgeConfidence:
     test: EdgeConfidence | None = None
     null_width: float | None = None
     scales: np.ndarray | None = None
-    shared_factor: float | None = None
 
     @property
     def z(self) -> np.ndarray:
@@ -484,10 +480,7 @@ def ensemble_confidence(
 
 
 def combined_confidence(
-    ensemble: EdgeConfidence,
-    one_fits: EdgeConfidence | Sequence[EdgeConfidence],
-    test_on: Literal["fit", "least_squares"] = "fit",
-    shared_factor: float = 1.0,
+    ensemble: EdgeConfidence, one_fits: EdgeConfidence | Sequence[EdgeConfidence], test_on: Literal["fit", "least_squares"] = "fit"
 ) -> EdgeConfidence:
     """An ensemble's mean with a standard error that counts the data's share of its error once.
 
@@ -514,54 +507,8 @@ def combined_confidence(
     penalty, ranks the connections of the sparse 10 % network better (edge AUC 0.988 to 0.990 against abs(W)'s
     0.986, two replicates), but its error is several times its standard error there, so that its lfdr are far too
     small to list connections by (docs/confidence.md). Without the penalty the fit's own mean ranks better.
-
-    ``shared_factor``: c in se^2 = c ls^2 + max(sd^2 - ls^2, 0) / K, how many times the least-squares variance the
-    members' shared error is. 1 takes the least squares at its word; where the functions' misfit, which every member
-    repeats, is larger than the least squares says (noise-free dynamics), :func:`fit_shared_factor` measures c on a
-    second ensemble fitted to data of a known model (:meth:`CircuitGNNEnsemble.calibrated_confidence`).
     """
-    if not np.isfinite(shared_factor) or shared_factor < 0:
-        raise CircuitGNNError(f"shared_factor must be a finite number >= 0, got {shared_factor!r}")
-    mean, shared, own, k = _combined_parts(ensemble, one_fits, test_on)
-    test = None
-    if test_on == "least_squares":
-        fits = _aligned_fits(ensemble, one_fits)
-        test = combined_confidence(ensemble_confidence([one.mean for one in fits], ensemble.level), fits, shared_factor=shared_factor)
-    se, half = _combined_half(shared_factor * shared, own, k, ensemble.level)
-    fits = _as_list(one_fits)
-    method = f"{ensemble.method} with least squares" + (f" of {len(fits)} members" if len(fits) > 1 else "")
-    return EdgeConfidence(
-        mean,
-        se,
-        mean - half,
-        mean + half,
-        ensemble.level,
-        method + (f", shared x{shared_factor:.3g}" if shared_factor != 1.0 else ""),
-        ensemble.seconds + sum(one.seconds for one in fits),
-        ensemble.sign_agreement,
-        test=test,
-        shared_factor=shared_factor,
-    )
-
-
-def _as_list(one_fits: EdgeConfidence | Sequence[EdgeConfidence]) -> list[EdgeConfidence]:
-    return [one_fits] if isinstance(one_fits, EdgeConfidence) else list(one_fits)
-
-
-def _aligned_fits(ensemble: EdgeConfidence, one_fits: EdgeConfidence | Sequence[EdgeConfidence]) -> list[EdgeConfidence]:
-    """The one fits, each in the units its member's W was aligned to (divided by ``ensemble.scales``)."""
-    fits = _as_list(one_fits)
-    if ensemble.scales is None:
-        return fits
-    return [_divided(one, c) for one, c in zip(fits, ensemble.scales, strict=False)]
-
-
-def _combined_parts(
-    ensemble: EdgeConfidence, one_fits: EdgeConfidence | Sequence[EdgeConfidence], test_on: str = "fit"
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """(the members' mean, the least-squares share of its variance, the members' own share over K, K), after the
-    checks of :func:`combined_confidence`."""
-    fits = _as_list(one_fits)
+    fits = [one_fits] if isinstance(one_fits, EdgeConfidence) else list(one_fits)
     if not fits:
         raise CircuitGNNError("combined_confidence needs at least one one-fit confidence")
     if test_on not in ("fit", "least_squares"):
@@ -573,75 +520,31 @@ def _combined_parts(
             raise CircuitGNNError(f"the ensemble's W is {ensemble.mean.shape} and the one fit's {one.mean.shape}: not the same network")
         if not np.isfinite(ensemble.dof) or np.isfinite(one.dof):
             raise CircuitGNNError(f"expected an ensemble's confidence and one fits', got {ensemble.method} and {one.method}")
-    if ensemble.scales is not None and len(fits) > len(ensemble.scales):
-        raise CircuitGNNError(f"{len(fits)} one fits for an ensemble of {len(ensemble.scales)} members: one per member at most")
-    fits = _aligned_fits(ensemble, fits)
+    if ensemble.scales is not None:  # each member's one fit in the units its W was aligned to
+        if len(fits) > len(ensemble.scales):
+            raise CircuitGNNError(f"{len(fits)} one fits for an ensemble of {len(ensemble.scales)} members: one per member at most")
+        fits = [_divided(one, c) for one, c in zip(fits, ensemble.scales, strict=False)]
+    test = None
+    if test_on == "least_squares":
+        test = combined_confidence(ensemble_confidence([one.mean for one in fits], ensemble.level), fits)
     k = ensemble.dof + 1
     shared = np.mean([one.sd**2 for one in fits], axis=0)
     own = np.maximum(ensemble.sd**2 - shared, 0.0) / k
-    return ensemble.mean, shared, own, k
-
-
-def _combined_half(shared: np.ndarray, own: np.ndarray, k: float, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """(se, half width) of the combined interval: se^2 = shared + own, Student t with the Welch-Satterthwaite degrees
-    of freedom (K - 1 for the members' own share, infinitely many for the shared one)."""
     se = np.sqrt(shared + own)
     with np.errstate(divide="ignore", invalid="ignore"):
         nu = np.where(own > 0, se**4 / (own**2 / (k - 1)), np.inf)
-    return se, stats.t.ppf(0.5 + level / 2, np.nan_to_num(nu, nan=np.inf)) * se
-
-
-def frame_noise_sd(residual: np.ndarray, segments: Sequence[int] = (0,)) -> np.ndarray:
-    """Per neuron, the sd of the white part of a (T, N) residual: sqrt(max(E[r_t^2] - E[r_t r_t+1], 0)) over the
-    consecutive frames of each segment (NaN frames skipped). A smooth part s (autocorrelation near 1 from one frame to
-    the next, as a function of a slowly changing state) adds about as much to both moments and cancels; white noise
-    adds only to the first."""
-    r = np.asarray(residual)
-    power, lagged, counts = np.zeros(r.shape[1]), np.zeros(r.shape[1]), np.zeros(r.shape[1])
-    step = 4096  # frames at a time: a recording's residual in float64 at once would double its memory
-    for a, b in segment_bounds(len(r), segments):
-        for s in range(a, b - 1, step):
-            block = r[s : min(s + step + 1, b)].astype(np.float64)
-            now, nxt = block[:-1], block[1:]
-            ok = np.isfinite(now) & np.isfinite(nxt)
-            now, nxt = np.where(ok, now, 0.0), np.where(ok, nxt, 0.0)
-            power += (now * now).sum(axis=0)
-            lagged += (now * nxt).sum(axis=0)
-            counts += ok.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.sqrt(np.maximum(np.where(counts > 0, (power - lagged) / counts, 0.0), 0.0))
-
-
-def fit_shared_factor(
-    ensemble: EdgeConfidence,
-    one_fits: EdgeConfidence | Sequence[EdgeConfidence],
-    true_w: np.ndarray,
-    bounds: tuple[float, float] = (1e-3, 1e3),
-    iterations: int = 40,
-) -> float:
-    """The ``shared_factor`` of :func:`combined_confidence` for which the combined intervals of ``ensemble`` (with
-    the members' ``one_fits``) cover ``true_w`` at the ensemble's level, after one scale aligns the two (as
-    :func:`calibration`): bisection on log c within ``bounds``, which are returned when the coverage stays on one side.
-
-    For data made by a known model, such as a fitted model's own predictions at the recorded states
-    (:meth:`CircuitGNNEnsemble.calibrated_confidence`); never for the truth of the data whose intervals it calibrates."""
-    mean, shared, own, k = _combined_parts(ensemble, one_fits)
-    off = ~np.eye(mean.shape[0], dtype=bool)
-    error = np.abs(mean - _aligned_truth(ensemble, true_w, None)[0])[off]
-    shared, own = shared[off], own[off]
-
-    def coverage(c: float) -> float:
-        return float(np.mean(error <= _combined_half(c * shared, own, k, ensemble.level)[1]))
-
-    lo, hi = np.log(bounds[0]), np.log(bounds[1])
-    if coverage(float(np.exp(lo))) >= ensemble.level:
-        return float(bounds[0])
-    if coverage(float(np.exp(hi))) < ensemble.level:
-        return float(bounds[1])
-    for _ in range(iterations):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if coverage(float(np.exp(mid))) < ensemble.level else (lo, mid)
-    return float(np.exp(hi))
+    half = stats.t.ppf(0.5 + ensemble.level / 2, np.nan_to_num(nu, nan=np.inf)) * se
+    return EdgeConfidence(
+        ensemble.mean,
+        se,
+        ensemble.mean - half,
+        ensemble.mean + half,
+        ensemble.level,
+        f"{ensemble.method} with least squares" + (f" of {len(fits)} members" if len(fits) > 1 else ""),
+        ensemble.seconds + sum(one.seconds for one in fits),
+        ensemble.sign_agreement,
+        test=test,
+    )
 
 
 def _divided(conf: EdgeConfidence, c: float) -> EdgeConfidence:

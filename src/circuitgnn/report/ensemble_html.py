@@ -35,12 +35,6 @@ def build_ensemble_report(folder: str | Path) -> Path:
         cal = summary["calibration"]
         auc = f"; edge AUC by lfdr {cal['auc_lfdr']:.3f}, by |W| {cal['auc_abs_w']:.3f}" if "auc_lfdr" in cal else ""
         calibration = f"<p>Against the simulation's truth: {cal['coverage']:.3f} of the true (scale-aligned) weights inside their {cal['level']:.0%} interval{auc}.</p>"
-    if summary.get("shared_factor") is not None:
-        calibration = (
-            f"<p>Calibrated on a twin of the data (the recorded states, member 0's drift as dx/dt; a second ensemble in "
-            f"<code>calibration/</code>): the members' shared error is {summary['shared_factor']:.3g} times the least-squares "
-            f"variance.</p>{calibration}"
-        )
     title = "Agreement between members: confidence, sign, types" + (", calibration" if "coverage_curve" in summary else "")
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>circuitgnn ensemble: {html.escape(folder.name)}</title>
