@@ -56,12 +56,26 @@ def test_the_command_trains_reports_and_continues(config_file, network, tmp_path
         np.testing.assert_array_equal(z["mean"], mean)
 
 
+def test_a_larger_budget_continues_the_members(config_file, network, tmp_path):
+    """Regression: a changed --max-iterations was refused as other settings, so that an ensemble could not be continued."""
+    out = tmp_path / "ens"
+    assert main(_command(config_file, network, out, "--max-iterations", "10")) == 0
+    assert [m["iterations"] for m in json.loads((out / "confidence.json").read_text())["members"]] == [10, 10, 10]
+    assert main(_command(config_file, network, out, "--max-iterations", "30")) == 0
+    assert [m["iterations"] for m in json.loads((out / "confidence.json").read_text())["members"]] == [30, 30, 30]
+
+
 def test_other_settings_or_a_foreign_folder_are_refused_before_any_work(config_file, network, tmp_path, capsys):
     out = tmp_path / "ens"
     assert main(_command(config_file, network, out, "--max-iterations", "10")) == 0
     capsys.readouterr()
-    assert main(_command(config_file, network, out, "--max-iterations", "20")) == 2
+    other = tmp_path / "other.yaml"
+    other.write_text(config_file.read_text().replace("batch_size: 8", "batch_size: 4"))
+    assert "batch_size: 4" in other.read_text()
+    assert main(_command(other, network, out, "--max-iterations", "10")) == 2
     assert "other settings (training)" in capsys.readouterr().err
+    assert main(_command(config_file, network, out, "--max-iterations", "10", "--members", "4")) == 2
+    assert "other settings (members)" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir() if p.name.startswith("member_")) == ["member_0", "member_1", "member_2"]
     foreign = tmp_path / "foreign"
     foreign.mkdir()

@@ -628,7 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=_whole(0), default=20, help="how many of the most confident connections to print")
     p.add_argument("--device", help="override training.device")
     p.add_argument("--max-minutes", type=float, help="each member's wall-time budget")
-    p.add_argument("--max-iterations", type=_whole(1), help="each member's iteration budget")
+    p.add_argument("--max-iterations", type=_whole(1), help="each member's iteration budget (a larger one continues an ensemble)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_ensemble)
 

@@ -36,6 +36,7 @@ from circuitgnn.errors import CircuitGNNError
 from circuitgnn.estimator import CircuitGNN
 
 SETTINGS = "ensemble.json"
+BUDGET = {"device", "max_iterations", "max_minutes"}  # may change between calls: where and how far the members train
 
 
 def _check_settings(out: Path, settings: dict[str, Any]) -> None:
@@ -72,7 +73,9 @@ def run_ensemble(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train (or continue) an ensemble of ``members`` fits of ``config`` on the dataset folder ``data`` into ``out``
-    and write what they agree on (module docstring); returns the summary.
+    and write what they agree on (module docstring); returns the summary. A later call on the same folder must have
+    the same settings except the device and the members' budget (``training.max_iterations``, ``max_minutes``): a
+    larger budget continues every member to it.
 
     The intervals written are the ensemble's prediction intervals (:func:`ensemble_confidence`) or, with
     ``combined``, those of the members' mean with the data's share counted once (:func:`combined_confidence`, one
@@ -86,7 +89,7 @@ def run_ensemble(
         "members": members,
         "bootstrap": bootstrap,
         "model": config.model.model_dump(mode="json"),
-        "training": config.training.model_dump(mode="json", exclude={"device"}),
+        "training": config.training.model_dump(mode="json", exclude=BUDGET),
     }
     ens = CircuitGNNEnsemble(
         members, bootstrap=bootstrap, model=config.model, training=config.training, level=level, n_jobs=n_jobs, progress=progress
