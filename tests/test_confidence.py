@@ -38,10 +38,10 @@ def _ar1(rng: np.random.Generator, n_frames: int, n: int, rho: float, scale: flo
 
 
 @torch.no_grad()
-def _model_data(noise_rho: float, seed: int = 0, n: int = 20, n_frames: int = 6000):
+def _model_data(noise_rho: float, seed: int = 0, n: int = 20, n_frames: int = 6000, external_input: str = "none"):
     """Activity of a known model: dx/dt = phi*(x) + W psi*(x) + noise, with the model's own (random) functions."""
     torch.manual_seed(seed)
-    model = GNN(ModelConfig(hidden=16, embedding_dim=2), n)
+    model = GNN(ModelConfig(hidden=16, embedding_dim=2, external_input=external_input), n)
     rng = np.random.default_rng(seed)
     w = rng.normal(scale=0.5, size=(n, n)) * (rng.random((n, n)) < 0.3)
     np.fill_diagonal(w, 0)
@@ -413,11 +413,39 @@ def test_intervals_refuse_the_pair_form():
 
 
 @pytest.mark.parametrize("kind", ["known", "field", "additive_lowrank"])
-def test_intervals_refuse_a_model_with_an_external_input(kind):
-    """Regression: the input's term was read as part of the residual (or, multiplicative, ignored in the regressors)."""
+def test_intervals_need_an_additive_input_and_refuse_a_multiplicative_one(kind):
+    """Regression: the input's term was read as part of the residual (or, multiplicative, left out of the regressors)."""
     model = GNN(ModelConfig(hidden=8, external_input=kind), 5)
-    with pytest.raises(CircuitGNNError, match="external input"):
-        least_squares_confidence(model, Activity(np.zeros((10, 5), np.float32), None, 0.1), 1.0, np.zeros((10, 5), np.float32))
+    zeros = np.zeros((10, 5), np.float32)
+    with pytest.raises(CircuitGNNError, match="multiplicative input" if kind == "field" else "input's values"):
+        least_squares_confidence(model, Activity(zeros, None, 0.1), 1.0, zeros)
+    if kind == "field":
+        with pytest.raises(CircuitGNNError, match="multiplicative input"):
+            least_squares_confidence(model, Activity(zeros, None, 0.1), 1.0, zeros, extra=zeros)
+    else:
+        with pytest.raises(CircuitGNNError, match="one value per frame and neuron"):
+            least_squares_confidence(model, Activity(zeros, None, 0.1), 1.0, zeros, extra=zeros[:5])
+    assert set(diagnostics(model, Activity(np.random.default_rng(0).normal(size=(50, 5)).astype(np.float32), None, 0.1), 1.0)) == {
+        "self_explained", "gram_condition", "excitation",
+    }  # fmt: skip
+
+
+def test_least_squares_remove_an_additive_input():
+    """A known model driven by an additive input: given the input, the intervals cover the true weights; the input
+    left in the drift would have biased them."""
+    model, activity, dxdt, w = _model_data(0.0, external_input="known")
+    rng = np.random.default_rng(7)  # an input that follows the neurons' activity, so that left in the drift it biases W
+    drive = np.asarray(activity.x) @ rng.normal(scale=0.3, size=(len(w), len(w))) + rng.normal(scale=0.3, size=dxdt.shape)
+    drive = drive.astype(np.float32)
+    conf = least_squares_confidence(model, activity, 2.0, dxdt + drive, level=0.9, extra=drive)
+    truth = w * psi_plateau(model, 2.0)[None, :]
+    off = ~np.eye(len(w), dtype=bool)
+    covered = ((conf.lower <= truth) & (truth <= conf.upper))[off].mean()
+    assert 0.83 <= covered <= 0.97, covered
+    plain = GNN(ModelConfig(hidden=16, embedding_dim=2), len(w))
+    plain.load_state_dict(model.state_dict())
+    biased = least_squares_confidence(plain, activity, 2.0, dxdt + drive, level=0.9)
+    assert ((biased.lower <= truth) & (truth <= biased.upper))[off].mean() < 0.5
 
 
 def test_block_bootstrap_stays_within_segments():

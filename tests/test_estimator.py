@@ -187,6 +187,15 @@ def test_a_known_input_must_be_given_to_predict(data):
     plain = est.predict(x[:5], inputs=inputs[:5])
     doubled = est.predict(x[:5], inputs=2 * inputs[:5])  # multiplicative: only the coupling term doubles
     assert not np.allclose(plain, doubled)
+    with pytest.raises(CircuitGNNError, match="multiplicative input"):
+        est.edge_confidence(x, dxdt, inputs=inputs)
+    additive = CircuitGNN(model={"hidden": 8, "external_input": "known"}, training={**TRAINING, "n_epochs": 1}, progress=False)
+    additive.fit(x, dt=ds.dt, dxdt=dxdt, inputs=inputs, input_mode="additive")
+    with pytest.raises(CircuitGNNError, match="pass inputs="):
+        additive.edge_confidence(x, dxdt)
+    conf = additive.edge_confidence(x, dxdt, inputs=inputs)  # the input removed from the drift before W is solved
+    shifted = additive.edge_confidence(x, dxdt + inputs, inputs=2 * inputs)
+    np.testing.assert_allclose(shifted.mean, conf.mean, atol=1e-4)
 
 
 def test_load_refuses_what_it_cannot_read(tmp_path):

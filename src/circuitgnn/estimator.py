@@ -442,7 +442,14 @@ class CircuitGNN:
         return data.derivative(self._derivative_method())  # type: ignore[arg-type]
 
     def edge_confidence(
-        self, x: Any, dxdt: Any | None = None, *, segments: Sequence[int] | None = None, level: float = 0.9
+        self,
+        x: Any,
+        dxdt: Any | None = None,
+        *,
+        segments: Sequence[int] | None = None,
+        level: float = 0.9,
+        inputs: Any | None = None,
+        frames: Any | None = None,
     ) -> EdgeConfidence:
         """Per-connection intervals from this one fit: least-squares W given the learned phi* and psi*, with standard
         errors corrected for the frames' autocorrelation (:func:`~circuitgnn.analyze.confidence.least_squares_confidence`).
@@ -452,10 +459,20 @@ class CircuitGNN:
         posterior probability of being non-zero (empirical-Bayes shrinkage); ``confident()`` lists the connections
         probably non-zero (lfdr < 0.05), the most probable first. For the error of the learned functions themselves, fit an
         ensemble (:class:`~circuitgnn.ensemble.CircuitGNNEnsemble`).
+
+        A model fitted with an additive input needs its values at these frames, as :meth:`predict`: ``inputs`` for a
+        known one, ``frames`` (their indices in the training recording) for a learned one. A multiplicative input
+        (a known one in that mode, or ``external_input='field'``) is refused.
         """
         self._check_fitted()
         data = self._activity(x, segments)
-        return least_squares_confidence(self.model_, data, self.xnorm_, self._drift(data, dxdt), level)
+        inp, mode = self._input_terms(None if frames is None else np.asarray(frames), inputs, data.n_frames)
+        if mode == "multiplicative":
+            raise CircuitGNNError(
+                "per-edge intervals from one fit do not take a multiplicative input into account; fit an ensemble and read "
+                "its prediction intervals instead"
+            )
+        return least_squares_confidence(self.model_, data, self.xnorm_, self._drift(data, dxdt), level, extra=inp)
 
     def diagnostics(self, x: Any) -> dict[str, Any]:
         """Checks of the fit that need no ground truth (:func:`~circuitgnn.analyze.confidence.diagnostics`): per neuron,

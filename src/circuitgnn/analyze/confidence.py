@@ -310,10 +310,20 @@ def check_level(level: float) -> float:
 def _check_model(model: GNN) -> None:
     if model.psi_input == "x_j,a_i,a_j" or model.cfg.low_rank is not None or model.masked:
         raise CircuitGNNError("per-edge intervals from one fit need a dense W and a sender-only psi* (psi_input x_j or x_j,a_j)")
-    if model.cfg.external_input != "none":  # its term would be read as part of the residual, or scale the messages
+
+
+def _check_input(model: GNN, extra: np.ndarray | None) -> None:
+    """Least squares need an additive input's values and cannot take a multiplicative one."""
+    kind = model.cfg.external_input
+    if kind == "field":  # it scales each receiver's messages: a Gram matrix per receiver (N of them, N x N each)
         raise CircuitGNNError(
-            f"per-edge intervals from one fit do not take an external input into account (model.external_input is "
-            f"{model.cfg.external_input!r}); fit an ensemble and read its prediction intervals instead"
+            "per-edge intervals from one fit do not take a multiplicative input into account (model.external_input is "
+            "'field'); fit an ensemble and read its prediction intervals instead"
+        )
+    if kind != "none" and extra is None:  # its term would be read as part of the residual
+        raise CircuitGNNError(
+            f"per-edge intervals of a model fitted with an input (model.external_input is {kind!r}) need the input's values "
+            "at each frame: CircuitGNN.edge_confidence(x, inputs=...) for a known input, frames=... for a learned one"
         )
 
 
@@ -364,14 +374,27 @@ def _autocorrelation(series: np.ndarray, parts: Sequence[tuple[int, int]], max_l
 
 @torch.no_grad()
 def least_squares_confidence(
-    model: GNN, activity: Activity, xnorm: float, dxdt: np.ndarray, level: float = 0.9, max_lag: int = 200, ridge: float = 1e-6
+    model: GNN,
+    activity: Activity,
+    xnorm: float,
+    dxdt: np.ndarray,
+    level: float = 0.9,
+    max_lag: int = 200,
+    ridge: float = 1e-6,
+    extra: np.ndarray | None = None,
 ) -> EdgeConfidence:
     """Per-edge intervals from one fit: least-squares W given the learned phi* and psi*, and its standard errors
     corrected for the autocorrelation of the frames (see the module docstring). ``dxdt`` (T, N): the drift the
-    fit used (recorded or estimated; NaN marks a missing value)."""
+    fit used (recorded or estimated; NaN marks a missing value). ``extra`` (T, N): the additive input at each frame,
+    needed for a model fitted with one (removed from the drift before W is solved); a multiplicative input is refused."""
     start = time.perf_counter()
     level = check_level(level)
     _check_model(model)
+    _check_input(model, extra)
+    if extra is not None:
+        if np.shape(extra) != np.shape(dxdt):
+            raise CircuitGNNError(f"the input has shape {np.shape(extra)}, the drift {np.shape(dxdt)}: one value per frame and neuron")
+        dxdt = np.asarray(dxdt, dtype=np.float32) - np.asarray(extra, dtype=np.float32)
     parts = _parts(activity, dxdt)
     scale = torch.as_tensor(psi_plateau(model, xnorm), dtype=torch.float32, device=model.a.device)
     n_frames = sum(e - s for s, e in parts)
