@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from circuitgnn import open_dataset, simulate
+from circuitgnn.analyze.confidence import least_squares_confidence, run_confidence
 from circuitgnn.analyze.evaluate import evaluate_run
 from circuitgnn.analyze.stimulus import stimulus_bandwidth, stimulus_score
 from circuitgnn.config import config_from_dict
@@ -104,6 +105,19 @@ def test_additive_lowrank_input_trains(tmp_path):
     run = Trainer(cfg, tmp_path / "d", tmp_path / "r", progress=False).fit()
     assert isinstance(run.input_model, LowRankInput) and run.input_model.U.shape == (300, 2)
     assert "rollout_r2_400" not in evaluate_run(tmp_path / "r")  # 300 frames: the 400-step horizon is skipped
+    # per-edge intervals of such runs take the input out of the drift: the learned one, or the recorded one
+    assert 0 <= run_confidence(tmp_path / "r")["calibration"]["coverage"] <= 1
+    known = config_from_dict({**field_config().model_dump(mode="json"), "model": {"hidden": 8, "external_input": "known"}})
+    trained = Trainer(known, tmp_path / "d", tmp_path / "k", progress=False).fit()
+    assert 0 <= run_confidence(tmp_path / "k")["calibration"]["coverage"] <= 1
+    ds = open_dataset(tmp_path / "d")
+    activity = ds.activity()
+    with np.load(tmp_path / "k" / "confidence.npz") as z:
+        written = z["mean"]
+    given = least_squares_confidence(trained.model, activity, trained.xnorm, np.asarray(ds.dxdt), extra=np.asarray(activity.inputs))
+    np.testing.assert_allclose(written, given.mean)
+    ignored = least_squares_confidence(trained.model, activity, trained.xnorm, np.asarray(ds.dxdt), extra=np.zeros_like(activity.inputs))
+    assert not np.allclose(written, ignored.mean)
 
 
 def test_field_needs_a_stimulus_grid(tmp_path):

@@ -708,6 +708,25 @@ def coverage_curve(
     return {"level": levels, "coverage": [float(((c.lower <= aligned) & (aligned <= c.upper))[off].mean()) for c in built]}
 
 
+@torch.no_grad()
+def _additive_input(run: Any, activity: Activity) -> np.ndarray | None:
+    """The additive input of a trained run at every frame of its dataset: the recorded one (``external_input``
+    known, acting additively) or the learned low-rank one; None for a run without an input or with a learned field
+    (refused by :func:`least_squares_confidence`)."""
+    kind = run.config.model.external_input
+    if kind == "known":
+        if activity.input_mode != "additive" or activity.inputs is None:
+            raise CircuitGNNError(
+                f"per-edge intervals from one fit do not take a multiplicative input into account (the recorded input acts "
+                f"{activity.input_mode!r}); fit an ensemble and read its prediction intervals instead"
+            )
+        return np.asarray(activity.inputs)
+    if kind == "additive_lowrank" and run.input_model is not None:
+        frames = torch.arange(activity.n_frames, device=run.model.a.device)
+        return run.input_model(frames).cpu().numpy()
+    return None
+
+
 def run_confidence(run_dir: str | Path, level: float = 0.9, empirical_null: bool = False) -> dict[str, Any]:
     """One-fit intervals and diagnostics of a trained run on its dataset's training frames; writes ``RUN/confidence.npz``
     (mean, sd, lower, upper) and ``RUN/confidence.json`` (the confident connections, diagnostics, and on simulated
@@ -722,7 +741,7 @@ def run_confidence(run_dir: str | Path, level: float = 0.9, empirical_null: bool
     activity = ds.activity()
     method = run.data.get("derivative") or "forward"  # the drift training used (forward differences for the other objectives)
     dxdt = np.asarray(ds.dxdt) if method == "recorded" and ds.dxdt is not None else activity.derivative(method)
-    conf = least_squares_confidence(run.model, activity, run.xnorm, dxdt, level)
+    conf = least_squares_confidence(run.model, activity, run.xnorm, dxdt, level, extra=_additive_input(run, activity))
     if empirical_null:
         conf = conf.with_empirical_null()
     diag = diagnostics(run.model, activity, run.xnorm)
