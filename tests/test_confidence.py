@@ -535,3 +535,68 @@ def test_ensemble_fits_resumes_and_agrees(data, tmp_path):
         CircuitGNNEnsemble(1)
     with pytest.raises(CircuitGNNError, match="block"):
         CircuitGNNEnsemble(2, block=1)
+
+
+@pytest.fixture(scope="module")
+def driven(tmp_path_factory):
+    """30 neurons, the first 16 driven by an additive oscillation recorded with the activity."""
+    stimulus = {"mode": "additive", "source": "oscillation", "grid_size": 4, "amplitude": 2.0}
+    ds, x, dxdt = simulated_arrays(tmp_path_factory.mktemp("driven") / "d", n_neurons=30, n_frames=600, stimulus=stimulus)
+    return ds, x, dxdt, np.array(ds.omega)
+
+
+def test_an_ensemble_trains_on_a_known_input_resampled_with_the_frames(driven, monkeypatch):
+    """Regression: ensembles took no input, so that a model with a known input could not be fitted as one (and the
+    one-fit refusal of a multiplicative input pointed to ensembles)."""
+    ds, x, dxdt, inputs = driven
+    assert np.abs(inputs[:, :16]).max() > 0 and not inputs[:, 16:].any()
+    seen = []
+    fit = CircuitGNN.fit
+
+    def spy(self, x, dt=None, dxdt=None, inputs=None, **kw):
+        seen.append((np.array(x), None if inputs is None else np.array(inputs), kw["input_mode"]))
+        return fit(self, x, dt, dxdt, inputs, **kw)
+
+    monkeypatch.setattr(CircuitGNN, "fit", spy)
+    settings = {"model": {"hidden": 8, "external_input": "known"}, "training": TRAINING, "progress": False, "block": 40}
+    ens = CircuitGNNEnsemble(2, **settings).fit(x, ds.dt, dxdt, inputs, input_mode="additive")
+    assert len(seen) == 2
+    for k, (xk, uk, mode) in enumerate(seen):  # member k's inputs are the rows of its own resample
+        frames, _ = block_bootstrap(len(x), (0,), 40, np.random.default_rng([ens.training.seed, k]))
+        np.testing.assert_array_equal(xk, x[frames])
+        np.testing.assert_array_equal(uk, inputs[frames])
+        assert mode == "additive" and ens.members_[k].input_mode_ == "additive"
+    combined = ens.combined_confidence(x, dxdt, inputs=inputs)
+    ones = [m.edge_confidence(x, dxdt, inputs=inputs) for m in ens.members_]
+    np.testing.assert_allclose(combined.sd, combined_confidence(ens.confidence_, ones).sd)
+    with pytest.raises(CircuitGNNError, match="pass inputs="):
+        ens.combined_confidence(x, dxdt)
+    with pytest.raises(CircuitGNNError, match="inputs has 10 frames but x has 600"):
+        CircuitGNNEnsemble(2, **settings).fit(x, ds.dt, dxdt, inputs[:10], input_mode="additive")
+
+
+def test_an_ensemble_refuses_combined_intervals_it_cannot_compute(driven):
+    ds, x, dxdt, inputs = driven
+    for model, mode in (({"external_input": "field"}, "none"), ({"external_input": "known"}, "multiplicative")):
+        with pytest.raises(CircuitGNNError, match="multiplicative input"):
+            CircuitGNNEnsemble(2, model=model).check_combined(mode)
+    with pytest.raises(CircuitGNNError, match="its own block-bootstrap resample"):
+        CircuitGNNEnsemble(2, model={"external_input": "additive_lowrank"}).check_combined()
+    CircuitGNNEnsemble(2, model={"external_input": "known"}).check_combined("additive")
+    known = CircuitGNNEnsemble(2, model={"hidden": 8, "external_input": "known"}, training=TRAINING, progress=False, block=40)
+    known.fit(x, ds.dt, dxdt, inputs)  # multiplicative by default: its members' intervals, not the combined ones
+    assert known.confidence_.mean.shape == (30, 30)
+    with pytest.raises(CircuitGNNError, match="prediction intervals"):
+        known.combined_confidence(x, dxdt, inputs=inputs)
+
+
+def test_an_ensemble_without_bootstrap_takes_its_learned_additive_input_out_of_the_drift(driven):
+    ds, x, dxdt, _ = driven
+    model = {"hidden": 8, "external_input": "additive_lowrank", "input_rank": 2}
+    ens = CircuitGNNEnsemble(2, bootstrap=False, model=model, training=TRAINING, progress=False).fit(x, ds.dt, dxdt)
+    combined = ens.combined_confidence(x, dxdt)
+    frames = np.arange(len(x))
+    ones = [m.edge_confidence(x, dxdt, frames=frames) for m in ens.members_]
+    np.testing.assert_allclose(combined.sd, combined_confidence(ens.confidence_, ones).sd)
+    with pytest.raises(CircuitGNNError, match="x has 100 frames, the ensemble was fitted to 600"):
+        ens.combined_confidence(x[:100], dxdt[:100])

@@ -90,6 +90,30 @@ def test_other_settings_or_a_foreign_folder_are_refused_before_any_work(config_f
         build_ensemble_report(tmp_path / "half")
 
 
+def test_a_recorded_input_reaches_the_members_and_a_multiplicative_one_is_refused_before_work(tmp_path, capsys):
+    """Regression: the members of `circuitgnn ensemble` were fitted without the dataset's recorded input."""
+    from circuitgnn import simulate
+
+    config = tiny_config(
+        n_neurons=30, n_frames=600, stimulus={"mode": "additive", "source": "oscillation", "grid_size": 4, "amplitude": 2.0}
+    )
+    config.training.iterations_per_epoch, config.training.n_epochs, config.training.batch_size = 20, 2, 8
+    config.model.hidden, config.model.external_input = 8, "known"
+    simulate(config, tmp_path / "data", progress=False, figure=False)
+    known = tmp_path / "known.yaml"
+    known.write_text(dump_config(config))
+    args = ["ensemble", str(known), "--data", str(tmp_path / "data"), "--members", "2", "--quiet", "--combined"]
+    assert main([*args, "--out", str(tmp_path / "ens")]) == 0
+    summary = json.loads((tmp_path / "ens" / "confidence.json").read_text())
+    assert "with least squares" in summary["method"] and 0 <= summary["calibration"]["coverage"] <= 1
+    config.model.external_input = "field"
+    field = tmp_path / "field.yaml"
+    field.write_text(dump_config(config))
+    capsys.readouterr()
+    assert main(["ensemble", str(field), *args[2:], "--out", str(tmp_path / "never")]) == 2
+    assert "multiplicative input" in capsys.readouterr().err and not (tmp_path / "never").exists()
+
+
 def test_a_coverage_curve_scores_the_intervals_each_level_builds():
     rng = np.random.default_rng(3)
     truth = rng.normal(size=(30, 30))

@@ -70,3 +70,17 @@ def test_jobs_are_capped_by_the_fits_and_minus_one_means_every_core(monkeypatch)
     monkeypatch.setattr(fit_jobs.torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(fit_jobs.torch.cuda, "device_count", lambda: 2)
     assert resolve_jobs(-1, 10) == 2
+
+
+def test_members_in_parallel_get_their_resample_of_a_known_input(tmp_path):
+    stimulus = {"mode": "additive", "source": "oscillation", "grid_size": 3, "amplitude": 2.0}
+    ds, x, dxdt = simulated_arrays(tmp_path / "d", n_neurons=20, n_frames=400, stimulus=stimulus)
+    inputs = np.array(ds.omega)
+    settings = {"model": {"hidden": 8, "external_input": "known"}, "training": TRAINING, "progress": False, "block": 40}
+    one = CircuitGNNEnsemble(2, **settings).fit(x, ds.dt, dxdt, inputs, input_mode="additive")
+    both = CircuitGNNEnsemble(2, n_jobs=2, **settings).fit(x, ds.dt, dxdt, inputs, input_mode="additive")
+    for a, b in zip(_weights(one), _weights(both), strict=True):
+        np.testing.assert_allclose(b, a, atol=1e-5)
+    assert all(m.input_mode_ == "additive" for m in both.members_)
+    plain = CircuitGNNEnsemble(2, **{**settings, "model": {"hidden": 8}}).fit(x, ds.dt, dxdt)
+    assert not np.allclose(_weights(plain)[0], _weights(one)[0], atol=1e-5)  # the input changed what was fitted

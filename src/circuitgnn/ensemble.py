@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from circuitgnn.analyze.confidence import EdgeConfidence, combined_confidence, ensemble_confidence, plateau_aligned, type_stability
 from circuitgnn.config import ModelConfig, TrainingConfig
-from circuitgnn.data.activity import ScaleMethod, as_float32_frames, check_dt
+from circuitgnn.data.activity import InputMode, ScaleMethod, as_float32_frames, check_dt
 from circuitgnn.data.derivatives import segment_bounds
 from circuitgnn.errors import CircuitGNNError
 from circuitgnn.estimator import NotFittedError, validate_section
@@ -132,18 +132,26 @@ class CircuitGNNEnsemble:
         x: Any,
         dt: float,
         dxdt: Any | None = None,
+        inputs: Any | None = None,
         *,
+        input_mode: Literal["multiplicative", "additive"] = "multiplicative",
+        grid_size: int = 0,
         segments: Sequence[int] | None = None,
         scale: ScaleMethod | None = None,
         folder: str | Path | None = None,
     ) -> CircuitGNNEnsemble:
-        """Fit the K members to activity ``x`` (T, N) sampled every ``dt`` (``dxdt``, ``segments`` and ``scale`` as for
-        :meth:`CircuitGNN.fit`); with ``folder``, member k trains in ``folder/member_k`` and a second call continues
-        the members that were interrupted."""
+        """Fit the K members to activity ``x`` (T, N) sampled every ``dt`` (``dxdt``, ``inputs``, ``input_mode``,
+        ``grid_size``, ``segments`` and ``scale`` as for :meth:`CircuitGNN.fit`; a known input is resampled with the
+        frames); with ``folder``, member k trains in ``folder/member_k`` and a second call continues the members that
+        were interrupted."""
         start = time.perf_counter()
         check_dt(dt)
         xa = as_float32_frames(x, "x")
         da = None if dxdt is None else as_float32_frames(dxdt, "dxdt", xa.shape[1])
+        ua = None if inputs is None else as_float32_frames(inputs, "inputs", xa.shape[1])
+        for name, arr in (("dxdt", da), ("inputs", ua)):
+            if arr is not None and len(arr) != len(xa):
+                raise CircuitGNNError(f"{name} has {len(arr)} frames but x has {len(xa)}: one row per frame of x")
         segs = (0,) if segments is None else tuple(int(s) for s in segments)
         self.block_ = (self.block or block_length(xa, segs)) if self.bootstrap else 0
         jobs = []
@@ -152,12 +160,13 @@ class CircuitGNNEnsemble:
             frames, sk = None, segs
             if self.bootstrap:
                 frames, sk = block_bootstrap(len(xa), segs, self.block_, np.random.default_rng([self.training.seed, k]))
-            jobs.append(FitJob(self.model, training, frames, sk, None if folder is None else Path(folder) / f"member_{k}", scale))
+            folder_k = None if folder is None else Path(folder) / f"member_{k}"
+            jobs.append(FitJob(self.model, training, frames, sk, folder_k, scale, input_mode, grid_size))
         if resolve_jobs(self.n_jobs, self.n_members) == 1:
-            self.members_ = [run_fit(job, xa, dt, da, self.progress) for job in jobs]
+            self.members_ = [run_fit(job, xa, dt, da, self.progress, ua) for job in jobs]
         else:
             with tqdm(total=self.n_members, desc="ensemble members", unit="fit", disable=not self.progress) as bar:
-                self.members_ = fit_in_parallel(jobs, xa, dt, da, self.n_jobs, on_done=lambda k: bar.update())
+                self.members_ = fit_in_parallel(jobs, xa, dt, da, self.n_jobs, on_done=lambda k: bar.update(), inputs=ua)
         weights = [plateau_aligned(m.model_, m.xnorm_) for m in self.members_]
         self.confidence_: EdgeConfidence = ensemble_confidence(weights, self.level, time.perf_counter() - start)
         self.connectivity_ = self.confidence_.mean
@@ -169,13 +178,15 @@ class CircuitGNNEnsemble:
         x: Any,
         dxdt: Any | None = None,
         *,
+        inputs: Any | None = None,
         segments: Sequence[int] | None = None,
         members: int | None = None,
         test_on: Literal["fit", "least_squares"] = "fit",
     ) -> EdgeConfidence:
         """``confidence_`` with the data's share of the members' error counted once
         (:func:`~circuitgnn.analyze.confidence.combined_confidence`), that share estimated by the mean of the members'
-        least-squares variances (:meth:`CircuitGNN.edge_confidence`) on ``x``, the frames the ensemble was fitted to.
+        least-squares variances (:meth:`CircuitGNN.edge_confidence`) on ``x``, the frames the ensemble was fitted to
+        (``inputs``: their known input, for members fitted with one).
 
         ``members``: how many members (the first ones) give their least-squares variances; all by default. Each is one
         pass over ``x`` with that member's functions (minutes for N = 1000 and 100,000 frames on one thread); one
@@ -185,20 +196,58 @@ class CircuitGNNEnsemble:
         mean, or their least-squares W (at least two members; it ranks the connections of a network fitted with an L1
         on W better, but its intervals are too narrow to list confident connections from;
         :func:`~circuitgnn.analyze.confidence.combined_confidence`)."""
-        ones = self.one_fits(x, dxdt, segments=segments, members=members)  # refuses an unfitted ensemble first
+        ones = self.one_fits(x, dxdt, inputs=inputs, segments=segments, members=members)  # refuses an unfitted ensemble first
         return combined_confidence(self.confidence_, ones, test_on)
 
+    def check_combined(self, input_mode: InputMode = "none") -> None:
+        """Refuse, with the reason, settings whose members' least squares (:meth:`one_fits`, hence
+        :meth:`combined_confidence`) cannot be computed: a multiplicative input (``model.external_input`` ``field``, or
+        ``known`` with ``input_mode`` multiplicative), which least squares cannot take out of the drift, or a learned
+        additive input with bootstrap resamples, over whose frames each member learned it. Callable before fitting."""
+        kind = self.model.external_input
+        if kind == "field" or (kind == "known" and input_mode == "multiplicative"):
+            raise CircuitGNNError(
+                f"combined intervals need each member's least squares, which cannot take a multiplicative input (model."
+                f"external_input {kind!r}) out of the drift: read the ensemble's prediction intervals (confidence_) instead"
+            )
+        if kind == "additive_lowrank" and self.bootstrap:
+            raise CircuitGNNError(
+                "combined intervals need each member's learned input at the frames of x, but each member learned it over its "
+                "own block-bootstrap resample: fit with bootstrap=False, or read the prediction intervals (confidence_)"
+            )
+
     def one_fits(
-        self, x: Any, dxdt: Any | None = None, *, segments: Sequence[int] | None = None, members: int | None = None
+        self,
+        x: Any,
+        dxdt: Any | None = None,
+        *,
+        inputs: Any | None = None,
+        segments: Sequence[int] | None = None,
+        members: int | None = None,
     ) -> list[EdgeConfidence]:
         """Each of the first ``members`` members' least-squares intervals (:meth:`CircuitGNN.edge_confidence`) on
-        ``x``, at the ensemble's level; without ``dxdt``, the drift is estimated once for all of them."""
+        ``x``, at the ensemble's level; without ``dxdt``, the drift is estimated once for all of them.
+
+        Members fitted with an additive input: a known one needs ``inputs`` at the frames of ``x``; a learned one
+        (``additive_lowrank``) is taken at the frames of ``x``, which must be those the ensemble was fitted to, and
+        only without bootstrap (each resample has its own frames, over which its member learned the input). A
+        multiplicative input (known, or the learned ``field``) is refused: least squares cannot take it out of the
+        drift, and the members' prediction intervals (``confidence_``) do not need them."""
         if not hasattr(self, "confidence_"):
             raise NotFittedError("this CircuitGNNEnsemble is not fitted yet: call fit(x, dt) first")
         count = self.n_members if members is None else members
         if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= self.n_members:
             raise CircuitGNNError(f"members must be an integer from 1 to {self.n_members} (the ensemble's size), got {members!r}")
+        first = self.members_[0]
+        self.check_combined(first.input_mode_)
+        frames = None
+        if first.config.model.external_input == "additive_lowrank":
+            n = len(as_float32_frames(x, "x"))
+            if n != first.n_frames_:
+                raise CircuitGNNError(f"x has {n} frames, the ensemble was fitted to {first.n_frames_}: pass those frames")
+            frames = np.arange(n)
         if dxdt is None:  # estimated once: the members share their training settings, so their derivative too
-            first = self.members_[0]
             dxdt = first._drift(first._activity(x, segments), None)
-        return [m.edge_confidence(x, dxdt, segments=segments, level=self.level) for m in self.members_[:count]]
+        return [
+            m.edge_confidence(x, dxdt, segments=segments, level=self.level, inputs=inputs, frames=frames) for m in self.members_[:count]
+        ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -95,13 +95,23 @@ def run_ensemble(
         members, bootstrap=bootstrap, model=config.model, training=config.training, level=level, n_jobs=n_jobs, progress=progress
     )
     _check_settings(out, settings)
+    activity = ds.activity()
+    mode: Literal["multiplicative", "additive"] = "additive" if activity.input_mode == "additive" else "multiplicative"
+    if config.model.external_input == "known" and activity.inputs is None:
+        raise CircuitGNNError(f"{data} has no recorded input (omega.npy), which model.external_input 'known' needs")
+    if combined:
+        ens.check_combined(activity.input_mode)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / SETTINGS, settings)
     x, dxdt, segments = ds.training_frames()
     recorded = dxdt if config.training.derivative in ("auto", "recorded") else None
-    ens.fit(x, ds.dt, recorded, segments=segments, scale=ds.activity().scale, folder=out)
+    inputs = ds.training_inputs() if config.model.external_input == "known" else None
+    ens.fit(
+        x, ds.dt, recorded, inputs, input_mode=mode, grid_size=activity.grid_size, segments=segments,
+        scale=activity.scale, folder=out,
+    )  # fmt: skip
     weights = [plateau_aligned(m.model_, m.xnorm_) for m in ens.members_]
-    ones = ens.one_fits(x, recorded, segments=segments) if combined else []
+    ones = ens.one_fits(x, recorded, inputs=inputs, segments=segments) if combined else []
 
     def at(q: float) -> EdgeConfidence:
         built = ensemble_confidence(weights, q)

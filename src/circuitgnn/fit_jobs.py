@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -30,8 +30,9 @@ from circuitgnn.estimator import CircuitGNN
 @dataclass(frozen=True)
 class FitJob:
     """One fit: its settings, the frames of the activity it trains on (all when None), their segment starts, the run
-    folder it trains in (resumed when it holds a run) and how the activity's scale is estimated (as
-    :meth:`CircuitGNN.fit`'s ``scale``)."""
+    folder it trains in (resumed when it holds a run), how the activity's scale is estimated (as
+    :meth:`CircuitGNN.fit`'s ``scale``), how a known input acts and the stimulus grid's side (``input_mode`` and
+    ``grid_size`` of :meth:`CircuitGNN.fit`)."""
 
     model: ModelConfig
     training: TrainingConfig
@@ -39,6 +40,8 @@ class FitJob:
     segments: tuple[int, ...]
     run_dir: Path | None
     scale: ScaleMethod | None = None
+    input_mode: Literal["multiplicative", "additive"] = "multiplicative"
+    grid_size: int = 0
 
 
 def available_cores() -> int:
@@ -61,24 +64,31 @@ def resolve_jobs(n_jobs: int, n_fits: int) -> int:
 _SHARED: dict[str, Any] = {}
 
 
-def _start_worker(x: np.ndarray, dxdt: np.ndarray | None, dt: float, threads: int) -> None:
+def _start_worker(x: np.ndarray, dxdt: np.ndarray | None, inputs: np.ndarray | None, dt: float, threads: int) -> None:
     torch.set_num_threads(threads)
-    _SHARED.update(x=x, dxdt=dxdt, dt=dt)
+    _SHARED.update(x=x, dxdt=dxdt, inputs=inputs, dt=dt)
 
 
-def run_fit(job: FitJob, x: np.ndarray, dt: float, dxdt: np.ndarray | None, progress: bool = False) -> CircuitGNN:
-    """Fit ``job`` to its frames of ``x`` here (resuming its run folder where it holds a run)."""
+def run_fit(
+    job: FitJob, x: np.ndarray, dt: float, dxdt: np.ndarray | None, progress: bool = False, inputs: np.ndarray | None = None
+) -> CircuitGNN:
+    """Fit ``job`` to its frames of ``x`` (with their ``dxdt`` and known ``inputs`` when given) here, resuming its run
+    folder where it holds a run."""
     if job.frames is not None:
-        x, dxdt = x[job.frames], None if dxdt is None else dxdt[job.frames]
+        x = x[job.frames]
+        dxdt, inputs = (None if a is None else a[job.frames] for a in (dxdt, inputs))
     resume = job.run_dir is not None and (job.run_dir / "run.json").is_file()
     est = CircuitGNN(job.model, job.training, progress=progress)
-    return est.fit(x, dt, dxdt, segments=job.segments, scale=job.scale, run_dir=job.run_dir, resume=resume)
+    return est.fit(
+        x, dt, dxdt, inputs, input_mode=job.input_mode, grid_size=job.grid_size, segments=job.segments, scale=job.scale,
+        run_dir=job.run_dir, resume=resume,
+    )  # fmt: skip
 
 
 def _run(job: FitJob, gpu: int | None, out: Path) -> Path:
     if gpu is not None:  # "auto" then means this GPU, and the settings saved with the fit stay as given
         torch.cuda.set_device(gpu)
-    return run_fit(job, _SHARED["x"], _SHARED["dt"], _SHARED["dxdt"]).save(out)
+    return run_fit(job, _SHARED["x"], _SHARED["dt"], _SHARED["dxdt"], inputs=_SHARED["inputs"]).save(out)
 
 
 def fit_in_parallel(
@@ -88,10 +98,11 @@ def fit_in_parallel(
     dxdt: np.ndarray | None,
     n_jobs: int,
     on_done: Callable[[int], None] | None = None,
+    inputs: np.ndarray | None = None,
 ) -> list[CircuitGNN]:
     """The fitted estimators of ``jobs``, in their order, trained ``n_jobs`` at a time in worker processes, each
     with an equal share of the cores (where the settings say "auto" and there are several GPUs, fit k on GPU
-    k mod their count); ``on_done(k)`` is called as fit k finishes.
+    k mod their count); ``on_done(k)`` is called as fit k finishes. ``inputs``: a known input of every frame of ``x``.
 
     When a fit fails, the fits not yet started are cancelled, those running finish (those with a run folder
     have their checkpoints to resume from), and the error is raised."""
@@ -101,7 +112,7 @@ def fit_in_parallel(
     context = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="circuitgnn-fits-") as scratch:
         paths: dict[int, Path] = {}
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(x, dxdt, dt, threads)) as pool:
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(x, dxdt, inputs, dt, threads)) as pool:
             futures: dict[Future[Path], int] = {}
             for k, job in enumerate(jobs):
                 gpu = k % gpus if gpus > 1 and job.training.device == "auto" else None

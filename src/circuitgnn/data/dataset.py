@@ -240,10 +240,16 @@ class Dataset(Frames):
         """The frames training may read (each segment without its held-out end), joined in memory, with their drift
         when the folder has one, and the start of each segment among them."""
         bounds = self.activity().train_bounds()
-        x = np.concatenate([np.asarray(self.x[a:b]) for a, b in bounds])
-        dxdt = None if self.dxdt is None else np.concatenate([np.asarray(self.dxdt[a:b]) for a, b in bounds])
         starts = tuple(int(s) for s in np.cumsum([0] + [b - a for a, b in bounds[:-1]]))
-        return x, dxdt, starts
+        return self._training_rows(self.x), None if self.dxdt is None else self._training_rows(self.dxdt), starts
+
+    def training_inputs(self) -> np.ndarray | None:
+        """The recorded input at the frames of :meth:`training_frames`, or None when the folder has none."""
+        omega = self.omega
+        return None if omega is None else self._training_rows(omega)
+
+    def _training_rows(self, array: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.asarray(array[a:b]) for a, b in self.activity().train_bounds()])
 
     def _observation(self) -> Observation | None:
         """A deconvolved recording's fluorescence, smoothed calcium and indicator (None for other data)."""
