@@ -48,6 +48,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--work", type=Path, required=True, help="the --work folder of benchmarks/edge_confidence.py")
+    parser.add_argument(
+        "--own-degree",
+        type=lambda v: None if v == "none" else int(v),
+        default=3,
+        help="which stored one fits (edge_confidence.py --own-degree)",
+    )
     args = parser.parse_args()
     ds = open_dataset(args.dataset)
     assert ds.truth is not None, f"{args.dataset} has no ground truth to score against"
@@ -76,7 +82,7 @@ def main() -> None:
         z = mean_error / (sd / np.sqrt(k))
     print(f"kurtosis of the mean's error over sd / sqrt(K): {stats.kurtosis(z[np.isfinite(z)]):.0f}")
 
-    ones = stored_one_fits(folder, ens.level)
+    ones = stored_one_fits(folder, ens.level, args.own_degree)
     if ones:
         ls = np.sqrt(np.mean([o.sd**2 for o in ones], axis=0))[off]
         ratio = ls / sd

@@ -14,7 +14,7 @@ stability. Results go to ``--out`` as JSON, one line per dataset.
 
 ``--rescore`` scores the members already in ``--work`` again, without training (e.g. after a change of the
 ranking score), and prints the ensemble's calibration; with ``--one-fit`` also the members' one-fit intervals
-(computed once, then read from ``one_fit_member_K.npz`` beside the members) and the two combined (:func:`~circuitgnn.analyze.confidence.combined_confidence`), as a measurement also records.
+(computed once, then read from ``one_fit_own3_member_K.npz`` beside the members; ``--own-degree``) and the two combined (:func:`~circuitgnn.analyze.confidence.combined_confidence`), as a measurement also records.
 """
 
 from __future__ import annotations
@@ -44,26 +44,35 @@ def _rms_errors(weights: list[np.ndarray], truth_w: np.ndarray) -> list[float]:
     return [float(np.sqrt(np.mean((w - linear_fit(truth_w, w, off_diagonal=True).slope * truth_w)[off] ** 2))) for w in weights]
 
 
-def stored_one_fits(folder: Path, level: float) -> list[EdgeConfidence]:
-    """The one-fit intervals at ``level`` stored beside the members in ``folder`` (``one_fit_member_K.npz``), in member order."""
+def _one_fit_prefix(own_degree: int | None) -> str:
+    """The stored one fits' file names: ``one_fit_member_K.npz`` for phi* as learned (as before session 17),
+    ``one_fit_own{p}_member_K.npz`` with the receivers' own terms of degree p."""
+    return "one_fit_member_" if own_degree is None else f"one_fit_own{own_degree}_member_"
+
+
+def stored_one_fits(folder: Path, level: float, own_degree: int | None = 3) -> list[EdgeConfidence]:
+    """The one-fit intervals at ``level`` stored beside the members in ``folder`` (see :func:`_one_fit_prefix`), in member order."""
     out = []
-    for path in sorted(folder.glob("one_fit_member_*.npz"), key=lambda p: int(p.stem.rsplit("_", 1)[1])):
+    prefix = _one_fit_prefix(own_degree)
+    for path in sorted(folder.glob(f"{prefix}*.npz"), key=lambda p: int(p.stem.rsplit("_", 1)[1])):
         z = np.load(path)
         half = stats.norm.ppf(0.5 + level / 2) * z["sd"]
         out.append(EdgeConfidence(z["mean"], z["sd"], z["mean"] - half, z["mean"] + half, level, "least_squares", float(z["seconds"])))
     return out
 
 
-def _one_fits(folder: Path, level: float, count: int, x: np.ndarray, dxdt: np.ndarray | None) -> list[EdgeConfidence]:
+def _one_fits(
+    folder: Path, level: float, count: int, x: np.ndarray, dxdt: np.ndarray | None, own_degree: int | None
+) -> list[EdgeConfidence]:
     """The one-fit intervals at ``level`` of the first ``count`` members in ``folder``, each computed once and stored
     beside the members so that a rescore need not recompute them."""
     for k in range(count):
-        path = folder / f"one_fit_member_{k}.npz"
+        path = folder / f"{_one_fit_prefix(own_degree)}{k}.npz"
         if not path.exists():
-            one = CircuitGNN.load(folder / f"member_{k}", device="cpu").edge_confidence(x, dxdt, level=level)
+            one = CircuitGNN.load(folder / f"member_{k}", device="cpu").edge_confidence(x, dxdt, level=level, own_degree=own_degree)
             np.savez(folder / "one_fit.partial.npz", mean=one.mean, sd=one.sd, seconds=one.seconds)
             (folder / "one_fit.partial.npz").replace(path)
-    return stored_one_fits(folder, level)[:count]
+    return stored_one_fits(folder, level, own_degree)[:count]
 
 
 def _one_fit_scores(ones: list[EdgeConfidence], ensemble: EdgeConfidence, truth: GroundTruth) -> dict:
@@ -88,6 +97,12 @@ def _one_fit_scores(ones: list[EdgeConfidence], ensemble: EdgeConfidence, truth:
         "combined_one_member": [score(combined_confidence(ensemble, one))["coverage"] for one in ones],
         "combined_tested_on_least_squares": (
             {k: v for k, v in score(tested).items() if k.startswith(("auc_", "confident_"))} if tested is not None else {}
+        ),
+        "least_squares_combined": score(tested.test) if tested is not None and tested.test is not None else {},
+        "least_squares_mean_w_rms_error": (
+            _rms_errors([tested.test.mean], truth.connectivity * truth.gains[:, None])[0]
+            if tested is not None and tested.test is not None
+            else None
         ),
         "one_fit_members": len(ones),
         "one_fit_seconds": [one.seconds for one in ones],
@@ -132,6 +147,7 @@ def measure(
     no_shrink: bool = False,
     seed: int | None = None,
     iterations: int | None = None,
+    own_degree: int | None = 3,
 ) -> dict:
     ds = open_dataset(path)
     truth = ds.truth
@@ -184,7 +200,9 @@ def measure(
         "machine": environment(),
     }
     if one_fit:
-        row |= _one_fit_scores(_one_fits(work / path.name, level, members, x, dxdt), ens.confidence_, truth)
+        row |= {"own_degree": own_degree} | _one_fit_scores(
+            _one_fits(work / path.name, level, members, x, dxdt, own_degree), ens.confidence_, truth
+        )
     return row
 
 
@@ -198,7 +216,7 @@ def _scales(conf: EdgeConfidence) -> list[float]:
     return [round(float(c), 4) for c in conf.scales]
 
 
-def rescore(path: Path, work: Path, level: float, one_fit: bool = False, align_scale: bool = True) -> dict:
+def rescore(path: Path, work: Path, level: float, one_fit: bool = False, align_scale: bool = True, own_degree: int | None = 3) -> dict:
     """The calibration of the ensemble whose members were trained into ``work``/NAME/member_*; with ``one_fit``, also
     that of the members' least-squares intervals and of the two combined (on the frames the members were fitted to).
     ``align_scale``: divide each member's W by its overall scale first (:func:`~circuitgnn.analyze.confidence.member_scales`)."""
@@ -219,7 +237,8 @@ def rescore(path: Path, work: Path, level: float, one_fit: bool = False, align_s
     if one_fit:
         a, b = ds.activity().train_bounds()[0]
         dxdt = None if ds.dxdt is None else np.asarray(ds.dxdt[a:b])
-        row |= _one_fit_scores(_one_fits(work / path.name, level, len(runs), np.asarray(ds.x[a:b]), dxdt), conf, truth)
+        one_fits = _one_fits(work / path.name, level, len(runs), np.asarray(ds.x[a:b]), dxdt, own_degree)
+        row |= {"own_degree": own_degree} | _one_fit_scores(one_fits, conf, truth)
     return row
 
 
@@ -245,18 +264,25 @@ def main() -> None:
     parser.add_argument("--rescore", action="store_true", help="score the members in --work again, without training")
     parser.add_argument("--one-fit", action="store_true", help="with --rescore: also the members' one-fit and the combined intervals")
     parser.add_argument(
+        "--own-degree",
+        type=lambda v: None if v == "none" else int(v),
+        default=3,
+        help="the one fits' own terms: the degree of each receiver's polynomial (none: phi* as learned, as before session 17)",
+    )
+    parser.add_argument(
         "--no-align-scale", action="store_true", help="with --rescore: compare the members without aligning their overall scales"
     )
     args = parser.parse_args()
     print(f"torch threads {torch.get_num_threads()}")
     for path in args.datasets:
         if args.rescore:
-            row = rescore(path, args.work, args.level, args.one_fit, not args.no_align_scale)
+            row = rescore(path, args.work, args.level, args.one_fit, not args.no_align_scale, args.own_degree)
             append_record(args.out, row)
             print(
                 f"{row['dataset']} ({row['members']} members in {args.work}, scales {row['member_scales']}, iterations {row['member_iterations']}): {row['ensemble']}; W rms error: members {row['member_w_rms_error']}, mean {row['mean_w_rms_error']:.3g}"
                 + (
-                    f"; one fit {row['one_fit']['coverage']:.3f}, combined {row['combined']['coverage']:.3f} (with one member's "
+                    f"; one fit {row['one_fit']['coverage']:.3f}, combined {row['combined']['coverage']:.3f}, centred on the members' "
+                    f"least squares {row['least_squares_combined'].get('coverage', float('nan')):.3f} (with one member's "
                     f"least squares: {', '.join(f'{v:.3f}' for v in row['combined_one_member'])})"
                     if "combined" in row
                     else ""
@@ -275,12 +301,14 @@ def main() -> None:
             args.no_shrink,
             args.seed,
             args.iterations,
+            args.own_degree,
         )
         append_record(args.out, row)
         e = row["ensemble"]
         one = (
             f", one fit {row['one_fit']['coverage']:.3f} ({row['one_fit_seconds'][0]:.0f} s each against {row['ensemble_seconds']:.0f} s), "
-            f"the two combined {row['combined']['coverage']:.3f} (with one member's least squares: "
+            f"the two combined {row['combined']['coverage']:.3f}, centred on the members' least squares "
+            f"{row['least_squares_combined'].get('coverage', float('nan')):.3f} (with one member's least squares: "
             f"{', '.join(f'{v:.3f}' for v in row['combined_one_member'])}); "
             f"one-fit sd / ensemble sd: median {row['sd_ratio_one_fit_to_ensemble']['median']:.2f}"
             if "one_fit" in row

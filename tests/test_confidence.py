@@ -65,6 +65,52 @@ def test_least_squares_intervals_cover_the_true_weights(noise_rho):
     assert np.isnan(np.diag(conf.sd)).all() and conf.method == "least_squares" and conf.seconds > 0
 
 
+def test_the_own_terms_solve_is_each_receivers_least_squares_with_them():
+    """Row i of W and its covariance factor, by Woodbury from one inverse, equal the least squares of receiver i on
+    every sender's psi* (its own included) and 1, z_i, z_i^2."""
+    model, activity, dxdt, _ = _model_data(0.0, seed=5, n=8, n_frames=400)
+    conf = least_squares_confidence(model, activity, 2.0, dxdt, own_degree=2, ridge=0.0)
+    x = torch.as_tensor(np.asarray(activity.x))
+    with torch.no_grad():
+        f = (model.psi_of_sender(x, model.a) / torch.as_tensor(psi_plateau(model, 2.0))).double().numpy()
+        r = (torch.as_tensor(dxdt) - model.phi_of(x, model.a)).double().numpy()
+    xd = np.asarray(activity.x, dtype=np.float64)
+    z = (xd - xd.mean(axis=0)) / xd.std(axis=0)
+    for i in range(8):
+        design = np.column_stack([f, np.ones(len(z)), z[:, i], z[:, i] ** 2])
+        coef = np.linalg.lstsq(design, r[:, i], rcond=None)[0]
+        others = np.arange(8) != i
+        np.testing.assert_allclose(conf.mean[i, others], coef[:8][others], rtol=1e-6, atol=1e-9)
+        factor = np.diag(np.linalg.inv(design.T @ design / len(z)))[:8][others]
+        ratio = conf.sd[i, others] ** 2 / factor  # sigma_i^2 kappa_i / T: one number per row
+        np.testing.assert_allclose(ratio, ratio[0], rtol=1e-6)
+    with pytest.raises(CircuitGNNError, match="own_degree must be None or an integer >= 0"):
+        least_squares_confidence(model, activity, 2.0, dxdt, own_degree=-1)
+
+
+def test_the_own_terms_take_a_misfit_of_phi_out_of_w():
+    """Regression: a phi* wrong by a function of the receiver's own activity, on activity that the neurons share, was
+    read as couplings (W given phi* as learned); solved with the receivers' own terms, the intervals cover W again."""
+    model, _, _, w = _model_data(0.0, seed=3, n=20, n_frames=6000)
+    rng = np.random.default_rng(3)
+    common = _ar1(rng, 6000, 3, 0.98, 1.0) @ rng.normal(size=(3, 20))
+    x = (1.5 * common + _ar1(rng, 6000, 20, 0.95, 0.8)).astype(np.float32)
+    with torch.no_grad():
+        drift = model(torch.as_tensor(x)).numpy().astype(np.float64)
+    misfit = 0.5 * x - 0.05 * x**3  # what the true phi has and the model's phi* lacks
+    dxdt = (drift + misfit + rng.normal(scale=0.1, size=x.shape)).astype(np.float32)
+    truth = w * psi_plateau(model, 2.0)[None, :]
+    off = ~np.eye(20, dtype=bool)
+    activity = Activity(x, None, 0.1)
+    corrected = least_squares_confidence(model, activity, 2.0, dxdt, level=0.9)
+    as_learned = least_squares_confidence(model, activity, 2.0, dxdt, level=0.9, own_degree=None)
+    covered = ((corrected.lower <= truth) & (truth <= corrected.upper))[off].mean()
+    assert 0.83 <= covered <= 0.97, covered
+    assert ((as_learned.lower <= truth) & (truth <= as_learned.upper))[off].mean() < 0.78  # 0.70 when written
+    error = {k: np.sqrt(np.mean((c.mean - truth)[off] ** 2)) for k, c in (("corrected", corrected), ("as_learned", as_learned))}
+    assert error["corrected"] < 0.5 * error["as_learned"], error
+
+
 def test_the_functions_kept_between_passes_give_the_intervals_computed_twice(monkeypatch):
     """The second pass reuses the first's MLP values when they fit in memory; recomputed, the intervals are the same."""
     from circuitgnn.analyze import confidence

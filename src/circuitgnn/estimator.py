@@ -450,9 +450,12 @@ class CircuitGNN:
         level: float = 0.9,
         inputs: Any | None = None,
         frames: Any | None = None,
+        own_degree: int | None = 3,
     ) -> EdgeConfidence:
-        """Per-connection intervals from this one fit: least-squares W given the learned phi* and psi*, with standard
-        errors corrected for the frames' autocorrelation (:func:`~circuitgnn.analyze.confidence.least_squares_confidence`).
+        """Per-connection intervals from this one fit: least-squares W given the learned psi* and phi*, each receiver's
+        row solved with its own terms (psi*(x_i) and a polynomial of degree ``own_degree`` in its activity, which correct
+        phi*; None: phi* as learned), with standard errors corrected for the frames' autocorrelation
+        (:func:`~circuitgnn.analyze.confidence.least_squares_confidence`).
 
         ``x`` (and ``dxdt``, when known): the fitted neurons' frames, e.g. the training data. The result's ``mean``,
         ``lower``, ``upper`` are W with psi*'s scale moved in (W_ij * plateau_j); ``p_nonzero`` is each weight's
@@ -472,7 +475,7 @@ class CircuitGNN:
                 "per-edge intervals from one fit do not take a multiplicative input into account; fit an ensemble and read "
                 "its prediction intervals instead"
             )
-        return least_squares_confidence(self.model_, data, self.xnorm_, self._drift(data, dxdt), level, extra=inp)
+        return least_squares_confidence(self.model_, data, self.xnorm_, self._drift(data, dxdt), level, extra=inp, own_degree=own_degree)
 
     def diagnostics(self, x: Any) -> dict[str, Any]:
         """Checks of the fit that need no ground truth (:func:`~circuitgnn.analyze.confidence.diagnostics`): per neuron,

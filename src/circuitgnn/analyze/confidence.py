@@ -7,14 +7,18 @@ over the top of the activity range (as the corrected W of the metrics, but witho
 recording does not give). Two fits are then comparable entry by entry, up to an overall scale that the plateau
 fixes only as well as psi* is learned: an ensemble divides each member's W by it (:func:`member_scales`).
 
-One fit (:func:`least_squares_confidence`). With the learned phi* and psi* held fixed, W is a linear
-least-squares solution: row i solves G w_i = b_i with G the senders' Gram matrix (the package's W solve).
-Its covariance is sigma_i^2 (G^-1 restricted to w_ii = 0) / T_eff,i, with sigma_i^2 the residual variance
-of receiver i and T_eff,i = T / kappa_i the effective number of frames: consecutive frames are not
-independent, and kappa_i = 1 + 2 sum_k (1 - k / (K + 1)) rho_e,i(k) rho_f(k) (Bartlett weights over the
+One fit (:func:`least_squares_confidence`). With the learned psi* held fixed, W is a linear least-squares solution:
+row i regresses receiver i's drift less phi* on the senders' psi* values (the package's W solve) and, by default, on
+its own terms as well: psi*(x_i) and 1, z_i, ..., z_i^p (z_i its standardised activity, p = 3), which correct phi*
+where it was learned wrong. A misfit of phi* is a function of x_i, and x_i follows the receiver's inputs, so that left
+in the residual it is read as couplings; on issue 18's benchmark networks the correction halves W's error (see
+docs/confidence.md). Row i's covariance is sigma_i^2 (G_i^-1) / T_eff,i, with G_i the senders' Gram matrix less what
+the own terms explain (by Woodbury from one inverse of G; without the own terms, G^-1 restricted to w_ii = 0),
+sigma_i^2 the residual variance of receiver i and T_eff,i = T / kappa_i the effective number of frames: consecutive
+frames are not independent, and kappa_i = 1 + 2 sum_k (1 - k / (K + 1)) rho_e,i(k) rho_f(k) (Bartlett weights over the
 lags k <= K where the senders' signals stay correlated) accounts for the autocorrelation of the residuals
-(rho_e,i) and of the regressors (rho_f, pooled over senders). What this does not see: the error of phi*
-and psi* themselves, which an ensemble of fits does.
+(rho_e,i) and of the regressors (rho_f, pooled over senders). What this does not see: the error of psi* and what
+of phi*'s error the own terms do not span, which an ensemble of fits does.
 """
 
 from __future__ import annotations
@@ -348,15 +352,15 @@ def _parts(activity: Activity, dxdt: np.ndarray) -> list[tuple[int, int]]:
 
 def _chunks(
     model: GNN, activity: Activity, dxdt: np.ndarray, parts: Sequence[tuple[int, int]], scale: torch.Tensor
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(aligned sender signals f, targets r = dx/dt - phi*) over the parts, in chunks of frames."""
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(activity x, aligned sender signals f, targets r = dx/dt - phi*) over the parts, in chunks of frames."""
     dev = model.a.device
     rows = model.frames_per_pass()
     for a, b in parts:
         for s in range(a, b, rows):
             x = torch.as_tensor(np.array(activity.x[s : min(s + rows, b)]), device=dev)
             y = torch.as_tensor(np.array(dxdt[s : min(s + rows, b)]), device=dev)
-            yield model.psi_of_sender(x, model.a) / scale, y - model.phi_of(x, model.a)
+            yield x, model.psi_of_sender(x, model.a) / scale, y - model.phi_of(x, model.a)
 
 
 def _autocorrelation(series: np.ndarray, parts: Sequence[tuple[int, int]], max_lag: int) -> np.ndarray:
@@ -372,6 +376,65 @@ def _autocorrelation(series: np.ndarray, parts: Sequence[tuple[int, int]], max_l
     return out / np.maximum(out[0], 1e-300)
 
 
+class _OwnTerms:
+    """Each receiver's own terms, fitted with its row of W as a correction of phi*: psi*(x_i) (W's diagonal, left free)
+    and 1, z_i, ..., z_i^degree (z_i its standardised activity). Accumulates, over chunks of frames, the frame sums
+    that the solve needs beside the senders' Gram matrix: C[k] = F^T z^k (sender, receiver), B_i = sum z_i^k z_i^l and
+    d_i = sum z_i^k r_i."""
+
+    def __init__(self, activity: Activity, parts: Sequence[tuple[int, int]], degree: int, device: torch.device):
+        frames = np.concatenate([np.arange(a, b) for a, b in parts])
+        sample = np.asarray(activity.x[frames[np.linspace(0, len(frames) - 1, min(len(frames), 10000)).astype(np.int64)]], np.float64)
+        self.centre = torch.as_tensor(sample.mean(axis=0), device=device)
+        self.spread = torch.as_tensor(np.maximum(sample.std(axis=0), 1e-12), device=device)
+        self.degree = degree
+        n = activity.n_neurons
+        self.c = torch.zeros((degree + 1, n, n), dtype=torch.float64, device=device)
+        self.bb = torch.zeros((n, degree + 1, degree + 1), dtype=torch.float64, device=device)
+        self.d = torch.zeros((n, degree + 1), dtype=torch.float64, device=device)
+        self.count = 0
+
+    def basis(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, degree + 1): 1, z, ..., z^degree of each neuron's standardised activity."""
+        z = (x.double() - self.centre) / self.spread
+        return torch.stack([z**k for k in range(self.degree + 1)], dim=-1)
+
+    def add(self, x: torch.Tensor, f: torch.Tensor, r: torch.Tensor) -> None:
+        u = self.basis(x)
+        fd, rd = f.double(), r.double()
+        self.c[0] += fd.sum(dim=0)[:, None]
+        for k in range(1, self.degree + 1):
+            self.c[k].addmm_(fd.T, u[..., k])
+        self.bb += torch.einsum("tnk,tnl->nkl", u, u)
+        self.d += torch.einsum("tnk,tn->nk", u, rd)
+        self.count += len(f)
+
+    def solve(self, g: torch.Tensor, b: torch.Tensor, ridge: float, block: int = 256) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(W with its diagonal, the own terms' coefficients (N, degree + 1), the diagonal of each row's covariance
+        factor (N, N)) for the frame means ``g`` = F^T F / T and ``b`` = F^T R / T. Row i: the senders' Gram matrix less
+        what the own terms explain, G_i = G - C_i B_i^-1 C_i^T, by Woodbury from one inverse H = G^-1:
+        G_i^-1 = H + H C_i M_i^-1 C_i^T H, M_i = B_i - C_i^T H C_i."""
+        gi = g.clone()
+        gi.diagonal().add_(ridge * float(torch.diagonal(gi).mean()))
+        h = torch.cholesky_inverse(torch.linalg.cholesky(gi))
+        c, bb, d = self.c / self.count, self.bb / self.count, self.d / self.count
+        n = len(g)
+        w = torch.empty_like(g)
+        coef = torch.empty_like(d)
+        factor = torch.empty_like(g)
+        for lo in range(0, n, block):
+            rows = slice(lo, min(lo + block, n))
+            ci = c[:, :, rows].permute(2, 1, 0)  # (receivers, senders, own terms)
+            hc = torch.einsum("jl,ilk->ijk", h, ci)
+            b_inv = torch.linalg.pinv(bb[rows], hermitian=True)
+            bhat = b[:, rows].T - torch.einsum("ijk,ikl,il->ij", ci, b_inv, d[rows])
+            m_inv = torch.linalg.pinv(bb[rows] - torch.einsum("ijk,ijl->ikl", ci, hc), hermitian=True)
+            w[rows] = bhat @ h + torch.einsum("ijk,ikl,il->ij", hc, m_inv, torch.einsum("ijk,ij->ik", hc, bhat))
+            coef[rows] = torch.einsum("ikl,il->ik", b_inv, d[rows] - torch.einsum("ijk,ij->ik", ci, w[rows]))
+            factor[rows] = torch.diagonal(h)[None, :] + torch.einsum("ijk,ikl,ijl->ij", hc, m_inv, hc)
+        return w, coef, factor
+
+
 @torch.no_grad()
 def least_squares_confidence(
     model: GNN,
@@ -382,15 +445,24 @@ def least_squares_confidence(
     max_lag: int = 200,
     ridge: float = 1e-6,
     extra: np.ndarray | None = None,
+    own_degree: int | None = 3,
 ) -> EdgeConfidence:
     """Per-edge intervals from one fit: least-squares W given the learned phi* and psi*, and its standard errors
     corrected for the autocorrelation of the frames (see the module docstring). ``dxdt`` (T, N): the drift the
     fit used (recorded or estimated; NaN marks a missing value). ``extra`` (T, N): the additive input at each frame,
-    needed for a model fitted with one (removed from the drift before W is solved); a multiplicative input is refused."""
+    needed for a model fitted with one (removed from the drift before W is solved); a multiplicative input is refused.
+
+    ``own_degree``: each receiver's row is solved together with its own terms, psi*(x_i) and a polynomial of this
+    degree in its activity, which correct phi* where it is learned wrong (a misfit of phi* that follows the inputs would
+    otherwise be read as couplings); None: phi* as learned, W's diagonal held at zero (see the module docstring)."""
     start = time.perf_counter()
     level = check_level(level)
     _check_model(model)
     _check_input(model, extra)
+    if own_degree is not None and (not isinstance(own_degree, int) or isinstance(own_degree, bool) or own_degree < 0):
+        raise CircuitGNNError(
+            f"own_degree must be None or an integer >= 0 (the degree of the receivers' own polynomial), got {own_degree!r}"
+        )
     if extra is not None:
         if np.shape(extra) != np.shape(dxdt):
             raise CircuitGNNError(f"the input has shape {np.shape(extra)}, the drift {np.shape(dxdt)}: one value per frame and neuron")
@@ -401,40 +473,50 @@ def least_squares_confidence(
     n = activity.n_neurons
     dev = model.a.device
     budget = memory_bytes(dev)
+    own = None if own_degree is None else _OwnTerms(activity, parts, own_degree, dev)
     # The functions' values are most of the time (two MLPs on every frame and neuron): kept from the first pass for the
-    # second in two preallocated (T, N) tensors where they take at most a quarter of the device's memory (thousands of
-    # small kept pieces fragmented the heap: once 24 GB for N = 1000), computed again otherwise.
+    # second, with the activity, in preallocated (T, N) tensors where they take at most a quarter of the device's memory
+    # (thousands of small kept pieces fragmented the heap: once 24 GB for N = 1000), computed again otherwise.
     kept = (
-        [torch.empty((n_frames, n), dtype=torch.float32, device=dev) for _ in range(2)]
-        if budget and 8 * n_frames * n <= budget / 4
+        [torch.empty((n_frames, n), dtype=torch.float32, device=dev) for _ in range(3)]
+        if budget and 12 * n_frames * n <= budget / 4
         else None
     )
 
     def keeping() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         at = 0
-        for f, r in _chunks(model, activity, dxdt, parts, scale):
+        for x, f, r in _chunks(model, activity, dxdt, parts, scale):
             if kept is not None:
-                kept[0][at : at + len(f)], kept[1][at : at + len(f)] = f, r
+                kept[0][at : at + len(f)], kept[1][at : at + len(f)], kept[2][at : at + len(f)] = x, f, r
+            if own is not None:
+                own.add(x, f, r)
             at += len(f)
             yield f, r
 
     g, b = gram_sums(keeping())
-    w = constrained_solve(g.clone(), b, ridge)  # rows: receivers
+    if own is None:
+        w = constrained_solve(g.clone(), b, ridge)  # rows: receivers
+        coef = None
+    else:
+        w, coef, factor = own.solve(g, b, ridge)
     step = max(1, (4 << 20) // (8 * n))  # float64 blocks of about 4 MiB (see GNN.frames_per_pass)
     second = (
-        ((kept[0][s : s + step], kept[1][s : s + step]) for s in range(0, n_frames, step))
+        ((kept[0][s : s + step], kept[1][s : s + step], kept[2][s : s + step]) for s in range(0, n_frames, step))
         if kept is not None
         else _chunks(model, activity, dxdt, parts, scale)
     )
     res = np.empty((n_frames, n))
     pooled = np.empty((n_frames, 1))  # the senders' pooled signal (its lags decay like theirs)
     at = 0
-    for f, r in second:
+    for x, f, r in second:
         fd = f.double()
-        res[at : at + len(f)] = (r.double() - fd @ w.T).cpu().numpy()
+        fitted = fd @ w.T
+        if own is not None and coef is not None:
+            fitted += (own.basis(x) * coef[None]).sum(dim=-1)
+        res[at : at + len(f)] = (r.double() - fitted).cpu().numpy()
         pooled[at : at + len(f)] = fd.mean(dim=1, keepdim=True).cpu().numpy()
         at += len(f)
-    sigma2 = (res**2).sum(axis=0) / max(1, n_frames - n)
+    sigma2 = (res**2).sum(axis=0) / max(1, n_frames - n - (0 if own_degree is None else own_degree + 1))
     lag = min(max_lag, max(stop - begin for begin, stop in parts) - 1)
     rho_f = _autocorrelation(pooled, parts, lag)[:, 0]
     below = np.flatnonzero(rho_f < 0.05)
@@ -442,14 +524,19 @@ def least_squares_confidence(
     rho_e = _autocorrelation(res, parts, k)
     bartlett = 1 - np.arange(1, k + 1) / (k + 1)
     kappa = np.maximum(1.0, 1 + 2 * (bartlett[:, None] * rho_e[1 : k + 1] * rho_f[1 : k + 1, None]).sum(axis=0))
-    gi = g.clone()
-    gi.diagonal().add_(ridge * float(torch.diagonal(gi).mean()))
-    h = torch.cholesky_inverse(torch.linalg.cholesky(gi)).cpu().numpy()
-    hd = np.diag(h)
-    var = sigma2[:, None] * kappa[:, None] * (hd[None, :] - h**2 / hd[:, None]) / n_frames  # row i: w_i with w_ii = 0
+    if own is None:
+        gi = g.clone()
+        gi.diagonal().add_(ridge * float(torch.diagonal(gi).mean()))
+        h = torch.cholesky_inverse(torch.linalg.cholesky(gi)).cpu().numpy()
+        hd = np.diag(h)
+        cov = hd[None, :] - h**2 / hd[:, None]  # row i: w_i with w_ii = 0
+    else:
+        cov = factor.cpu().numpy()
+    var = sigma2[:, None] * kappa[:, None] * cov / n_frames
     sd = np.sqrt(np.maximum(var, 0))
     np.fill_diagonal(sd, np.nan)
     mean = w.cpu().numpy()
+    np.fill_diagonal(mean, 0.0)  # with the own terms, the diagonal is psi*(x_i)'s part of the corrected phi*
     half = stats.norm.ppf(0.5 + level / 2) * sd
     return EdgeConfidence(mean, sd, mean - half, mean + half, level, "least_squares", time.perf_counter() - start)
 
