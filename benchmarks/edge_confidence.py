@@ -91,6 +91,8 @@ def _one_fit_scores(ones: list[EdgeConfidence], ensemble: EdgeConfidence, truth:
         sparse["one_fit_empirical_null"] = score(ones[0].with_empirical_null())
         if tested is not None:
             sparse["combined_tested_on_least_squares_empirical_null"] = score(tested.with_empirical_null())
+            if tested.test is not None:
+                sparse["least_squares_combined_empirical_null"] = score(tested.test.with_empirical_null())
     return sparse | {
         "one_fit": score(ones[0]),
         "combined": score(combined),
