@@ -322,6 +322,19 @@ def test_tests_on_the_least_squares_rank_what_an_l1_shrinks():
         combined_confidence(ensemble, ones[0], "least_squares")
     with pytest.raises(CircuitGNNError, match="test_on must be"):
         combined_confidence(ensemble, ones, "mean")  # type: ignore[arg-type]
+    centred = combined_confidence(ensemble, ones, centre="least_squares")  # the least squares' own estimate and interval
+    for name in ("mean", "sd", "lower", "upper"):
+        np.testing.assert_array_equal(getattr(centred, name), getattr(on_ls.test, name))
+    assert centred.test is None and centred.method == "least squares of 4 members, combined"
+    squares = np.stack(ls)
+    spread = squares.std(axis=0, ddof=1)  # the members' least squares differ by 0.3 noise: their own share, over K
+    expected = np.sqrt(noise**2 + np.maximum(spread**2 - noise**2, 0) / k)
+    off = ~np.eye(n, dtype=bool)
+    np.testing.assert_allclose(centred.sd[off], expected[off], rtol=2e-3)  # the scales' alignment moves them by < 1e-3
+    with pytest.raises(CircuitGNNError, match="centre must be"):
+        combined_confidence(ensemble, ones, centre="mean")  # type: ignore[arg-type]
+    with pytest.raises(CircuitGNNError, match="centre='least_squares' needs the one fits of at least 2 members"):
+        combined_confidence(ensemble, ones[0], centre="least_squares")
 
 
 def test_calibration_scores_the_lists_of_connections_called_non_zero():
@@ -550,7 +563,7 @@ def test_ensemble_fits_resumes_and_agrees(data, tmp_path):
         x, ds.dt, dxdt, folder=tmp_path / "ens"
     )
     np.testing.assert_array_equal(plateau_aligned(again.members_[0].model_, again.members_[0].xnorm_), w0)  # loaded, not refitted
-    first = ens.combined_confidence(x, dxdt, members=1)
+    first = ens.combined_confidence(x, dxdt, members=1, centre="fit")
     assert first.mean is ens.confidence_.mean and first.method.endswith("with least squares")
     scales = ens.confidence_.scales
     assert scales is not None and np.isclose(np.exp(np.log(scales).mean()), 1.0)
@@ -559,19 +572,26 @@ def test_ensemble_fits_resumes_and_agrees(data, tmp_path):
     off = ~np.eye(30, dtype=bool)
     own = np.maximum(ens.confidence_.sd**2 - sds[0] ** 2, 0) / 3
     np.testing.assert_allclose(first.sd[off], np.sqrt(sds[0] ** 2 + own)[off], rtol=1e-10)
-    every = ens.combined_confidence(x, dxdt)  # by default every member's least-squares variance, averaged
+    every = ens.combined_confidence(x, dxdt, centre="fit")  # by default every member's least-squares variance, averaged
     shared = np.mean([sd**2 for sd in sds], axis=0)
     np.testing.assert_allclose(every.sd[off], np.sqrt(shared + np.maximum(ens.confidence_.sd**2 - shared, 0) / 3)[off], rtol=1e-10)
     assert every.method.endswith("with least squares of 3 members")
     assert every.test is None  # by default the members' mean is tested
-    tested = ens.combined_confidence(x, dxdt, test_on="least_squares")
+    tested = ens.combined_confidence(x, dxdt, centre="fit", test_on="least_squares")
     inner = ensemble_confidence([o.mean / c for o, c in zip(ones, scales, strict=True)])
     np.testing.assert_allclose(tested.test.mean, inner.mean)
     np.testing.assert_array_equal(tested.sd, every.sd)
     with pytest.raises(CircuitGNNError, match="at least 2 members"):
         ens.combined_confidence(x, dxdt, members=1, test_on="least_squares")
     estimated = ens.combined_confidence(x, members=2)  # dx/dt estimated once, as each member would
-    np.testing.assert_allclose(estimated.sd, combined_confidence(ens.confidence_, [m.edge_confidence(x) for m in ens.members_[:2]]).sd)
+    two = [m.edge_confidence(x) for m in ens.members_[:2]]
+    np.testing.assert_allclose(estimated.sd, combined_confidence(ens.confidence_, two, centre="least_squares").sd)
+    squares = ens.combined_confidence(x, dxdt)  # by default around the members' least-squares W
+    np.testing.assert_allclose(squares.mean, tested.test.mean)
+    np.testing.assert_allclose(squares.sd, tested.test.sd)
+    assert squares.method == "least squares of 3 members, combined" and squares.test is None
+    with pytest.raises(CircuitGNNError, match="centre='least_squares' needs the one fits of at least 2 members"):
+        ens.combined_confidence(x, dxdt, members=1)
     for bad in (0, 4, 1.5, True):
         with pytest.raises(CircuitGNNError, match="members must be an integer from 1 to 3"):
             ens.combined_confidence(x, dxdt, members=bad)
@@ -614,7 +634,7 @@ def test_an_ensemble_trains_on_a_known_input_resampled_with_the_frames(driven, m
         assert mode == "additive" and ens.members_[k].input_mode_ == "additive"
     combined = ens.combined_confidence(x, dxdt, inputs=inputs)
     ones = [m.edge_confidence(x, dxdt, inputs=inputs) for m in ens.members_]
-    np.testing.assert_allclose(combined.sd, combined_confidence(ens.confidence_, ones).sd)
+    np.testing.assert_allclose(combined.sd, combined_confidence(ens.confidence_, ones, centre="least_squares").sd)
     with pytest.raises(CircuitGNNError, match="pass inputs="):
         ens.combined_confidence(x, dxdt)
     with pytest.raises(CircuitGNNError, match="inputs has 10 frames but x has 600"):
@@ -643,6 +663,6 @@ def test_an_ensemble_without_bootstrap_takes_its_learned_additive_input_out_of_t
     combined = ens.combined_confidence(x, dxdt)
     frames = np.arange(len(x))
     ones = [m.edge_confidence(x, dxdt, frames=frames) for m in ens.members_]
-    np.testing.assert_allclose(combined.sd, combined_confidence(ens.confidence_, ones).sd)
+    np.testing.assert_allclose(combined.sd, combined_confidence(ens.confidence_, ones, centre="least_squares").sd)
     with pytest.raises(CircuitGNNError, match="x has 100 frames, the ensemble was fitted to 600"):
         ens.combined_confidence(x[:100], dxdt[:100])

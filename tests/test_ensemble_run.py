@@ -40,7 +40,7 @@ def test_the_command_trains_reports_and_continues(config_file, network, tmp_path
     summary = json.loads((out / "confidence.json").read_text())
     assert [m["run"] for m in summary["members"]] == ["member_0", "member_1", "member_2"]
     assert len({m["seed"] for m in summary["members"]}) == 3 and all(m["iterations"] == 40 for m in summary["members"])
-    assert "with least squares" in summary["method"] and 0 <= summary["calibration"]["coverage"] <= 1
+    assert summary["method"] == "least squares of 3 members, combined" and 0 <= summary["calibration"]["coverage"] <= 1
     curve = summary["coverage_curve"]["coverage"]
     assert curve == sorted(curve) and len(curve) == 7  # wider intervals cover no fewer
     with np.load(out / "confidence.npz") as z:
@@ -54,6 +54,8 @@ def test_the_command_trains_reports_and_continues(config_file, network, tmp_path
     assert (out / "member_0" / "log.jsonl").read_text() == log  # its train_seconds would differ had it trained again
     with np.load(out / "confidence.npz") as z:
         np.testing.assert_array_equal(z["mean"], mean)
+    assert main(_command(config_file, network, out, "--combined", "--centre", "fit")) == 0  # around the trained W
+    assert json.loads((out / "confidence.json").read_text())["method"] == "ensemble of 3 with least squares of 3 members"
 
 
 def test_a_larger_budget_continues_the_members(config_file, network, tmp_path):
@@ -105,7 +107,7 @@ def test_a_recorded_input_reaches_the_members_and_a_multiplicative_one_is_refuse
     args = ["ensemble", str(known), "--data", str(tmp_path / "data"), "--members", "2", "--quiet", "--combined"]
     assert main([*args, "--out", str(tmp_path / "ens")]) == 0
     summary = json.loads((tmp_path / "ens" / "confidence.json").read_text())
-    assert "with least squares" in summary["method"] and 0 <= summary["calibration"]["coverage"] <= 1
+    assert summary["method"] == "least squares of 2 members, combined" and 0 <= summary["calibration"]["coverage"] <= 1
     config.model.external_input = "field"
     field = tmp_path / "field.yaml"
     field.write_text(dump_config(config))

@@ -403,7 +403,8 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
     try:
         s = run_ensemble(
             config, args.data, args.out, members=args.members, n_jobs=args.jobs, bootstrap=not args.no_bootstrap,
-            combined=args.combined, level=args.level, empirical_null=args.empirical_null, progress=not args.quiet,
+            combined=args.combined, centre=args.centre, level=args.level, empirical_null=args.empirical_null,
+            progress=not args.quiet,
         )  # fmt: skip
     except KeyboardInterrupt:
         print(f"interrupted: the members' checkpoints are in {Path(args.out).resolve()}; the same command continues them", file=sys.stderr)
@@ -623,6 +624,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="how many members train at once (-1: one per GPU, else one per core)")
     p.add_argument("--no-bootstrap", action="store_true", help="every member trains on all frames (only the seed differs)")
     p.add_argument("--combined", action="store_true", help="intervals of the members' mean, with the data's share counted once")
+    p.add_argument(
+        "--centre",
+        choices=["least_squares", "fit"],
+        default="least_squares",
+        help="with --combined: around the members' least-squares W (each receiver with its own terms) or their trained W",
+    )
     p.add_argument("--level", type=float, default=0.9, help="nominal coverage of the intervals")
     p.add_argument("--empirical-null", action="store_true", help="widen the intervals by the bulk's width (sparse networks)")
     p.add_argument("--top", type=_whole(0), default=20, help="how many of the most confident connections to print")

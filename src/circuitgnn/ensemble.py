@@ -181,23 +181,28 @@ class CircuitGNNEnsemble:
         inputs: Any | None = None,
         segments: Sequence[int] | None = None,
         members: int | None = None,
+        centre: Literal["fit", "least_squares"] = "least_squares",
         test_on: Literal["fit", "least_squares"] = "fit",
     ) -> EdgeConfidence:
-        """``confidence_`` with the data's share of the members' error counted once
+        """Intervals with the data's share of the members' error counted once
         (:func:`~circuitgnn.analyze.confidence.combined_confidence`), that share estimated by the mean of the members'
         least-squares variances (:meth:`CircuitGNN.edge_confidence`) on ``x``, the frames the ensemble was fitted to
         (``inputs``: their known input, for members fitted with one).
+
+        ``centre``: ``"least_squares"`` (at least two members): the members' least-squares W, each receiver's row
+        solved with its own terms, their mean and spread, closer to the truth than the trained W on dense networks;
+        ``"fit"``: the trained members' W (``confidence_``), closer where they were fitted with an L1 penalty on a
+        sparse network (docs/confidence.md).
 
         ``members``: how many members (the first ones) give their least-squares variances; all by default. Each is one
         pass over ``x`` with that member's functions (minutes for N = 1000 and 100,000 frames on one thread); one
         member alone gives a less steady estimate (docs/confidence.md).
 
-        ``test_on``: which estimate ranks and tests the connections (``z``, ``lfdr``, ``confident()``): the members'
-        mean, or their least-squares W (at least two members; it ranks the connections of a network fitted with an L1
-        on W better, but its intervals are too narrow to list confident connections from;
+        ``test_on`` (with ``centre="fit"``): which estimate ranks and tests the connections (``z``, ``lfdr``,
+        ``confident()``): the members' mean, or their least-squares W (at least two members;
         :func:`~circuitgnn.analyze.confidence.combined_confidence`)."""
         ones = self.one_fits(x, dxdt, inputs=inputs, segments=segments, members=members)  # refuses an unfitted ensemble first
-        return combined_confidence(self.confidence_, ones, test_on)
+        return combined_confidence(self.confidence_, ones, test_on, centre)
 
     def check_combined(self, input_mode: InputMode = "none") -> None:
         """Refuse, with the reason, settings whose members' least squares (:meth:`one_fits`, hence

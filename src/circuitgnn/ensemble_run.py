@@ -68,6 +68,7 @@ def run_ensemble(
     n_jobs: int = 1,
     bootstrap: bool = True,
     combined: bool = False,
+    centre: Literal["fit", "least_squares"] = "least_squares",
     level: float = 0.9,
     empirical_null: bool = False,
     progress: bool = True,
@@ -78,10 +79,13 @@ def run_ensemble(
     larger budget continues every member to it.
 
     The intervals written are the ensemble's prediction intervals (:func:`ensemble_confidence`) or, with
-    ``combined``, those of the members' mean with the data's share counted once (:func:`combined_confidence`, one
-    least-squares pass per member); ``empirical_null`` widens them for a sparse network
+    ``combined``, those with the data's share counted once (:func:`combined_confidence`, one least-squares pass per
+    member), around the members' least-squares W (``centre="least_squares"``, each receiver's row solved with its own
+    terms) or their trained W (``"fit"``); ``empirical_null`` widens them for a sparse network
     (:meth:`EdgeConfidence.with_empirical_null`)."""
     level = check_level(level)
+    if centre not in ("fit", "least_squares"):
+        raise CircuitGNNError(f"centre must be 'fit' or 'least_squares', got {centre!r}")
     ds = Dataset(data)
     out = Path(out)
     settings = {
@@ -115,12 +119,12 @@ def run_ensemble(
 
     def at(q: float) -> EdgeConfidence:
         built = ensemble_confidence(weights, q)
-        built = combined_confidence(built, ones) if combined else built
+        built = combined_confidence(built, ones, centre=centre) if combined else built
         return built.with_empirical_null() if empirical_null else built
 
     conf = at(level)
     scales = np.asarray(ens.confidence_.scales)
-    agree = np.asarray(ens.confidence_.sign_agreement)
+    agree = np.asarray(conf.sign_agreement if conf.sign_agreement is not None else ens.confidence_.sign_agreement)
     summary: dict[str, Any] = {
         "method": conf.method,
         "level": level,
