@@ -326,11 +326,12 @@ def test_tests_on_the_least_squares_rank_what_an_l1_shrinks():
     for name in ("mean", "sd", "lower", "upper"):
         np.testing.assert_array_equal(getattr(centred, name), getattr(on_ls.test, name))
     assert centred.test is None and centred.method == "least squares of 4 members, combined"
-    squares = np.stack(ls)
-    spread = squares.std(axis=0, ddof=1)  # the members' least squares differ by 0.3 noise: their own share, over K
-    expected = np.sqrt(noise**2 + np.maximum(spread**2 - noise**2, 0) / k)
+    first = ensemble.scales  # each member's least squares in the units its W was aligned to, then on their own scale
+    squares = ensemble_confidence([w / c for w, c in zip(ls, first, strict=True)])
+    ls_var = np.mean([(noise / (a * b)) ** 2 for a, b in zip(first, squares.scales, strict=True)], axis=0)
+    expected = np.sqrt(ls_var + squares.sd**2 / k)  # all read the same frames: the data's share is not in their spread
     off = ~np.eye(n, dtype=bool)
-    np.testing.assert_allclose(centred.sd[off], expected[off], rtol=2e-3)  # the scales' alignment moves them by < 1e-3
+    np.testing.assert_allclose(centred.sd[off], expected[off], rtol=1e-10)
     with pytest.raises(CircuitGNNError, match="centre must be"):
         combined_confidence(ensemble, ones, centre="mean")  # type: ignore[arg-type]
     with pytest.raises(CircuitGNNError, match="centre='least_squares' needs the one fits of at least 2 members"):

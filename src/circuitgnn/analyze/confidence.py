@@ -614,9 +614,11 @@ def combined_confidence(
 
     ``centre``: which estimates are combined. ``"fit"``: the trained members' W (``ensemble``). ``"least_squares"``
     (at least two one fits; the default of :meth:`CircuitGNNEnsemble.combined_confidence`): the one fits' W, their
-    mean and their spread; solved with each receiver's own terms (the default of :func:`least_squares_confidence`)
+    mean and their spread, se^2 = ls^2 + sd^2 / K (the one fits all read the same frames, so that the data's share
+    is not in their spread: only the members' functions differ); solved with each receiver's own terms (the default of
+    :func:`least_squares_confidence`)
     they are closer to the truth than the trained W on issue 18's dense networks (the mean's error 34 % and 49 %
-    smaller on Fig. 2 and high noise, replicate 6) and their intervals cover it as asked there (docs/confidence.md);
+    smaller on Fig. 2 and high noise, replicate 6; coverage in docs/confidence.md);
     where the members were fitted with an L1 penalty on a sparse network the trained mean is the closer one.
 
     ``test_on`` (with ``centre="fit"``): which estimate the tests of "is this weight zero?" read (``test`` of the
@@ -652,6 +654,7 @@ def combined_confidence(
             squares,
             [_divided(one, c) for one, c in zip(fits, squares.scales, strict=True)],
             f"least squares of {len(fits)} members, combined",
+            spread_has_data=False,
         )
         if centre == "least_squares":
             return on_squares
@@ -659,12 +662,15 @@ def combined_confidence(
     return _combined(ensemble, fits, f"{ensemble.method} with least squares" + (f" of {len(fits)} members" if len(fits) > 1 else ""))
 
 
-def _combined(ensemble: EdgeConfidence, fits: Sequence[EdgeConfidence], method: str, test: EdgeConfidence | None = None) -> EdgeConfidence:
+def _combined(
+    ensemble: EdgeConfidence, fits: Sequence[EdgeConfidence], method: str, test: EdgeConfidence | None = None, spread_has_data: bool = True
+) -> EdgeConfidence:
     """``ensemble``'s mean with se^2 = ls^2 + max(sd^2 - ls^2, 0) / K (:func:`combined_confidence`), the one fits
-    already in its units."""
+    already in its units; without ``spread_has_data`` (estimates that all read the same frames, so that the data's
+    share is not in their spread), se^2 = ls^2 + sd^2 / K."""
     k = ensemble.dof + 1
     shared = np.mean([one.sd**2 for one in fits], axis=0)
-    own = np.maximum(ensemble.sd**2 - shared, 0.0) / k
+    own = (np.maximum(ensemble.sd**2 - shared, 0.0) if spread_has_data else ensemble.sd**2) / k
     se = np.sqrt(shared + own)
     with np.errstate(divide="ignore", invalid="ignore"):
         nu = np.where(own > 0, se**4 / (own**2 / (k - 1)), np.inf)
