@@ -4,6 +4,7 @@ import json
 import re
 import shutil
 
+import numpy as np
 import pytest
 
 from circuitgnn import simulate
@@ -140,6 +141,17 @@ def test_confidence_command_and_its_report_section(tiny_run, capsys):
     assert widened["null_width"] > 0 and widened["calibration"]["coverage"] >= summary["calibration"]["coverage"]
     assert "widened by the empirical null" in build_report(run).read_text()
     assert main(["confidence", str(run), "--level", "1.5"]) == 2
+    assert summary["own_degree"] == 3 and "own terms of degree 3" in out
+    with np.load(run / "confidence.npz") as z:
+        own_mean = z["mean"]
+    assert main(["confidence", str(run), "--top", "3", "--own-degree", "none"]) == 0
+    assert "phi* as learned" in capsys.readouterr().out
+    assert json.loads((run / "confidence.json").read_text())["own_degree"] is None
+    with np.load(run / "confidence.npz") as z:
+        assert not np.allclose(z["mean"], own_mean)
+    with pytest.raises(SystemExit):
+        main(["confidence", str(run), "--own-degree", "-1"])
+    assert "expected a whole number >= 0 or 'none'" in capsys.readouterr().err
 
 
 def test_report_lists_warnings_of_the_evaluation_and_the_data(tiny_run, tmp_path):

@@ -378,12 +378,21 @@ def _print_confidence(s: dict, top: int) -> None:
         print(f"calibration  {cal['coverage']:.3f} of the true (scale-aligned) weights inside their {cal['level']:.0%} interval{extra}")
 
 
+def _own_degree(text: str) -> int | None:
+    if text == "none":
+        return None
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0 or 'none', got {text!r}")
+    return int(text)
+
+
 def _cmd_confidence(args: argparse.Namespace) -> int:
     from circuitgnn.analyze.confidence import CONFIDENCE_SUMMARY, run_confidence
 
-    s = run_confidence(args.run, args.level, args.empirical_null)
+    s = run_confidence(args.run, args.level, args.empirical_null, args.own_degree)
     widened = f"; widened by the empirical null, {s['null_width']:.3g} standard errors wide" if s["null_width"] is not None else ""
-    print(f"intervals    {s['level']:.0%}, least squares given the learned functions ({s['seconds']:.1f} s){widened}")
+    own = "phi* as learned" if args.own_degree is None else f"each receiver's own terms of degree {args.own_degree}"
+    print(f"intervals    {s['level']:.0%}, least squares given the learned functions, {own} ({s['seconds']:.1f} s){widened}")
     print(f"diagnostics  Gram condition {s['gram_condition']:.3g}; median self-explained coupling {s['self_explained_median']:.3f}; "
           f"median psi* excitation {s['excitation_median']:.3f}")  # fmt: skip
     _print_confidence(s, args.top)
@@ -613,6 +622,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--empirical-null",
         action="store_true",
         help="widen the intervals by the spread of the bulk of |W|/sd (sparse networks: most connections absent)",
+    )
+    p.add_argument(
+        "--own-degree",
+        type=_own_degree,
+        default=3,
+        help="solve each receiver's row with its own terms, psi*(x_i) and a polynomial of this degree ('none': phi* as learned)",
     )
     p.set_defaults(func=_cmd_confidence)
 

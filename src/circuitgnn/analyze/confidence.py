@@ -845,11 +845,12 @@ def _additive_input(run: Any, activity: Activity) -> np.ndarray | None:
     return None
 
 
-def run_confidence(run_dir: str | Path, level: float = 0.9, empirical_null: bool = False) -> dict[str, Any]:
+def run_confidence(run_dir: str | Path, level: float = 0.9, empirical_null: bool = False, own_degree: int | None = 3) -> dict[str, Any]:
     """One-fit intervals and diagnostics of a trained run on its dataset's training frames; writes ``RUN/confidence.npz``
     (mean, sd, lower, upper) and ``RUN/confidence.json`` (the confident connections, diagnostics, and on simulated
     data the calibration against the truth), and returns the summary. ``empirical_null``: widen the intervals by the
-    bulk's width (:meth:`EdgeConfidence.with_empirical_null`; for sparse networks)."""
+    bulk's width (:meth:`EdgeConfidence.with_empirical_null`; for sparse networks); ``own_degree``: as for
+    :func:`least_squares_confidence`."""
     from circuitgnn.data.writer import save_npz_atomic, write_json_atomic
     from circuitgnn.train.run_folder import load_run, run_dataset
 
@@ -859,12 +860,15 @@ def run_confidence(run_dir: str | Path, level: float = 0.9, empirical_null: bool
     activity = ds.activity()
     method = run.data.get("derivative") or "forward"  # the drift training used (forward differences for the other objectives)
     dxdt = np.asarray(ds.dxdt) if method == "recorded" and ds.dxdt is not None else activity.derivative(method)
-    conf = least_squares_confidence(run.model, activity, run.xnorm, dxdt, level, extra=_additive_input(run, activity))
+    conf = least_squares_confidence(
+        run.model, activity, run.xnorm, dxdt, level, extra=_additive_input(run, activity), own_degree=own_degree
+    )
     if empirical_null:
         conf = conf.with_empirical_null()
     diag = diagnostics(run.model, activity, run.xnorm)
     summary: dict[str, Any] = {
         "method": conf.method,
+        "own_degree": own_degree,
         "level": level,
         "seconds": conf.seconds,
         "null_width": conf.null_width,
