@@ -110,6 +110,14 @@ def _one_fit_scores(ones: list[EdgeConfidence], ensemble: EdgeConfidence, truth:
         "one_fit_seconds": [one.seconds for one in ones],
         "one_fit_w_rms_error": _rms_errors([one.mean for one in ones], truth.connectivity * truth.gains[:, None]),
         "sd_ratio_one_fit_to_ensemble": {q: float(np.quantile(ratio, p)) for q, p in (("q10", 0.1), ("median", 0.5), ("q90", 0.9))},
+        "sd_ratio_one_fit_to_least_squares_combined": (
+            {
+                q: float(np.quantile(ones[0].sd[off] / ensemble.scales[0] / tested.test.sd[off], p))
+                for q, p in (("q10", 0.1), ("median", 0.5), ("q90", 0.9))
+            }
+            if tested is not None and tested.test is not None and ensemble.scales is not None
+            else {}
+        ),
         "confident_edges_one_fit": int(ones[0].nonzero().sum()),
     }
 
