@@ -379,8 +379,8 @@ def _autocorrelation(series: np.ndarray, parts: Sequence[tuple[int, int]], max_l
 class _OwnTerms:
     """Each receiver's own terms, fitted with its row of W as a correction of phi*: psi*(x_i) (W's diagonal, left free)
     and 1, z_i, ..., z_i^degree (z_i its standardised activity). Accumulates, over chunks of frames, the frame sums
-    that the solve needs beside the senders' Gram matrix: C[k] = F^T z^k (sender, receiver), B_i = sum z_i^k z_i^l and
-    d_i = sum z_i^k r_i."""
+    that the solve needs beside the senders' Gram matrix: C[k] = F^T z^k (sender, receiver; for k = 0 the senders'
+    sums, the same for every receiver), B_i = sum z_i^k z_i^l and d_i = sum z_i^k r_i."""
 
     def __init__(self, activity: Activity, parts: Sequence[tuple[int, int]], degree: int, device: torch.device):
         frames = np.concatenate([np.arange(a, b) for a, b in parts])
@@ -389,7 +389,8 @@ class _OwnTerms:
         self.spread = torch.as_tensor(np.maximum(sample.std(axis=0), 1e-12), device=device)
         self.degree = degree
         n = activity.n_neurons
-        self.c = torch.zeros((degree + 1, n, n), dtype=torch.float64, device=device)
+        self.f_sum = torch.zeros(n, dtype=torch.float64, device=device)
+        self.powers = torch.zeros((n, n * degree), dtype=torch.float64, device=device)  # [sender, receiver * degree + k - 1]
         self.bb = torch.zeros((n, degree + 1, degree + 1), dtype=torch.float64, device=device)
         self.d = torch.zeros((n, degree + 1), dtype=torch.float64, device=device)
         self.count = 0
@@ -402,9 +403,9 @@ class _OwnTerms:
     def add(self, x: torch.Tensor, f: torch.Tensor, r: torch.Tensor) -> None:
         u = self.basis(x)
         fd, rd = f.double(), r.double()
-        self.c[0] += fd.sum(dim=0)[:, None]
-        for k in range(1, self.degree + 1):
-            self.c[k].addmm_(fd.T, u[..., k])
+        self.f_sum += fd.sum(dim=0)
+        if self.degree:
+            self.powers.addmm_(fd.T, u[..., 1:].reshape(len(u), -1))  # every receiver's powers in one product
         self.bb += torch.einsum("tnk,tnl->nkl", u, u)
         self.d += torch.einsum("tnk,tn->nk", u, rd)
         self.count += len(f)
@@ -417,14 +418,16 @@ class _OwnTerms:
         gi = g.clone()
         gi.diagonal().add_(ridge * float(torch.diagonal(gi).mean()))
         h = torch.cholesky_inverse(torch.linalg.cholesky(gi))
-        c, bb, d = self.c / self.count, self.bb / self.count, self.d / self.count
         n = len(g)
+        ones = (self.f_sum / self.count)[:, None, None].expand(n, n, 1)
+        c = torch.cat([ones, (self.powers / self.count).view(n, n, self.degree)], dim=2)  # (sender, receiver, own term)
+        bb, d = self.bb / self.count, self.d / self.count
         w = torch.empty_like(g)
         coef = torch.empty_like(d)
         factor = torch.empty_like(g)
         for lo in range(0, n, block):
             rows = slice(lo, min(lo + block, n))
-            ci = c[:, :, rows].permute(2, 1, 0)  # (receivers, senders, own terms)
+            ci = c[:, rows].permute(1, 0, 2)  # (receivers, senders, own terms)
             hc = torch.einsum("jl,ilk->ijk", h, ci)
             b_inv = torch.linalg.pinv(bb[rows], hermitian=True)
             bhat = b[:, rows].T - torch.einsum("ijk,ikl,il->ij", ci, b_inv, d[rows])
@@ -477,9 +480,10 @@ def least_squares_confidence(
     # The functions' values are most of the time (two MLPs on every frame and neuron): kept from the first pass for the
     # second, with the activity, in preallocated (T, N) tensors where they take at most a quarter of the device's memory
     # (thousands of small kept pieces fragmented the heap: once 24 GB for N = 1000), computed again otherwise.
+    count = 2 if own is None else 3  # the activity too where the own terms need it again
     kept = (
-        [torch.empty((n_frames, n), dtype=torch.float32, device=dev) for _ in range(3)]
-        if budget and 12 * n_frames * n <= budget / 4
+        [torch.empty((n_frames, n), dtype=torch.float32, device=dev) for _ in range(count)]
+        if budget and 4 * count * n_frames * n <= budget / 4
         else None
     )
 
@@ -487,7 +491,8 @@ def least_squares_confidence(
         at = 0
         for x, f, r in _chunks(model, activity, dxdt, parts, scale):
             if kept is not None:
-                kept[0][at : at + len(f)], kept[1][at : at + len(f)], kept[2][at : at + len(f)] = x, f, r
+                for tensor, value in zip(kept, (f, r, x), strict=False):
+                    tensor[at : at + len(f)] = value
             if own is not None:
                 own.add(x, f, r)
             at += len(f)
@@ -501,10 +506,10 @@ def least_squares_confidence(
         w, coef, factor = own.solve(g, b, ridge)
     step = max(1, (4 << 20) // (8 * n))  # float64 blocks of about 4 MiB (see GNN.frames_per_pass)
     second = (
-        ((kept[0][s : s + step], kept[1][s : s + step], kept[2][s : s + step]) for s in range(0, n_frames, step))
+        ((kept[-1][s : s + step], kept[0][s : s + step], kept[1][s : s + step]) for s in range(0, n_frames, step))
         if kept is not None
         else _chunks(model, activity, dxdt, parts, scale)
-    )
+    )  # (x, f, r); x is only read with the own terms (kept[-1] is then the activity)
     res = np.empty((n_frames, n))
     pooled = np.empty((n_frames, 1))  # the senders' pooled signal (its lags decay like theirs)
     at = 0

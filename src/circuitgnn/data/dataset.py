@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -241,15 +242,13 @@ class Dataset(Frames):
         when the folder has one, and the start of each segment among them."""
         bounds = self.activity().train_bounds()
         starts = tuple(int(s) for s in np.cumsum([0] + [b - a for a, b in bounds[:-1]]))
-        return self._training_rows(self.x), None if self.dxdt is None else self._training_rows(self.dxdt), starts
+        dxdt = None if self.dxdt is None else _rows(self.dxdt, bounds)
+        return _rows(self.x, bounds), dxdt, starts
 
     def training_inputs(self) -> np.ndarray | None:
         """The recorded input at the frames of :meth:`training_frames`, or None when the folder has none."""
         omega = self.omega
-        return None if omega is None else self._training_rows(omega)
-
-    def _training_rows(self, array: np.ndarray) -> np.ndarray:
-        return np.concatenate([np.asarray(array[a:b]) for a, b in self.activity().train_bounds()])
+        return None if omega is None else _rows(omega, self.activity().train_bounds())
 
     def _observation(self) -> Observation | None:
         """A deconvolved recording's fluorescence, smoothed calcium and indicator (None for other data)."""
@@ -356,3 +355,8 @@ def evenly_spaced_frames(n_frames: int, k: int) -> np.ndarray:
     if k < 1:
         raise ValueError(f"need at least one frame, got n_frames={n_frames}, k={k}")
     return np.arange(k, dtype=np.int64) * (n_frames - 1) // max(k - 1, 1)
+
+
+def _rows(array: np.ndarray, bounds: Sequence[tuple[int, int]]) -> np.ndarray:
+    """The rows of ``array`` within ``bounds``, joined in memory."""
+    return np.concatenate([np.asarray(array[a:b]) for a, b in bounds])
